@@ -1,0 +1,54 @@
+"""The one error tree of oversold. Exit codes are decided only in the CLI.
+
+    OversoldError
+    ├── BadInput                 bad scenario, flag or saved run (exit 4)
+    │   └── ScenarioError        every problem of a scenario, each with its field path
+    ├── StandUpError             the harness could not stand the system up (exit 5)
+    │   ├── RedisUnavailable     no Redis could be started or reached
+    │   └── BackendUnavailable   a backend node did not come up
+    └── HarnessError             the run itself broke (a child died, a read failed)
+
+Usage::
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as e:
+        for problem in e.problems:
+            print(problem)
+"""
+
+from __future__ import annotations
+
+
+class OversoldError(Exception):
+    """Root of every error oversold raises on purpose."""
+
+
+class BadInput(OversoldError):
+    """Input from the user (scenario, flags, run directory) is wrong."""
+
+
+class ScenarioError(BadInput):
+    """A scenario has one or more problems; ``problems`` lists them as ``path: message``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
+
+
+class StandUpError(OversoldError):
+    """The system under test could not be stood up."""
+
+
+class RedisUnavailable(StandUpError):
+    """No Redis server could be started or reached."""
+
+
+class BackendUnavailable(StandUpError):
+    """A backend node did not come up or did not answer its health check."""
+
+
+class HarnessError(OversoldError):
+    """The harness failed while running (not the system under test)."""
