@@ -1,0 +1,318 @@
+"""The scenario: what a run does. Frozen dataclasses, parsed and validated purely.
+
+Every problem of a scenario is collected, each with its field path, and raised
+together as one ``ScenarioError`` so a user fixes them in one go.
+
+Usage::
+
+    scenario = load_scenario(Path("scenarios/flash_sale.yaml"))
+    scenario = scenario.with_overrides(strategy="naive", seed=7)
+    print(scenario.sale.stock, scenario.swarm.users)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ScenarioError
+
+STRATEGIES = ("pre_deduct", "naive")
+USER_KINDS = ("buyer", "hoarder")
+PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
+_SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Sale:
+    id: str = "moutai"
+    stock: int = 500
+    hold_ttl_ms: int = 3000
+    strategy: str = "pre_deduct"
+    per_user_limit: int = 0
+    pay_after_expiry: str = "refuse"
+
+
+@dataclass(frozen=True)
+class Backend:
+    nodes: int = 2
+    url: str | None = None  # a backend somebody else runs; then no node is started
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str | None = None  # an existing server; else the harness starts its own
+
+
+@dataclass(frozen=True)
+class BuyerConfig:
+    qty: int = 1
+    wait_ms: tuple[int, int] = (50, 300)  # think time between purchases
+    pay_delay_ms: tuple[int, int] = (20, 300)  # between the hold and the payment
+    cancel_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class HoarderConfig:
+    qty: int = 2
+    wait_ms: tuple[int, int] = (20, 100)
+
+
+@dataclass(frozen=True)
+class Swarm:
+    users: int = 120
+    spawn_rate: float = 120.0
+    duration_s: float = 30.0
+    processes: int = 1
+    request_timeout_s: float = 5.0
+    mix: dict[str, int] = field(default_factory=lambda: {"buyer": 4, "hoarder": 1})
+    buyer: BuyerConfig = BuyerConfig()
+    hoarder: HoarderConfig = HoarderConfig()
+    stop_when_sold_out: bool = True
+
+
+@dataclass(frozen=True)
+class CheckerConfig:
+    grace_ms: int = 2000
+    quiesce_timeout_s: float = 30.0
+    expect_sell_out: bool = True
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = "flash_sale"
+    seed: int = 1
+    sale: Sale = Sale()
+    backend: Backend = Backend()
+    redis: RedisConfig = RedisConfig()
+    swarm: Swarm = Swarm()
+    checker: CheckerConfig = CheckerConfig()
+
+    def with_overrides(self, **overrides: Any) -> "Scenario":
+        """Apply CLI-level overrides (``strategy``, ``seed``, ``redis_url``, ``backend_url``, ``duration_s``)."""
+        s = self
+        if overrides.get("strategy") is not None:
+            strategy = overrides["strategy"]
+            if strategy not in STRATEGIES:
+                raise ScenarioError("--strategy", [f"--strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}"])
+            s = dataclasses.replace(s, sale=dataclasses.replace(s.sale, strategy=strategy))
+        if overrides.get("seed") is not None:
+            s = dataclasses.replace(s, seed=int(overrides["seed"]))
+        if overrides.get("redis_url") is not None:
+            s = dataclasses.replace(s, redis=RedisConfig(url=overrides["redis_url"]))
+        if overrides.get("backend_url") is not None:
+            s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=overrides["backend_url"]))
+        if overrides.get("duration_s") is not None:
+            s = dataclasses.replace(s, swarm=dataclasses.replace(s.swarm, duration_s=float(overrides["duration_s"])))
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so the scenario dumps as ordinary YAML/JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- validation -------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads typed fields from nested mappings, collecting every problem with its path."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def section(self, data: dict, key: str, path: str) -> dict:
+        value = data.get(key, {})
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problems.append(f"{_join(path, key)}: must be a mapping, got {_kind(value)}")
+            return {}
+        return value
+
+    def unknown(self, data: dict, allowed: tuple[str, ...], path: str) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = f"; known: {', '.join(allowed)}"
+                self.problems.append(f"{_join(path, str(key))}: unknown field{hint}")
+
+    def get(self, data: dict, key: str, path: str, default: Any, check: Callable[[Any], str | None]) -> Any:
+        if key not in data or data[key] is None and default is None:
+            return default
+        value = data[key]
+        problem = check(value)
+        if problem:
+            self.problems.append(f"{_join(path, key)}: {problem}, got {value!r}")
+            return default
+        return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _int(lo: int, hi: int = 10**9) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"must be an integer from {lo} to {hi}"
+        return None
+
+    return check
+
+
+def _num(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            return f"must be a number from {lo} to {hi}"
+        return None
+
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
+
+
+def _url(v: Any) -> str | None:
+    if not isinstance(v, str) or not re.match(r"^(redis|rediss|http|https)://", v):
+        return "must be a URL (redis://… or http://…)"
+    return None
+
+
+def _range_ms(v: Any) -> str | None:
+    if (
+        not isinstance(v, (list, tuple))
+        or len(v) != 2
+        or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v)
+        or v[0] > v[1]
+    ):
+        return "must be [low, high] milliseconds with 0 <= low <= high"
+    return None
+
+
+def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
+    """Build a Scenario from plain data (a parsed YAML document), or raise ScenarioError."""
+    r = _Reader()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [f"(top level): must be a mapping, got {_kind(data)}"])
+    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker"), "")
+
+    d = Scenario()
+    name = r.get(data, "name", "", d.name, lambda v: None if isinstance(v, str) and v else "must be a non-empty string")
+    seed = r.get(data, "seed", "", d.seed, _int(0, 2**31 - 1))
+
+    sd = r.section(data, "sale", "")
+    r.unknown(sd, tuple(f.name for f in dataclasses.fields(Sale)), "sale")
+    sale = Sale(
+        id=r.get(sd, "id", "sale", d.sale.id, lambda v: None if isinstance(v, str) and _SALE_ID.match(v) else "must match [A-Za-z0-9_-]{1,64}"),
+        stock=r.get(sd, "stock", "sale", d.sale.stock, _int(0)),
+        hold_ttl_ms=r.get(sd, "hold_ttl_ms", "sale", d.sale.hold_ttl_ms, _int(1, 86_400_000)),
+        strategy=r.get(sd, "strategy", "sale", d.sale.strategy, _one_of(STRATEGIES)),
+        per_user_limit=r.get(sd, "per_user_limit", "sale", d.sale.per_user_limit, _int(0)),
+        pay_after_expiry=r.get(sd, "pay_after_expiry", "sale", d.sale.pay_after_expiry, _one_of(PAY_AFTER_EXPIRY)),
+    )
+
+    bd = r.section(data, "backend", "")
+    r.unknown(bd, ("nodes", "url"), "backend")
+    backend = Backend(
+        nodes=r.get(bd, "nodes", "backend", d.backend.nodes, _int(1, 64)),
+        url=r.get(bd, "url", "backend", None, _url),
+    )
+
+    rd = r.section(data, "redis", "")
+    r.unknown(rd, ("url",), "redis")
+    redis_cfg = RedisConfig(url=r.get(rd, "url", "redis", None, _url))
+
+    wd = r.section(data, "swarm", "")
+    r.unknown(wd, tuple(f.name for f in dataclasses.fields(Swarm)), "swarm")
+    mix_raw = r.get(wd, "mix", "swarm", dict(d.swarm.mix), lambda v: None if isinstance(v, dict) else "must be a mapping of user kind to weight")
+    mix: dict[str, int] = {}
+    for kind, weight in mix_raw.items():
+        if kind not in USER_KINDS:
+            r.problems.append(f"swarm.mix.{kind}: unknown user kind; known: {', '.join(USER_KINDS)}")
+        elif (p := _int(0, 10_000)(weight)) is not None:
+            r.problems.append(f"swarm.mix.{kind}: {p}, got {weight!r}")
+        else:
+            mix[kind] = weight
+    if mix_raw and not any(mix.values()) and len(mix) == len(mix_raw):
+        r.problems.append("swarm.mix: at least one user kind needs a weight above 0")
+
+    byd = r.section(wd, "buyer", "swarm")
+    r.unknown(byd, tuple(f.name for f in dataclasses.fields(BuyerConfig)), "swarm.buyer")
+    buyer = BuyerConfig(
+        qty=r.get(byd, "qty", "swarm.buyer", d.swarm.buyer.qty, _int(1, 1000)),
+        wait_ms=tuple(r.get(byd, "wait_ms", "swarm.buyer", d.swarm.buyer.wait_ms, _range_ms)),
+        pay_delay_ms=tuple(r.get(byd, "pay_delay_ms", "swarm.buyer", d.swarm.buyer.pay_delay_ms, _range_ms)),
+        cancel_rate=r.get(byd, "cancel_rate", "swarm.buyer", d.swarm.buyer.cancel_rate, _num(0.0, 1.0)),
+    )
+    hd = r.section(wd, "hoarder", "swarm")
+    r.unknown(hd, tuple(f.name for f in dataclasses.fields(HoarderConfig)), "swarm.hoarder")
+    hoarder = HoarderConfig(
+        qty=r.get(hd, "qty", "swarm.hoarder", d.swarm.hoarder.qty, _int(1, 1000)),
+        wait_ms=tuple(r.get(hd, "wait_ms", "swarm.hoarder", d.swarm.hoarder.wait_ms, _range_ms)),
+    )
+    swarm = Swarm(
+        users=r.get(wd, "users", "swarm", d.swarm.users, _int(1, 100_000)),
+        spawn_rate=r.get(wd, "spawn_rate", "swarm", d.swarm.spawn_rate, _num(0.1, 100_000)),
+        duration_s=r.get(wd, "duration_s", "swarm", d.swarm.duration_s, _num(1, 86_400)),
+        processes=r.get(wd, "processes", "swarm", d.swarm.processes, _int(1, 64)),
+        request_timeout_s=r.get(wd, "request_timeout_s", "swarm", d.swarm.request_timeout_s, _num(0.05, 600)),
+        mix=mix or dict(d.swarm.mix),
+        buyer=buyer,
+        hoarder=hoarder,
+        stop_when_sold_out=r.get(wd, "stop_when_sold_out", "swarm", d.swarm.stop_when_sold_out, _bool),
+    )
+
+    cd = r.section(data, "checker", "")
+    r.unknown(cd, tuple(f.name for f in dataclasses.fields(CheckerConfig)), "checker")
+    checker = CheckerConfig(
+        grace_ms=r.get(cd, "grace_ms", "checker", d.checker.grace_ms, _int(0, 3_600_000)),
+        quiesce_timeout_s=r.get(cd, "quiesce_timeout_s", "checker", d.checker.quiesce_timeout_s, _num(0, 3600)),
+        expect_sell_out=r.get(cd, "expect_sell_out", "checker", d.checker.expect_sell_out, _bool),
+    )
+
+    if r.problems:
+        raise ScenarioError(source, r.problems)
+    return Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm, checker=checker)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(str(path), [f"(file): cannot read: {e.strerror or e}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ScenarioError(str(path), [f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    return parse_scenario(data, str(path))
+
+
+def dump_scenario(scenario: Scenario) -> str:
+    """The scenario as YAML, with everything filled in, for the run directory (replay)."""
+    return yaml.safe_dump(scenario.to_dict(), sort_keys=False)
