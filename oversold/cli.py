@@ -1,0 +1,121 @@
+"""The ``oversold`` command. Thin: parses flags, calls the library, picks the exit status.
+
+Exit status: 0 every invariant holds; 1 an invariant is violated; 2 inconclusive;
+3 a threshold failed; 4 bad input; 5 the harness could not stand the system up.
+
+Usage::
+
+    oversold run scenarios/flash_sale.yaml --strategy naive --out runs/naive
+    oversold check runs/naive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .errors import BadInput, HarnessError, OversoldError, StandUpError
+
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_STAND_UP = 0, 1, 2, 3, 4, 5
+VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+
+
+class _ArgParser(argparse.ArgumentParser):
+    """argparse, but a usage error is our exit 4 (bad input), not argparse's 2 (inconclusive)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"oversold: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgParser(prog="oversold", description="Prove a flash-sale backend never oversells.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_ArgParser)
+
+    r = sub.add_parser("run", help="run a scenario end to end and check it")
+    r.add_argument("scenario", type=Path, help="scenario YAML (see scenarios/flash_sale.yaml)")
+    r.add_argument("--strategy", help="deduction strategy of the reference backend (overrides sale.strategy)")
+    r.add_argument("--out", type=Path, help="run directory (default runs/<name>-<strategy>-<time>)")
+    r.add_argument("--seed", type=int, help="seed of the swarm's random choices (overrides seed)")
+    r.add_argument("--redis-url", help="use this Redis instead of starting one (overrides redis.url)")
+    r.add_argument("--duration", type=float, help="upper bound of the swarm in seconds (overrides swarm.duration_s)")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the verdict summary")
+
+    c = sub.add_parser("check", help="check a saved run directory again")
+    c.add_argument("run_dir", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so everything started is stopped
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_check(args)
+    except KeyboardInterrupt:
+        print("oversold: interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
+    except BadInput as e:
+        print(f"oversold: bad input: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (StandUpError, HarnessError) as e:
+        print(f"oversold: could not run the system: {e}", file=sys.stderr)
+        return EXIT_STAND_UP
+    except OversoldError as e:  # pragma: no cover - every subclass is handled above
+        print(f"oversold: {e}", file=sys.stderr)
+        return EXIT_STAND_UP
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .report import format_summary
+    from .run import run_scenario
+    from .scenario import load_scenario
+
+    scenario = load_scenario(args.scenario).with_overrides(
+        strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration
+    )
+    out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress = (lambda _msg: None) if args.quiet else (lambda msg: print(f"  {msg}", flush=True))
+    print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
+    result = run_scenario(scenario, out, progress=progress)
+    print(format_summary(result.verdict, run_dir=result.run_dir))
+    return VERDICT_EXIT[result.verdict.verdict]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .checker import check
+    from .history import FinalState, read_history
+    from .report import format_summary
+    from .run import write_results
+    from .scenario import load_scenario
+
+    run_dir: Path = args.run_dir
+    for name in ("scenario.yaml", "history.jsonl", "final_state.json"):
+        if not (run_dir / name).exists():
+            raise BadInput(f"{run_dir}: not a run directory ({name} is missing)")
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    ops = read_history(run_dir / "history.jsonl")
+    try:
+        final = FinalState.from_dict(json.loads((run_dir / "final_state.json").read_text(encoding="utf-8")))
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{run_dir / 'final_state.json'}: not JSON ({e.msg})") from None
+    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
+    write_results(run_dir, scenario, verdict, elapsed_s=None)
+    print(format_summary(verdict, run_dir=run_dir))
+    return VERDICT_EXIT[verdict.verdict]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

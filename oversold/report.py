@@ -1,0 +1,33 @@
+"""What a person reads at the end of a run: a short plain-text summary of the verdict.
+
+Usage::
+
+    print(format_summary(verdict, run_dir=Path("runs/demo")))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checker import Verdict
+
+_MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
+
+
+def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3) -> str:
+    t = verdict.totals
+    lines = [
+        "",
+        f"verdict: {verdict.verdict.upper()}",
+        f"  stock {t.get('stock')}  sold {t.get('sold')}  oversold units {t.get('oversold_units')}"
+        f"  acknowledged payments {t.get('acked_paid')}  unknown outcomes {t.get('info_ops')}",
+    ]
+    for inv in verdict.invariants:
+        lines.append(f"  [{_MARK.get(inv.status, inv.status)}] {inv.name}: {inv.message}")
+        if inv.status == "fail":
+            for example in inv.counterexamples[:max_examples]:
+                lines.append(f"         e.g. {json.dumps(example, sort_keys=True)}")
+    if run_dir is not None:
+        lines.append(f"  run directory: {run_dir}  (results.json, history.jsonl, final_state.json)")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""The scenario model: defaults, every problem listed with its path, overrides, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oversold.errors import ScenarioError
+from oversold.scenario import Scenario, dump_scenario, load_scenario, parse_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def problems_of(data) -> list[str]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data, "t.yaml")
+    return info.value.problems
+
+
+def test_shipped_scenario_loads_with_its_values():
+    s = load_scenario(REPO / "scenarios" / "flash_sale.yaml")
+    assert s.sale.id == "moutai"
+    assert s.sale.stock == 500
+    assert s.sale.strategy == "pre_deduct"
+    assert s.swarm.mix == {"buyer": 4, "hoarder": 1}
+    assert s.seed == 42
+
+
+def test_empty_document_gives_defaults():
+    assert parse_scenario(None) == Scenario()
+    assert parse_scenario({}) == Scenario()
+
+
+def test_every_problem_is_listed_with_its_field_path():
+    problems = problems_of(
+        {
+            "seed": "x",
+            "sale": {"stock": -1, "strategy": "magic", "hold_ttl_ms": 0, "colour": "red"},
+            "swarm": {"users": 0, "mix": {"troll": 3, "buyer": -2}, "buyer": {"wait_ms": [5, 1]}},
+            "checker": {"grace_ms": 1.5},
+            "extra": 1,
+        }
+    )
+    paths = sorted(p.split(":")[0] for p in problems)
+    assert paths == sorted(
+        [
+            "seed", "sale.stock", "sale.strategy", "sale.hold_ttl_ms", "sale.colour", "swarm.users",
+            "swarm.mix.troll", "swarm.mix.buyer", "swarm.buyer.wait_ms", "checker.grace_ms", "extra",
+        ]
+    )
+
+
+def test_booleans_are_not_integers():
+    assert [p.split(":")[0] for p in problems_of({"sale": {"stock": True}})] == ["sale.stock"]
+
+
+def test_sections_must_be_mappings():
+    assert problems_of({"sale": [1, 2]}) == ["sale: must be a mapping, got list"]
+    assert problems_of([1]) == ["(top level): must be a mapping, got list"]
+
+
+def test_all_zero_mix_is_refused():
+    assert problems_of({"swarm": {"mix": {"buyer": 0, "hoarder": 0}}}) == [
+        "swarm.mix: at least one user kind needs a weight above 0"
+    ]
+
+
+def test_bad_yaml_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("sale:\n  stock: [1,\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert "line" in info.value.problems[0] and "not valid YAML" in info.value.problems[0]
+
+
+def test_missing_file_is_bad_input(tmp_path):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path / "nope.yaml")
+    assert "cannot read" in info.value.problems[0]
+
+
+def test_overrides():
+    s = Scenario().with_overrides(strategy="naive", seed=9, redis_url="redis://127.0.0.1:1/0", duration_s=3)
+    assert (s.sale.strategy, s.seed, s.redis.url, s.swarm.duration_s) == ("naive", 9, "redis://127.0.0.1:1/0", 3.0)
+    with pytest.raises(ScenarioError):
+        Scenario().with_overrides(strategy="nope")
+
+
+def test_dump_round_trips():
+    s = load_scenario(REPO / "scenarios" / "flash_sale.yaml").with_overrides(seed=5)
+    assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
