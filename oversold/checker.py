@@ -1,0 +1,721 @@
+"""The checker: a pure function of (history, final state) that returns a verdict.
+
+No I/O, no clock, no randomness: the same input always gives an equal output, so
+a saved run directory can be checked again later. See ``docs/internals.md`` for
+the history records and the final state, and ``check`` for the rules.
+
+Usage::
+
+    verdict = check(read_history(run_dir / "history.jsonl"), final)
+    if verdict.verdict == "fail":
+        for inv in verdict.invariants:
+            print(inv.name, inv.status, inv.message)
+    json.dumps(verdict.to_dict())  # the results.json shape
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable, Literal
+
+from .errors import BadInput
+from .history import FinalState, Op
+
+Status = Literal["pass", "fail", "unknown"]
+VerdictName = Literal["pass", "fail", "inconclusive"]
+Outcome = Literal["ok", "fail", "info"]
+
+#: At most this many counterexamples are kept per invariant; the message says how many there were.
+MAX_COUNTEREXAMPLES = 20
+
+INVARIANTS = (
+    "no_oversell",
+    "no_lost_sale",
+    "no_phantom_sale",
+    "conservation",
+    "holds_returned",
+    "single_payment",
+    "sells_out",
+)
+
+
+@dataclass(frozen=True)
+class InvariantResult:
+    """The outcome of one invariant.
+
+    Usage::
+
+        r = verdict.invariant("no_oversell")
+        if r.status == "fail":
+            print(r.message, r.counterexamples[0]["order_id"])
+    """
+
+    name: str
+    status: Status
+    message: str
+    counterexamples: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "counterexamples": [dict(c) for c in self.counterexamples],
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The checker's answer: one overall verdict, totals and one result per invariant.
+
+    Usage::
+
+        v = check(ops, final)
+        v.verdict                        # "pass" | "fail" | "inconclusive"
+        v.totals["oversold_units"]       # 0 unless something oversold
+        v.invariant("no_lost_sale").status
+        v.to_dict()                      # what results.json holds
+    """
+
+    verdict: VerdictName
+    totals: dict[str, Any]
+    invariants: tuple[InvariantResult, ...]
+
+    def invariant(self, name: str) -> InvariantResult:
+        for inv in self.invariants:
+            if inv.name == name:
+                return inv
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "totals": dict(self.totals),
+            "invariants": [inv.to_dict() for inv in self.invariants],
+        }
+
+
+# --------------------------------------------------------------------------- the inputs, parsed once
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One client operation: its invoke and its completion paired by ``op_id``.
+
+    Either side may be missing: no completion means the outcome is unknown
+    (``info``); no invoke is a harness glitch we tolerate and count.
+    """
+
+    invoke: Op | None
+    done: Op | None
+
+    @property
+    def first(self) -> Op:
+        op = self.invoke or self.done
+        assert op is not None
+        return op
+
+    @property
+    def op_id(self) -> str:
+        return self.first.op_id
+
+    @property
+    def op(self) -> str:
+        return self.first.op
+
+    @property
+    def user_id(self) -> str:
+        return self.first.user_id
+
+    @property
+    def qty(self) -> int:
+        # The quantity asked for; a completion alone is all we have for an orphan.
+        return self.first.qty
+
+    @property
+    def key(self) -> str | None:
+        return self.first.key
+
+    @property
+    def outcome(self) -> Outcome:
+        return "info" if self.done is None else self.done.type  # type: ignore[return-value]
+
+    @property
+    def order_id(self) -> str | None:
+        # Pay and cancel know the order at invoke; an order learns it from its response.
+        if self.invoke is not None and self.invoke.order_id:
+            return self.invoke.order_id
+        return self.done.order_id if self.done is not None else None
+
+    @property
+    def time(self) -> float:
+        return self.first.time
+
+    @property
+    def done_time(self) -> float | None:
+        return self.done.time if self.done is not None else None
+
+
+@dataclass(frozen=True)
+class _Sold:
+    order_id: str
+    user_id: str
+    qty: int
+    paid_ms: int | None
+
+
+@dataclass(frozen=True)
+class _Hold:
+    order_id: str
+    user_id: str
+    qty: int
+    created_ms: int | None
+    expires_ms: int | None
+
+
+@dataclass(frozen=True)
+class _Audit:
+    now_ms: int | None
+    sold: tuple[_Sold, ...]
+    holds: tuple[_Hold, ...]
+    counters: dict[str, Any] | None
+
+    @property
+    def sold_qty(self) -> int:
+        return sum(s.qty for s in self.sold)
+
+    @property
+    def held_qty(self) -> int:
+        return sum(h.qty for h in self.holds)
+
+
+@dataclass(frozen=True)
+class _Sale:
+    """Everything the invariants read, derived once from the inputs."""
+
+    stock: int
+    grace_ms: int
+    calls: tuple[_Call, ...]  # this sale's operations, by time of their first record
+    audit: _Audit | None
+    counters: dict[str, Any] | None  # final.counters, else the audit's own snapshot
+    order_call: dict[str, _Call] = field(default_factory=dict)  # order id -> the ok order that placed it
+    pays: dict[str, tuple[_Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
+
+    def ok_pays(self, order_id: str) -> tuple[_Call, ...]:
+        return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
+
+    # cached_property writes straight into __dict__, so it works on a frozen dataclass;
+    # the caches keep the invariants linear in the size of the history.
+    @cached_property
+    def acked_orders(self) -> tuple[str, ...]:
+        """Order ids with at least one ``ok`` pay, in the order they were first acknowledged."""
+        firsts = []
+        for oid in self.pays:
+            oks = self.ok_pays(oid)
+            if oks:
+                firsts.append((min(_done_time(c) for c in oks), oid))
+        return tuple(oid for _, oid in sorted(firsts))
+
+    @cached_property
+    def audited_qty(self) -> dict[str, int]:
+        return {e.order_id: e.qty for e in self.audit.sold} if self.audit else {}
+
+    @cached_property
+    def acked_paid(self) -> int:
+        return sum(self.qty_of(oid) for oid in self.acked_orders)
+
+    def qty_of(self, order_id: str) -> int:
+        """Quantity of an order: as placed, else as audited, else as the pay said."""
+        if order_id in self.order_call:
+            return self.order_call[order_id].qty
+        if order_id in self.audited_qty:
+            return self.audited_qty[order_id]
+        pays = self.pays.get(order_id, ())
+        return pays[0].qty if pays else 0
+
+    def user_of(self, order_id: str) -> str | None:
+        if order_id in self.order_call:
+            return self.order_call[order_id].user_id
+        pays = self.pays.get(order_id, ())
+        return pays[0].user_id if pays else None
+
+
+def _done_time(c: _Call) -> float:
+    return c.done_time if c.done_time is not None else c.time
+
+
+_TYPE_RANK = {"invoke": 0, "ok": 1, "fail": 1, "info": 1}
+
+
+def _pair(ops: Iterable[Op], sale_id: str) -> tuple[tuple[_Call, ...], dict[str, int]]:
+    """Pair invokes with completions by op_id; returns the calls and bookkeeping counts."""
+    # A total order on records (repr breaks exact ties) so input order never matters.
+    records = sorted(ops, key=lambda o: (o.time, _TYPE_RANK.get(o.type, 2), o.op_id, repr(o)))
+    invokes: dict[str, Op] = {}
+    dones: dict[str, Op] = {}
+    counts = Counter(records=len(records), other_sku_records=0, duplicate_records=0)
+    for op in records:
+        if op.sku != sale_id:
+            counts["other_sku_records"] += 1
+            continue
+        side = invokes if op.type == "invoke" else dones
+        if op.op_id in side:
+            # The first record wins; later ones are counted, not silently trusted.
+            counts["duplicate_records"] += 1
+            continue
+        side[op.op_id] = op
+    ids = sorted(set(invokes) | set(dones), key=lambda i: ((invokes.get(i) or dones[i]).time, i))
+    calls = tuple(_Call(invokes.get(i), dones.get(i)) for i in ids)
+    counts["unmatched_completions"] = sum(1 for c in calls if c.invoke is None)
+    counts["unfinished_ops"] = sum(1 for c in calls if c.done is None)
+    return calls, dict(counts)
+
+
+def _int(value: Any, where: str, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _parse_audit(raw: dict[str, Any] | None) -> _Audit | None:
+    """Validate the audit strictly: a malformed one must not read as 'nothing sold'."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BadInput("final_state.audit: expected an object")
+    for name in ("sold", "holds"):
+        if not isinstance(raw.get(name), list):
+            raise BadInput(f"final_state.audit.{name}: expected a list")
+    sold: list[_Sold] = []
+    for i, e in enumerate(raw["sold"]):
+        w = f"final_state.audit.sold[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("order_id"), str):
+            raise BadInput(f"{w}: expected an object with a string order_id")
+        sold.append(_Sold(e["order_id"], str(e.get("user_id", "")), _int(e.get("qty"), f"{w}.qty"),
+                          _int(e.get("paid_ms"), f"{w}.paid_ms", optional=True)))
+    holds: list[_Hold] = []
+    for i, e in enumerate(raw["holds"]):
+        w = f"final_state.audit.holds[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("order_id"), str):
+            raise BadInput(f"{w}: expected an object with a string order_id")
+        holds.append(_Hold(e["order_id"], str(e.get("user_id", "")), _int(e.get("qty"), f"{w}.qty"),
+                           _int(e.get("created_ms"), f"{w}.created_ms", optional=True),
+                           _int(e.get("expires_ms"), f"{w}.expires_ms", optional=True)))
+    counters = raw.get("counters")
+    return _Audit(
+        now_ms=_int(raw.get("now_ms"), "final_state.audit.now_ms", optional=True),
+        sold=tuple(sold),
+        holds=tuple(holds),
+        counters=counters if isinstance(counters, dict) else None,
+    )
+
+
+def _counter(counters: dict[str, Any], name: str, where: str = "final_state.counters") -> int:
+    return _int(counters.get(name), f"{where}.{name}")
+
+
+def _build(ops: Iterable[Op], final: FinalState, grace_ms: int) -> tuple[_Sale, dict[str, int]]:
+    calls, counts = _pair(ops, final.sale_id)
+    audit = _parse_audit(final.audit)
+    order_call: dict[str, _Call] = {}
+    pays: dict[str, list[_Call]] = defaultdict(list)
+    for c in calls:
+        oid = c.order_id
+        if c.op == "order" and c.outcome == "ok" and oid and oid not in order_call:
+            order_call[oid] = c
+        elif c.op == "pay" and oid:
+            pays[oid].append(c)
+    sale = _Sale(
+        stock=final.stock,
+        grace_ms=grace_ms,
+        calls=calls,
+        audit=audit,
+        counters=final.counters if final.counters is not None else (audit.counters if audit else None),
+        order_call=order_call,
+        pays={k: tuple(v) for k, v in pays.items()},
+    )
+    return sale, counts
+
+
+# --------------------------------------------------------------------------- helpers for results
+
+
+def _result(name: str, status: Status, message: str, examples: list[dict[str, Any]] | None = None) -> InvariantResult:
+    examples = examples or []
+    if len(examples) > MAX_COUNTEREXAMPLES:
+        message = f"{message.rstrip('.')} (showing {MAX_COUNTEREXAMPLES} of {len(examples)} counterexamples)."
+    return InvariantResult(name, status, message, tuple(examples[:MAX_COUNTEREXAMPLES]))
+
+
+def _pay_ids(s: _Sale, order_id: str) -> list[str]:
+    return [c.op_id for c in s.pays.get(order_id, ())]
+
+
+def _order_ref(s: _Sale, order_id: str) -> dict[str, Any]:
+    """What the history knows of an order, for a counterexample."""
+    oc = s.order_call.get(order_id)
+    return {
+        "order_op_id": oc.op_id if oc else None,
+        "pay_op_ids": _pay_ids(s, order_id),
+    }
+
+
+# --------------------------------------------------------------------------- the invariants
+
+
+def no_oversell(s: _Sale) -> InvariantResult:
+    """Acknowledged paid quantity and audited sold quantity never exceed stock.
+
+    Without an audit: fail if the history alone (or the counters' ``sold``) goes
+    over stock; pass "on the client view" if even counting every unknown-outcome
+    (``info``) pay as applied stays within stock; otherwise unknown. The client
+    view cannot see a sale nobody asked for; that is ``no_phantom_sale``'s job,
+    which is unknown without an audit, so the overall verdict stays inconclusive.
+    """
+    name, stock, acked = "no_oversell", s.stock, s.acked_paid
+    audited = s.audit.sold_qty if s.audit else None
+    if acked > stock or (audited is not None and audited > stock):
+        # Blame the view that overshoots most; the audit wins ties as the backend's own record.
+        if audited is not None and audited >= acked:
+            examples = _beyond_stock_audit(s)
+            worst = audited
+        else:
+            examples = _beyond_stock_history(s)
+            worst = acked
+        return _result(name, "fail",
+                       f"Sold {worst} units of stock {stock}, {worst - stock} oversold "
+                       f"(acknowledged paid {acked}, audited sold {_fmt(audited)}).", examples)
+    if s.audit is not None:
+        return _result(name, "pass", f"Acknowledged paid {acked} and audited sold {audited} are within stock {stock}.")
+    if s.counters is not None and _counter(s.counters, "sold") > stock:
+        sold = _counter(s.counters, "sold")
+        return _result(name, "fail", f"The audit is missing but the counters say sold {sold} of stock {stock}, "
+                                     f"{sold - stock} oversold.",
+                       [{"counters_sold": sold, "stock": stock}])
+    acked_set = set(s.acked_orders)
+    maybe_orders = sorted(oid for oid, cs in s.pays.items()
+                          if oid not in acked_set and any(c.outcome == "info" for c in cs))
+    maybe = sum(s.qty_of(oid) for oid in maybe_orders)
+    if acked + maybe > stock:
+        return _result(name, "unknown",
+                       f"The audit is missing; acknowledged paid {acked} is within stock {stock}, but {maybe} more "
+                       f"units have unknown-outcome pays and could push it over.",
+                       [{"order_id": oid, "user_id": s.user_of(oid), "qty": s.qty_of(oid), **_order_ref(s, oid)}
+                        for oid in maybe_orders])
+    return _result(name, "pass",
+                   f"Client view only (the audit is missing): acknowledged paid {acked} plus {maybe} units with "
+                   f"unknown-outcome pays is within stock {stock}.")
+
+
+def _fmt(value: int | None) -> str:
+    return "unknown (no audit)" if value is None else str(value)
+
+
+def _beyond_stock_audit(s: _Sale) -> list[dict[str, Any]]:
+    """The audited sold orders past the stock line, the latest paid ones being the excess."""
+    assert s.audit is not None
+    ordered = sorted(s.audit.sold, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id))
+    out, total = [], 0
+    for e in ordered:
+        total += e.qty
+        if total > s.stock:
+            out.append({"order_id": e.order_id, "user_id": e.user_id, "qty": e.qty, "paid_ms": e.paid_ms,
+                        "sold_through": total, **_order_ref(s, e.order_id)})
+    return out
+
+
+def _beyond_stock_history(s: _Sale) -> list[dict[str, Any]]:
+    """The acknowledged paid orders past the stock line, by time of their first ok pay."""
+    out, total = [], 0
+    for oid in s.acked_orders:
+        total += s.qty_of(oid)
+        if total > s.stock:
+            first_ok = min(s.ok_pays(oid), key=_done_time)
+            out.append({"order_id": oid, "user_id": s.user_of(oid), "qty": s.qty_of(oid),
+                        "paid_time": _done_time(first_ok), "sold_through": total, **_order_ref(s, oid)})
+    return out
+
+
+def no_lost_sale(s: _Sale) -> InvariantResult:
+    """Every order with an ``ok`` pay is in the audited sold set; ``info`` pays may be either way."""
+    name = "no_lost_sale"
+    acked = s.acked_orders
+    if s.audit is None:
+        return _result(name, "unknown", f"The audit is missing, so {len(acked)} acknowledged paid orders "
+                                        f"cannot be reconciled with the sold set.")
+    sold_ids = {e.order_id for e in s.audit.sold}
+    lost = [oid for oid in acked if oid not in sold_ids]
+    if lost:
+        examples = []
+        for oid in lost:
+            first_ok = min(s.ok_pays(oid), key=_done_time)
+            examples.append({"order_id": oid, "user_id": s.user_of(oid), "qty": s.qty_of(oid),
+                             "paid_time": _done_time(first_ok), "ok_pay_op_id": first_ok.op_id,
+                             **_order_ref(s, oid)})
+        return _result(name, "fail",
+                       f"{len(lost)} of {len(acked)} acknowledged paid orders "
+                       f"({sum(s.qty_of(o) for o in lost)} units) are missing from the audited sold set.", examples)
+    acked_set = set(acked)
+    unsure = [oid for oid, cs in s.pays.items() if oid not in acked_set and any(c.outcome == "info" for c in cs)]
+    in_sold = sum(1 for oid in unsure if oid in sold_ids)
+    return _result(name, "pass",
+                   f"All {len(acked)} acknowledged paid orders are in the audited sold set; of {len(unsure)} orders "
+                   f"with only unknown-outcome pays, {in_sold} were sold and {len(unsure) - in_sold} were not.")
+
+
+def no_phantom_sale(s: _Sale) -> InvariantResult:
+    """Every audited sold order was placed by some client.
+
+    An order is explained by an ``ok`` order completion carrying its id. An
+    unexplained one may be matched to an order whose outcome is unknown
+    (``info`` or unfinished) of the same user and quantity; each such order
+    explains at most one sold order (a hold is one request's worth of stock).
+    """
+    name = "no_phantom_sale"
+    if s.audit is None:
+        return _result(name, "unknown", "The audit is missing, so the sold orders cannot be traced to clients.")
+    pool: dict[tuple[str, int], list[_Call]] = defaultdict(list)
+    for c in s.calls:  # already by time, so the earliest unknown order is used first
+        if c.op == "order" and c.outcome == "info":
+            pool[(c.user_id, c.qty)].append(c)
+    matched, phantoms = 0, []
+    for e in sorted(s.audit.sold, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id)):
+        if e.order_id in s.order_call:
+            continue
+        candidates = pool[(e.user_id, e.qty)]
+        if candidates:
+            candidates.pop(0)
+            matched += 1
+            continue
+        phantoms.append({"order_id": e.order_id, "user_id": e.user_id, "qty": e.qty, "paid_ms": e.paid_ms,
+                         "pay_op_ids": _pay_ids(s, e.order_id)})
+    n = len(s.audit.sold)
+    if phantoms:
+        return _result(name, "fail",
+                       f"{len(phantoms)} of {n} audited sold orders ({sum(p['qty'] for p in phantoms)} units) match "
+                       f"no client order: no ok order response names them and no unknown-outcome order of the same "
+                       f"user and quantity is left to explain them.", phantoms)
+    return _result(name, "pass", f"All {n} audited sold orders were placed by clients "
+                                 f"({matched} explained only by an unknown-outcome order of the same user).")
+
+
+def conservation(s: _Sale) -> InvariantResult:
+    """At quiescence available + held + sold == stock, none negative, and counters' sold == audited sold.
+
+    Counters are ``final.counters``, else the audit's own snapshot. Fail on any
+    broken part; unknown if the audit is missing (sold cannot be reconciled).
+    """
+    name = "conservation"
+    c = s.counters
+    if c is None:
+        return _result(name, "unknown", "The sale's counters are missing, so conservation cannot be checked.")
+    a, h, sold = (_counter(c, k) for k in ("available", "held", "sold"))
+    problems: list[str] = []
+    if a + h + sold != s.stock:
+        problems.append(f"available {a} + held {h} + sold {sold} = {a + h + sold}, not stock {s.stock}")
+    for label, v in (("available", a), ("held", h), ("sold", sold)):
+        if v < 0:
+            problems.append(f"{label} is negative ({v})")
+    if "stock" in c and c["stock"] != s.stock:
+        # A backend that quietly raised its own stock would hide an oversell.
+        problems.append(f"the counters' stock {c['stock']} is not the sale's stock {s.stock}")
+    audited = s.audit.sold_qty if s.audit else None
+    if audited is not None and audited != sold:
+        problems.append(f"the counters say sold {sold} but the audit lists {audited} units sold")
+    example = {"available": a, "held": h, "sold": sold, "stock": s.stock, "audited_sold": audited}
+    if problems:
+        return _result(name, "fail", "Conservation is broken: " + "; ".join(problems) + ".", [example])
+    if audited is None:
+        return _result(name, "unknown", f"available {a} + held {h} + sold {sold} = stock {s.stock}, but the audit "
+                                        f"is missing so sold cannot be reconciled.")
+    return _result(name, "pass", f"available {a} + held {h} + sold {sold} = stock {s.stock}, "
+                                 f"and the audit agrees on sold.")
+
+
+def holds_returned(s: _Sale) -> InvariantResult:
+    """No listed hold outlived its TTL plus grace, and the held counter equals the listed holds.
+
+    Holds without ``expires_ms`` never expire by design (``order_deduct``) and
+    are left to ``sells_out``. The held counter is read from the audit's own
+    snapshot when it has one: it was taken with the hold list, so a reaper
+    running between two reads cannot fake a mismatch.
+    """
+    name = "holds_returned"
+    if s.audit is None:
+        return _result(name, "unknown", "The audit is missing, so the holds left cannot be checked.")
+    now, grace = s.audit.now_ms, s.grace_ms
+    expiring = [h for h in s.audit.holds if h.expires_ms is not None]
+    examples: list[dict[str, Any]] = []
+    if now is not None:
+        for h in sorted(expiring, key=lambda h: (h.expires_ms, h.order_id)):
+            if h.expires_ms + grace < now:
+                examples.append({"order_id": h.order_id, "user_id": h.user_id, "qty": h.qty,
+                              "created_ms": h.created_ms, "expires_ms": h.expires_ms,
+                              "overdue_ms": now - h.expires_ms, **_order_ref(s, h.order_id)})
+    counters = s.audit.counters if s.audit.counters is not None else s.counters
+    listed = s.audit.held_qty
+    held = _counter(counters, "held", "counters") if counters is not None else None
+    problems: list[str] = []
+    if examples:
+        problems.append(f"{len(examples)} holds ({sum(x['qty'] for x in examples)} units) outlived their TTL plus "
+                        f"{grace} ms grace")
+    if held is not None and held != listed:
+        problems.append(f"the held counter is {held} but the listed holds add up to {listed}")
+        examples.insert(0, {"counters_held": held, "listed_held": listed})  # first, so the cap never hides it
+    if problems:
+        return _result(name, "fail", "Holds were not returned: " + "; ".join(problems) + ".", examples)
+    if now is None and expiring:
+        return _result(name, "unknown", f"The audit has no now_ms, so {len(expiring)} listed holds cannot be aged.")
+    if held is None:
+        return _result(name, "unknown", f"No hold is overdue, but the counters are missing so held cannot be "
+                                        f"compared with the {listed} units listed.")
+    return _result(name, "pass", f"{len(s.audit.holds)} holds ({listed} units) are left, none past TTL plus "
+                                 f"{grace} ms grace, and the held counter agrees.")
+
+
+def single_payment(s: _Sale) -> InvariantResult:
+    """At most one payment per order; one outcome per idempotency key; no order sold twice.
+
+    Repeat ``ok`` pays of one order are fine (paying a paid order is
+    idempotent) as long as they agree on the quantity. Completions with one
+    idempotency key and one operation must all name the same order and quantity.
+    Without an audit the history can still fail it, but not pass it.
+    """
+    name = "single_payment"
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    disagree = 0
+    for oid in sorted(s.pays):
+        oks = s.ok_pays(oid)
+        if len({(c.done.qty if c.done else c.qty) for c in oks}) > 1:
+            disagree += 1
+            examples.append({"order_id": oid, "user_ids": sorted({c.user_id for c in oks}),
+                             "op_ids": [c.op_id for c in oks], "times": [_done_time(c) for c in oks],
+                             "qtys": [c.done.qty if c.done else c.qty for c in oks]})
+    if disagree:
+        problems.append(f"{disagree} orders have ok pays that disagree on quantity")
+    by_key: dict[tuple[str, str], list[_Call]] = defaultdict(list)
+    for c in s.calls:
+        if c.key is not None and c.outcome == "ok":
+            by_key[(c.op, c.key)].append(c)
+    split = 0
+    for (op, key), cs in sorted(by_key.items()):
+        outcomes = {(c.order_id, c.done.qty if c.done else c.qty) for c in cs}
+        if len(outcomes) > 1:
+            split += 1
+            examples.append({"op": op, "key": key, "order_ids": [c.order_id for c in cs],
+                             "user_ids": [c.user_id for c in cs], "op_ids": [c.op_id for c in cs],
+                             "times": [_done_time(c) for c in cs]})
+    if split:
+        problems.append(f"{split} idempotency keys gave two different ok outcomes")
+    if s.audit is not None:
+        twice = sorted((oid, n) for oid, n in Counter(e.order_id for e in s.audit.sold).items() if n > 1)
+        for oid, n in twice:
+            examples.append({"order_id": oid, "audit_entries": n, **_order_ref(s, oid)})
+        if twice:
+            problems.append(f"the audit lists {len(twice)} orders more than once")
+    if problems:
+        return _result(name, "fail", "Payments were applied more than once: " + "; ".join(problems) + ".", examples)
+    paid = len(s.acked_orders)
+    if s.audit is None:
+        return _result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
+                                        f"but the audit is missing so double sales cannot be ruled out.")
+    return _result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys with ok "
+                                 f"outcomes, each with one outcome, and no order sold twice.")
+
+
+def sells_out(s: _Sale, expect_sell_out: bool) -> InvariantResult:
+    """Liveness: where demand exceeded stock, the audited sold quantity reaches the stock."""
+    name = "sells_out"
+    demand = sum(c.qty for c in s.calls if c.op == "order")
+    if not expect_sell_out:
+        return _result(name, "pass", "Not checked: the scenario does not expect a sell-out.")
+    if demand <= s.stock:
+        return _result(name, "pass", f"Not checked: demand {demand} did not exceed stock {s.stock}.")
+    if s.audit is None:
+        return _result(name, "unknown", f"Demand {demand} exceeded stock {s.stock}, but the audit is missing "
+                                        f"so the sold quantity is unknown.")
+    sold = s.audit.sold_qty
+    if sold >= s.stock:
+        return _result(name, "pass", f"Demand {demand} exceeded stock {s.stock} and {sold} units sold.")
+    held = s.audit.held_qty
+    examples = [{"order_id": h.order_id, "user_id": h.user_id, "qty": h.qty, "created_ms": h.created_ms,
+                 "expires_ms": h.expires_ms, **_order_ref(s, h.order_id)}
+                for h in sorted(s.audit.holds, key=lambda h: h.order_id)]
+    if not examples:
+        examples = [{"stock": s.stock, "sold": sold, "left": s.stock - sold, "held": held, "demand": demand}]
+    return _result(name, "fail",
+                   f"Demand {demand} exceeded stock {s.stock} but only {sold} units sold: {s.stock - sold} left "
+                   f"unsold, of which {held} are stuck in holds.", examples)
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_sell_out: bool = True) -> Verdict:
+    """Check one sale's history against its final state.
+
+    Only operations on ``final.sale_id`` are checked; others are counted in
+    ``totals["other_sku_records"]``. Records may come in any order. Invokes and
+    completions pair by ``op_id``; an invoke without completion is an unknown
+    (``info``) outcome; a completion without invoke is used as evidence and
+    counted in ``totals["unmatched_completions"]``; a repeated record is
+    counted in ``totals["duplicate_records"]`` and the earliest one is used.
+
+    Rules for ``unknown``: an invariant fails on any evidence that it is broken,
+    is ``unknown`` when the evidence it needs (audit, counters) is missing or
+    unknown outcomes leave both answers possible, and passes otherwise. The one
+    exception is ``no_oversell`` without an audit, which passes on the client
+    view when even every ``info`` pay applied stays within stock (see its
+    docstring). The verdict is ``fail`` if any invariant fails, else
+    ``inconclusive`` if any is unknown, else ``pass``.
+
+    Raises ``BadInput`` for a malformed audit or counters (a wrong shape must
+    never read as "nothing sold").
+
+    Usage::
+
+        final = FinalState(sale_id="moutai", stock=1, hold_ttl_ms=5000,
+                           counters={"available": 0, "held": 0, "sold": 1},
+                           audit={"now_ms": 9000, "holds": [],
+                                  "sold": [{"order_id": "o1", "user_id": "u1", "qty": 1, "paid_ms": 8000}]})
+        ops = [Op("invoke", "u1-1", 1.0, "u1", "u1", "buyer", "order", "moutai"),
+               Op("ok", "u1-1", 1.1, "u1", "u1", "buyer", "order", "moutai", order_id="o1"),
+               Op("invoke", "u1-2", 1.2, "u1", "u1", "buyer", "pay", "moutai", order_id="o1"),
+               Op("ok", "u1-2", 1.3, "u1", "u1", "buyer", "pay", "moutai", order_id="o1")]
+        v = check(ops, final)
+        assert v.verdict == "pass" and v.totals["oversold_units"] == 0
+    """
+    s, counts = _build(ops, final, grace_ms)
+    results = (
+        no_oversell(s),
+        no_lost_sale(s),
+        no_phantom_sale(s),
+        conservation(s),
+        holds_returned(s),
+        single_payment(s),
+        sells_out(s, expect_sell_out),
+    )
+    statuses = {r.status for r in results}
+    verdict: VerdictName = "fail" if "fail" in statuses else "inconclusive" if "unknown" in statuses else "pass"
+    audited = s.audit.sold_qty if s.audit else None
+    acked = s.acked_paid
+    totals: dict[str, Any] = {
+        "stock": s.stock,
+        "sold": audited,
+        "oversold_units": max(0, max(audited or 0, acked) - s.stock),
+        "acked_paid": acked,
+        "acked_paid_orders": len(s.acked_orders),
+        "held": s.audit.held_qty if s.audit else None,
+        "demand": sum(c.qty for c in s.calls if c.op == "order"),
+        "ops": len(s.calls),
+        "ok_ops": sum(1 for c in s.calls if c.outcome == "ok"),
+        "fail_ops": sum(1 for c in s.calls if c.outcome == "fail"),
+        "info_ops": sum(1 for c in s.calls if c.outcome == "info"),
+        **counts,
+    }
+    return Verdict(verdict=verdict, totals=totals, invariants=results)
