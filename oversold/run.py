@@ -24,12 +24,13 @@ from typing import Callable
 import redis
 
 from .checker import Verdict, check
-from .contract import ContractClient
+from .contract import ContractClient, TransportError
 from .errors import HarnessError, RedisUnavailable, StandUpError
 from .history import FinalState, read_history
 from .nodes import BackendNode
 from .procs import Child
 from .redis_server import RedisServer
+from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,7 @@ def run_scenario(
     scenario_path.write_text(dump_scenario(scenario), encoding="utf-8")
     history_path = run_dir / "history.jsonl"
     history_path.unlink(missing_ok=True)
+    (run_dir / "timeline.jsonl").unlink(missing_ok=True)
 
     with ExitStack() as stack:
         redis_url = scenario.redis.url
@@ -97,6 +99,8 @@ def run_scenario(
             f"ttl={scenario.sale.hold_ttl_ms}ms"
         )
 
+        sampler = CounterSampler(admin, scenario.sale.id, run_dir / "timeline.jsonl").start()
+        stack.callback(sampler.stop)
         locust = _start_locust(scenario, locustfile, urls, scenario_path, history_path, logs)
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
@@ -107,6 +111,7 @@ def run_scenario(
         progress(f"swarm: done, {len(ops)} history records")
 
         final = _settle_and_read(admin, scenario)
+        sampler.stop()
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
 
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
@@ -146,7 +151,7 @@ def _setup_sale(admin: ContractClient, scenario: Scenario) -> None:
             per_user_limit=sale.per_user_limit,
             pay_after_expiry=sale.pay_after_expiry,
         )
-    except OSError as e:
+    except TransportError as e:
         raise StandUpError(f"cannot create the sale on {admin.base_url}: {e}") from None
     if status != 200:
         raise StandUpError(f"creating the sale {sale.id!r} was refused: HTTP {status} {body}")
@@ -203,6 +208,6 @@ def _read(fn: Callable[[str], tuple[int, dict]], sale_id: str) -> dict | None:
     """One read of the final state; None when it fails, so the checker can say what it could not decide."""
     try:
         status, body = fn(sale_id)
-    except OSError:
+    except TransportError:
         return None
     return body if status == 200 else None
