@@ -1,0 +1,428 @@
+"""Node faults on real processes: the fault model, the nemesis, the process driver and the sweep.
+
+Pure units (Fault, plan, Nemesis bookkeeping) use a recording driver; every
+process test runs real ``redis-server`` children on free loopback ports and
+checks them with real PINGs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from chaos import (
+    ChaosError,
+    Driver,
+    Fault,
+    FaultSpecError,
+    Hit,
+    Injection,
+    Nemesis,
+    ProcessDriver,
+    StateFile,
+    plan,
+    sweep,
+)
+from chaos.sweep import cmdline_matches
+from oversold.procs import Child, free_port
+from oversold.redis_server import RedisServer
+
+
+def ping(port: int, timeout: float = 0.5) -> str:
+    """``up``, ``down`` (refused) or ``timeout`` (accepted but never answered: paused)."""
+    client = redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+                         retry=Retry(NoBackoff(), 0))
+    try:
+        return "up" if client.ping() else "no"
+    except redis.TimeoutError:
+        return "timeout"
+    except redis.ConnectionError:
+        return "down"
+    finally:
+        client.close()
+
+
+def run_id(port: int) -> str:
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        return client.info("server")["run_id"]
+    finally:
+        client.close()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state == "Z"
+
+
+# -- pure: faults and the plan ------------------------------------------------------
+
+
+def test_fault_rejects_bad_fields_all_at_once():
+    with pytest.raises(FaultSpecError) as e:
+        Fault("", "", target=-1, start_s=-1, duration_s=-2)
+    for field in ("action", "role", "target", "start_s", "duration_s"):
+        assert field in str(e.value)
+    with pytest.raises(FaultSpecError, match="target"):
+        Fault("kill", "backend", target="some")
+    with pytest.raises(FaultSpecError, match="target"):
+        Fault("kill", "backend", target=True)
+
+
+def test_fault_from_dict_reports_path_and_round_trips():
+    f = Fault.from_dict({"action": "kill", "role": "backend", "target": [0, 2], "start_s": 1, "duration_s": 2})
+    assert f.target == (0, 2) and f.heal_at_s == 3
+    assert Fault.from_dict(f.to_dict()) == f
+    with pytest.raises(FaultSpecError, match=r"faults\[3\]: unknown field\(s\) colour"):
+        Fault.from_dict({"action": "kill", "role": "b", "colour": "red"}, path="faults[3]")
+    with pytest.raises(FaultSpecError, match=r"faults\[1\]: .*role"):
+        Fault.from_dict({"action": "kill"}, path="faults[1]")
+
+
+def test_fault_params_are_read_only_and_kept_by_plan():
+    f = Fault("latency", "redis-link", 0, params={"latency_ms": 200})
+    assert hash(f) == hash(Fault("latency", "redis-link", 0, params={"latency_ms": 300}))  # hashable; params not hashed
+    with pytest.raises(TypeError):
+        f.params["latency_ms"] = 1  # type: ignore[index]
+    assert Fault.from_dict(f.to_dict()) == f and f.to_dict()["params"] == {"latency_ms": 200}
+    assert plan([f], {"redis-link": 1}, seed=1)[0].params == {"latency_ms": 200}
+    with pytest.raises(FaultSpecError, match="params"):
+        Fault("latency", "x", params=None)  # type: ignore[arg-type]
+
+
+def test_plan_is_deterministic_in_the_seed_and_sorted_by_start():
+    faults = [Fault("kill", "backend", "one", start_s=5), Fault("pause", "redis", "random", start_s=1),
+              Fault("stop", "backend", "all", start_s=3), Fault("restart", "backend", 1, start_s=3)]
+    counts = {"backend": 4, "redis": 3}
+    a, b = plan(faults, counts, seed=7), plan(faults, counts, seed=7)
+    assert a == b
+    assert [f.start_s for f in a] == [1, 3, 3, 5]
+    assert [f.action for f in a] == ["pause", "stop", "restart", "kill"]  # ties keep written order
+    assert all(f.resolved and isinstance(f.target, tuple) for f in a)
+    assert a[1].target == (0, 1, 2, 3) and a[2].target == (1,)
+    picks = {plan(faults, counts, seed=s)[3].target for s in range(40)}
+    assert len(picks) > 1 and all(len(p) == 1 and 0 <= p[0] < 4 for p in picks)
+    subsets = {plan(faults, counts, seed=s)[0].target for s in range(40)}
+    assert all(1 <= len(t) <= 3 and list(t) == sorted(set(t)) for t in subsets) and len(subsets) > 1
+
+
+def test_plan_lists_every_problem():
+    with pytest.raises(FaultSpecError) as e:
+        plan([Fault("kill", "nobody"), Fault("kill", "backend", 5)], {"backend": 2}, seed=1)
+    assert "faults[0].role" in str(e.value) and "faults[1].target" in str(e.value)
+
+
+def test_unresolved_choice_is_refused_by_drivers():
+    with pytest.raises(FaultSpecError, match="chaos.plan"):
+        Fault("kill", "backend", "one").indices(3)
+
+
+# -- pure: the nemesis's bookkeeping, with a recording driver ---------------------------
+
+
+class RecordingDriver:
+    """Records calls; fails heals of the roles in ``fail_heal``. A pure unit, no processes."""
+
+    name = "rec"
+
+    def __init__(self, roles: dict[str, int], fail_heal: set[str] = frozenset()) -> None:
+        self._roles = roles
+        self.fail_heal = set(fail_heal)
+        self.calls: list[tuple[str, str]] = []
+        self.n = 0
+
+    def roles(self):
+        return dict(self._roles)
+
+    def inject(self, fault):
+        self.n += 1
+        self.calls.append(("inject", f"{fault.action}:{fault.role}"))
+        hits = tuple(Hit(fault.role, i, "pid", str(1000 + i)) for i in fault.indices(self._roles[fault.role]))
+        return Injection(f"rec-{self.n}", self.name, fault, hits, time.time())
+
+    def heal(self, injection):
+        if injection.fault.role in self.fail_heal:
+            raise ChaosError(f"cannot heal {injection.fault.role}")
+        self.calls.append(("heal", f"{injection.fault.action}:{injection.fault.role}"))
+
+
+def test_recording_driver_is_a_driver():
+    assert isinstance(RecordingDriver({}), Driver)
+    assert isinstance(ProcessDriver(), Driver)
+
+
+def test_step_injects_and_heals_on_schedule():
+    d = RecordingDriver({"a": 1, "b": 2})
+    n = Nemesis(d)
+    schedule = plan([Fault("pause", "a", 0, start_s=1, duration_s=2), Fault("kill", "b", "all", start_s=2)],
+                    n.roles(), seed=1)
+    assert not n.step(schedule, 0.5) and d.calls == []
+    assert not n.step(schedule, 1.0) and d.calls == [("inject", "pause:a")]
+    assert not n.step(schedule, 2.5) and d.calls[-1] == ("inject", "kill:b")
+    assert n.step(schedule, 3.0) and d.calls[-1] == ("heal", "pause:a")  # done: the untimed kill waits for the end
+    assert [i.fault.action for i in n.active] == ["kill"]
+    n.heal_all()
+    assert n.active == () and d.calls[-1] == ("heal", "kill:b")
+    assert [e.event for e in n.timeline] == ["inject", "inject", "heal", "heal"]
+    assert n.timeline[1].to_dict()["hits"][1]["ident"] == "1001"
+
+
+def test_run_follows_the_clock_until_done():
+    d = RecordingDriver({"a": 1})
+    n = Nemesis(d)
+    schedule = plan([Fault("pause", "a", 0, start_s=0.05, duration_s=0.05)], n.roles(), seed=1)
+    t = time.monotonic()
+    n.run(schedule, stop=threading.Event(), tick_s=0.01)
+    assert 0.09 <= time.monotonic() - t < 2
+    assert d.calls == [("inject", "pause:a"), ("heal", "pause:a")]
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_with_block_heals_everything_on_error_and_ctrl_c(exc):
+    d = RecordingDriver({"a": 1, "b": 1})
+    with pytest.raises(type(exc)):
+        with Nemesis(d) as n:
+            n.inject(Fault("pause", "a", 0))
+            n.inject(Fault("stop", "b", 0))
+            raise exc
+    assert d.calls[2:] == [("heal", "stop:b"), ("heal", "pause:a")]  # newest first
+    assert n.active == ()
+
+
+def test_heal_all_tries_every_injection_and_names_the_failures():
+    d = RecordingDriver({"a": 1, "b": 1}, fail_heal={"a"})
+    n = Nemesis(d)
+    n.inject(Fault("pause", "a", 0))
+    n.inject(Fault("pause", "b", 0))
+    with pytest.raises(ChaosError, match=r"rec-1 \(pause a\)"):
+        n.heal_all()
+    assert ("heal", "pause:b") in d.calls
+    assert [i.id for i in n.active] == ["rec-1"]  # kept, so a later heal_all can try again
+    assert n.timeline[-2].event in ("heal", "heal-error")
+    d.fail_heal.clear()
+    n.heal_all()
+    assert n.active == ()
+
+
+def test_nemesis_routes_roles_and_refuses_unknown_or_shared_ones():
+    class Other(RecordingDriver):
+        name = "other"
+
+    a, b = RecordingDriver({"x": 1}), Other({"y": 1})
+    n = Nemesis(a, b)
+    n.inject(Fault("kill", "y", 0))
+    assert b.calls and not a.calls
+    with pytest.raises(FaultSpecError, match="no driver has"):
+        n.inject(Fault("kill", "z", 0))
+    with pytest.raises(FaultSpecError, match="two drivers"):
+        Nemesis(RecordingDriver({"x": 1}), Other({"x": 1})).roles()
+
+
+# -- the process driver, on real redis-server processes ---------------------------------
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Two real redis servers registered as role ``redis``; everything stopped at the end."""
+    started = [RedisServer.start(log_dir=tmp_path / f"r{i}", name=f"redis{i}") for i in range(2)]
+    driver = ProcessDriver(ready_timeout_s=10)
+    for s in started:
+        driver.register_redis("redis", s)
+    yield driver, started
+    for s in started:
+        s.stop()
+    driver.stop_all()
+
+
+def test_kill_then_heal_restarts_on_the_same_port(servers):
+    driver, (s0, s1) = servers
+    before = s0.child.pid
+    inj = driver.inject(Fault("kill", "redis", 0))
+    assert inj.hits[0].ident == str(before) and inj.hits[0].kind == "pid"
+    assert ping(s0.port) == "down" and gone(before)
+    assert ping(s1.port) == "up"  # only the chosen target
+    driver.heal(inj)
+    assert ping(s0.port) == "up"
+    assert s0.child.pid != before and driver.child("redis", 0) is s0.child  # the owner's handle follows
+    driver.heal(inj)  # idempotent: no second restart
+    assert s0.child.pid == driver.child("redis", 0).pid
+
+
+def test_pause_times_out_then_heal_resumes(servers):
+    driver, (s0, _) = servers
+    inj = driver.inject(Fault("pause", "redis", 0))
+    assert ping(s0.port, timeout=0.3) == "timeout"
+    driver.heal(inj)
+    assert ping(s0.port) == "up"
+    driver.heal(inj)
+    assert ping(s0.port) == "up"
+
+
+def test_restart_is_a_new_process_on_the_same_port(servers):
+    driver, (s0, _) = servers
+    rid, pid = run_id(s0.port), s0.child.pid
+    inj = driver.inject(Fault("restart", "redis", 0))
+    assert ping(s0.port) == "up" and run_id(s0.port) != rid and gone(pid)
+    driver.heal(inj)  # nothing to undo
+    assert s0.child.alive()
+
+
+def test_stop_then_heal_starts_it_again(servers):
+    driver, (s0, s1) = servers
+    inj = driver.inject(Fault("stop", "redis", "all"))
+    assert [ping(s.port) for s in (s0, s1)] == ["down", "down"]
+    driver.heal(inj)
+    assert [ping(s.port) for s in (s0, s1)] == ["up", "up"]
+
+
+def test_heal_of_a_replaced_node_does_nothing(servers):
+    driver, (s0, _) = servers
+    paused = driver.inject(Fault("pause", "redis", 0))
+    killed = driver.inject(Fault("kill", "redis", 0))  # SIGKILL reaches a stopped process
+    driver.heal(killed)
+    new_pid = s0.child.pid
+    driver.heal(paused)  # the paused process is gone; the new one must not be touched
+    assert s0.child.pid == new_pid and ping(s0.port) == "up"
+
+
+def test_process_driver_refuses_unknown_roles_actions_and_indices(servers):
+    driver, _ = servers
+    with pytest.raises(FaultSpecError, match="no targets for role"):
+        driver.inject(Fault("kill", "backend", 0))
+    with pytest.raises(FaultSpecError, match="unknown action"):
+        driver.inject(Fault("latency", "redis", 0))
+    with pytest.raises(FaultSpecError, match="out of range"):
+        driver.inject(Fault("kill", "redis", 2))
+    with pytest.raises(FaultSpecError, match="takes no params"):
+        driver.inject(Fault("kill", "redis", 0, params={"signal": 9}))
+    assert all(s.child.alive() for s in servers[1])  # nothing was done by a refused fault
+
+
+def test_restart_that_does_not_come_back_is_an_error(tmp_path):
+    child = Child.start([sys.executable, "-c", "import time; time.sleep(60)"], name="sleeper", log_dir=tmp_path)
+    driver = ProcessDriver(ready_timeout_s=30)
+    # the new process dies before it opens its port: found out when it dies, not after the timeout
+    driver.register("sync", child, port=free_port(), restart=lambda: Child.start(
+        [sys.executable, "-c", "raise SystemExit('no config')"], name="sleeper", log_dir=tmp_path))
+    try:
+        inj = driver.inject(Fault("kill", "sync", 0))
+        t = time.monotonic()
+        with pytest.raises(ChaosError, match="did not come back.*no config"):
+            driver.heal(inj)
+        assert time.monotonic() - t < 10
+    finally:
+        driver.stop_all()
+        child.stop()
+
+
+def test_nothing_is_left_after_heal_all_and_teardown(tmp_path):
+    servers = [RedisServer.start(log_dir=tmp_path / f"r{i}", name=f"redis{i}") for i in range(2)]
+    driver = ProcessDriver()
+    for s in servers:
+        driver.register_redis("redis", s)
+    pids = {s.child.pid for s in servers}
+    with Nemesis(driver) as nemesis:
+        nemesis.inject(Fault("kill", "redis", 0))
+        nemesis.inject(Fault("pause", "redis", 1))
+        nemesis.inject(Fault("restart", "redis", 1))  # a new process while the pause is active
+        pids |= {s.child.pid for s in servers}
+    pids |= {s.child.pid for s in servers}  # the kill's heal made one more
+    assert len(pids) == 4
+    assert all(ping(s.port) == "up" for s in servers)
+    assert nemesis.active == ()
+    for s in servers:
+        s.stop()
+    driver.stop_all()
+    assert all(gone(p) for p in pids)
+    assert all(ping(s.port) == "down" for s in servers)
+
+
+def test_restarts_are_recorded_in_the_state_file(tmp_path):
+    state = StateFile(tmp_path / "state.jsonl")
+    server = RedisServer.start(log_dir=tmp_path)
+    state.record_child(server.child)
+    driver = ProcessDriver(state=state)
+    driver.register_redis("redis", server)
+    first = server.child.pid
+    try:
+        driver.heal(driver.inject(Fault("kill", "redis", 0)))
+        assert [e["pid"] for e in state.entries()] == [first, server.child.pid]
+        assert state.entries()[1]["argv"] == server.child.argv
+    finally:
+        server.stop()
+
+
+# -- the sweep ------------------------------------------------------------------
+
+
+def test_sweep_stops_a_forgotten_process(tmp_path):
+    state = StateFile(tmp_path / "state.jsonl")
+    server = RedisServer.start(log_dir=tmp_path)  # redis rewrites its cmdline into a title
+    pid, port = server.child.pid, server.port
+    state.record_child(server.child)
+    os.kill(pid, signal.SIGSTOP)  # a paused leftover must go too
+    popen, workdir = server.child.popen, server.workdir
+    del server  # "forgotten": this run no longer holds a handle that would stop it
+    try:
+        report = sweep(state)
+        assert report.stopped == [pid] and report.skipped == [] and report.errors == []
+        popen.wait(timeout=5)  # it is our child here, so reap it; in real use init does
+        assert gone(pid) and ping(port) == "down"
+        assert not state.path.exists()  # nothing left to sweep next time
+    finally:
+        if popen.poll() is None:
+            os.killpg(pid, signal.SIGKILL)
+            popen.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_sweep_leaves_a_reused_pid_alone(tmp_path):
+    state = StateFile(tmp_path / "state.jsonl")
+    bystander = Child.start([sys.executable, "-c", "import time; time.sleep(60)"], name="bystander")
+    try:
+        # the pid is alive but is not what was recorded there: a different command line ...
+        state.record_pid(bystander.pid, ["/usr/bin/redis-server", "--port", "6379"], name="redis", pgid=bystander.pid)
+        # ... or the same command line with another start time (a pid reused by the same program)
+        state._append({"kind": "pid", "pid": bystander.pid, "pgid": None, "argv": bystander.argv,
+                       "name": "x", "start_ticks": 1})
+        state.record_pid(2**22 + 12345, ["/bin/true"], name="long-gone")
+        report = sweep(state)
+        assert report.stopped == []
+        assert bystander.alive()
+        reasons = dict(report.skipped)
+        assert "cmdline" in reasons[bystander.pid] and reasons[2**22 + 12345] == "gone"
+    finally:
+        bystander.stop()
+
+
+def test_cmdline_matching():
+    argv = ["/opt/redis-server", "--port", "7000"]
+    assert cmdline_matches(argv, argv)
+    assert cmdline_matches(["/opt/redis-server 127.0.0.1:7000"], argv)  # a rewritten title
+    assert not cmdline_matches(["/usr/bin/python3", "x.py"], argv)
+    assert not cmdline_matches(["/opt/redis-server", "--port", "7001"], argv)
+    assert not cmdline_matches([], argv) and not cmdline_matches(argv, [])
+
+
+def test_state_file_survives_a_torn_line_and_refuses_empty_labels(tmp_path):
+    state = StateFile(tmp_path / "s.jsonl")
+    state.record_label("oversold.run=abc")
+    with open(state.path, "a") as f:
+        f.write('{"kind": "pid", "pi')  # a run killed mid-write
+    assert state.entries() == [{"kind": "label", "label": "oversold.run=abc"}]
+    with pytest.raises(ValueError):
+        state.record_label("")
