@@ -22,3 +22,33 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server.url
+
+
+# --- reference backend nodes --------------------------------------------------
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def admin_token() -> str:
+    return ADMIN_TOKEN
+
+
+@pytest.fixture(scope="session")
+def backend_nodes(redis_server, tmp_path_factory):
+    """Two real reference backend nodes on the session's Redis (reaper every 50 ms)."""
+    from oversold.nodes import start_nodes
+
+    nodes = start_nodes(
+        2, redis_server.url, admin_token=ADMIN_TOKEN, log_dir=tmp_path_factory.mktemp("nodes"),
+        extra_args=("--reap-interval-ms", "50"),
+    )
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture
+def backend(redis_url, backend_nodes):
+    """The session's two nodes, over a Redis emptied for this test."""
+    return backend_nodes

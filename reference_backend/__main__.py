@@ -1,0 +1,53 @@
+"""Start one backend node: ``python -m reference_backend --port P --redis-url URL --node-name N``.
+
+The admin token comes from ``OVERSOLD_ADMIN_TOKEN``; without it one is made up
+and printed as ``admin-token: <token>`` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+
+from .node import NodeConfig, serve
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m reference_backend", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--reap-interval-ms", type=int, default=100)
+    p.add_argument("--naive-delay-ms", type=float, default=5.0, help="race window of the naive strategy")
+    p.add_argument("--redis-max-connections", type=int, default=64)
+    p.add_argument("--redis-timeout-ms", type=int, default=2000)
+    args = p.parse_args(argv)
+    if args.reap_interval_ms < 1 or args.redis_max_connections < 1 or args.redis_timeout_ms < 1:
+        p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
+    if args.naive_delay_ms < 0:
+        p.error("--naive-delay-ms must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_name} %(levelname)s %(message)s")
+    token = os.environ.get("OVERSOLD_ADMIN_TOKEN")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"admin-token: {token}", flush=True)
+    cfg = NodeConfig(
+        port=args.port, redis_url=args.redis_url, node_name=args.node_name, admin_token=token, host=args.host,
+        reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,
+        redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
+    )
+    asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The Redis key names of one sale (docs/internals.md section 2).
+
+Every key carries the hash tag ``{sale_id}`` so a Lua script touches one slot.
+
+Usage::
+
+    k = SaleKeys("s1")
+    k.avail            # 'os:{s1}:avail'
+    k.order("17")      # 'os:{s1}:o:17'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SALES = "os:sales"  # set of every sale id, the reaper's list of sales
+
+
+@dataclass(frozen=True, slots=True)
+class SaleKeys:
+    """Key names of one sale."""
+
+    sale_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"os:{{{self.sale_id}}}:"
+
+    @property
+    def meta(self) -> str:
+        return self.prefix + "meta"
+
+    @property
+    def avail(self) -> str:
+        return self.prefix + "avail"
+
+    @property
+    def held(self) -> str:
+        return self.prefix + "held"
+
+    @property
+    def sold(self) -> str:
+        return self.prefix + "sold"
+
+    @property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @property
+    def holds(self) -> str:
+        return self.prefix + "holds"
+
+    @property
+    def sold_set(self) -> str:
+        return self.prefix + "sold_set"
+
+    @property
+    def users(self) -> str:
+        # not in the spec's table: user id -> units held or paid, for per-user limits
+        return self.prefix + "users"
+
+    @property
+    def order_prefix(self) -> str:
+        return self.prefix + "o:"
+
+    def order(self, order_id: str) -> str:
+        return self.order_prefix + order_id
+
+    def idem(self, op: str, key: str | None) -> str:
+        # without a key the scripts still get a key of the sale's slot, and ignore it
+        return f"{self.prefix}idem:{op}:{key if key is not None else '-'}"
+
+    def op_keys(self, op: str, key: str | None, order_id: str | None = None) -> list[str]:
+        """The KEYS list every order/pay/cancel script takes, in its fixed order."""
+        return [
+            self.meta, self.avail, self.held, self.sold, self.seq, self.holds,
+            self.sold_set, self.users, self.idem(op, key),
+            self.order(order_id) if order_id is not None else self.order_prefix,
+        ]

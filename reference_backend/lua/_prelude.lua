@@ -1,0 +1,92 @@
+-- Shared prelude, pasted in front of every script by reference_backend/lua.py.
+--
+-- Order/pay/cancel scripts take the same KEYS and ARGV (see keys.py op_keys):
+--   KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 seq, 6 holds, 7 sold_set, 8 users,
+--         9 idempotency key, 10 order key (order placement: the order key prefix)
+--   ARGV: 1 strategy expected, 2 sale id, 3 '1' if an idempotency key was given,
+--         4 request fingerprint, 5 order key prefix, 6 user id or order id, 7 qty
+-- and answer {'r', fingerprint .. '\n' .. json} or {'s', actual_strategy} when
+-- the sale now has another strategy than the caller thought.
+
+-- Redis 6.2 must switch to effects replication before a write that follows the
+-- non-deterministic TIME; Redis 7 always replicates effects (the call is a no-op).
+if redis.replicate_commands then redis.replicate_commands() end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The order as the contract shows it, or nil when there is no such order.
+local function load_order(okey, id, sale_id)
+  local f = redis.call('HMGET', okey, 'user_id', 'qty', 'status', 'created_ms', 'expires_ms', 'paid_ms')
+  if not f[1] then return nil end
+  return {order_id = id, sale_id = sale_id, user_id = f[1], qty = tonumber(f[2]), status = f[3],
+          created_ms = tonumber(f[4]), expires_ms = tonumber(f[5]),
+          paid_ms = f[6] and tonumber(f[6]) or cjson.null}
+end
+
+-- An answer; kept under the idempotency key (in this same atomic step) unless keep is false.
+local function answer(res, keep)
+  local enc = ARGV[4] .. '\n' .. cjson.encode(res)
+  if keep and ARGV[3] == '1' then redis.call('SET', KEYS[9], enc) end
+  return {'r', enc}
+end
+
+local function ok(status, order) return answer({s = status, o = order}, true) end
+local function refuse(status, code, msg) return answer({s = status, e = code, m = msg}, true) end
+
+-- A retry under a used key gets the first answer back, whatever changed since.
+local function replayed()
+  if ARGV[3] ~= '1' then return nil end
+  local prev = redis.call('GET', KEYS[9])
+  if prev then return {'r', prev} end
+  return nil
+end
+
+-- The sale's settings, or an answer to return at once (no sale, other strategy).
+local function sale_meta()
+  local m = redis.call('HMGET', KEYS[1], 'strategy', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
+  if not m[1] then
+    return nil, answer({s = 404, e = 'unknown_sale', m = 'sale_id: no sale ' .. ARGV[2]}, false)
+  end
+  if m[1] ~= ARGV[1] then return nil, {'s', m[1]} end
+  return {ttl = tonumber(m[2]), limit = tonumber(m[3]), pay_after_expiry = m[4]}, nil
+end
+
+local function order_or_404()
+  local o = load_order(KEYS[10], ARGV[6], ARGV[2])
+  if not o then
+    return nil, answer({s = 404, e = 'unknown_order',
+                        m = 'order_id: no order ' .. ARGV[6] .. ' in sale ' .. ARGV[2]}, false)
+  end
+  return o, nil
+end
+
+-- Would qty more units take this user past the sale's limit? (0 = no limit)
+local function over_limit(meta, user, qty)
+  if meta.limit <= 0 then return nil end
+  local mine = tonumber(redis.call('HGET', KEYS[8], user) or '0')
+  if mine + qty > meta.limit then
+    return refuse(409, 'limit_exceeded', 'qty: user ' .. user .. ' has ' .. mine .. ' of a limit of '
+                  .. meta.limit .. ', asked ' .. qty)
+  end
+  return nil
+end
+
+-- Give a held order's units back to stock, as the reaper or a cancel does.
+local function release(o, status)
+  redis.call('INCRBY', KEYS[2], o.qty)
+  redis.call('DECRBY', KEYS[3], o.qty)
+  redis.call('HINCRBY', KEYS[8], o.user_id, -o.qty)
+  redis.call('ZREM', KEYS[6], o.order_id)
+  redis.call('HSET', KEYS[10], 'status', status)
+  o.status = status
+end
+
+local function mark_paid(o, now)
+  redis.call('HSET', KEYS[10], 'status', 'paid', 'paid_ms', now)
+  redis.call('HSET', KEYS[7], o.order_id, o.qty)
+  o.status = 'paid'
+  o.paid_ms = now
+end

@@ -1,0 +1,28 @@
+-- Audit: one consistent snapshot of a sale for the checker.
+-- KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 sold_set, 6 holds   ARGV: 1 order key prefix
+-- Answers nil without a sale, else
+-- {meta, counters, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...}}
+local m = redis.call('HMGET', KEYS[1], 'strategy', 'stock', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
+if not m[1] then return false end
+local counters = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4])
+local sold = {}
+local entries = redis.call('HGETALL', KEYS[5])
+for i = 1, #entries, 2 do
+  local f = redis.call('HMGET', ARGV[1] .. entries[i], 'user_id', 'paid_ms')
+  sold[#sold + 1] = entries[i]
+  sold[#sold + 1] = f[1] or ''
+  sold[#sold + 1] = entries[i + 1]
+  sold[#sold + 1] = f[2] or '0'
+end
+local holds = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+  local f = redis.call('HMGET', ARGV[1] .. id, 'status', 'user_id', 'qty', 'created_ms', 'expires_ms')
+  if f[1] == 'held' then
+    holds[#holds + 1] = id
+    holds[#holds + 1] = f[2]
+    holds[#holds + 1] = f[3]
+    holds[#holds + 1] = f[4]
+    holds[#holds + 1] = f[5]
+  end
+end
+return {m, counters, now_ms(), sold, holds}

@@ -1,0 +1,18 @@
+-- pre_deduct cancel: give a held order's units back. Cancelling an order that
+-- is already cancelled or expired changes nothing and shows it; a paid order
+-- cannot be cancelled (refunds are another operation).
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+local o, missing = order_or_404()
+if not o then return missing end
+
+if o.status == 'paid' then
+  return refuse(409, 'already_paid', 'order_id: order ' .. o.order_id .. ' is paid')
+end
+if o.status == 'held' then
+  -- past its expiry the hold is the reaper's: release it as expired, like the reaper would
+  release(o, now_ms() < o.expires_ms and 'cancelled' or 'expired')
+end
+return ok(200, o)

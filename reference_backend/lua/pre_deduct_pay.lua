@@ -1,0 +1,42 @@
+-- pre_deduct pay: confirm a live hold (held -> sold). A hold past its expiry is
+-- released first, exactly as the reaper would, and never confirmed: the order
+-- is then refused (hold_expired) or, with pay_after_expiry = fresh_stock, paid
+-- only from units that are available now.
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+local o, missing = order_or_404()
+if not o then return missing end
+
+if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the first one stands
+if o.status == 'cancelled' then
+  return refuse(409, 'order_cancelled', 'order_id: order ' .. o.order_id .. ' was cancelled')
+end
+
+local now = now_ms()
+if o.status == 'held' and now < o.expires_ms then
+  redis.call('DECRBY', KEYS[3], o.qty)
+  redis.call('INCRBY', KEYS[4], o.qty)
+  redis.call('ZREM', KEYS[6], o.order_id)
+  mark_paid(o, now)
+  return ok(200, o)
+end
+if o.status == 'held' then release(o, 'expired') end  -- the reaper has not come by yet
+
+if meta.pay_after_expiry ~= 'fresh_stock' then
+  return refuse(409, 'hold_expired', 'order_id: the hold of order ' .. o.order_id .. ' expired at '
+                .. o.expires_ms)
+end
+local limited = over_limit(meta, o.user_id, o.qty)
+if limited then return limited end
+local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+if avail < o.qty then
+  return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
+                .. avail .. ' of ' .. o.qty .. ' units are available')
+end
+redis.call('DECRBY', KEYS[2], o.qty)
+redis.call('INCRBY', KEYS[4], o.qty)
+redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
+mark_paid(o, now)
+return ok(200, o)

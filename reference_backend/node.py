@@ -1,0 +1,98 @@
+"""One backend node: the app, its Redis pool, its reaper, served in this process.
+
+granian's embedded server runs inside this process's own asyncio loop (no
+worker processes), so SIGKILL of this pid kills exactly one node and leaves
+nothing behind; SIGTERM and SIGINT stop it cleanly.
+
+Usage::
+
+    asyncio.run(serve(NodeConfig(port=8001, redis_url="redis://127.0.0.1:6379/0",
+                                 node_name="n1", admin_token="secret")))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from granian.constants import HTTPModes, Interfaces
+from granian.log import LogLevels
+from granian.server.embed import Server
+from redis import exceptions as rx
+
+from .app import REDIS_DOWN, App
+from .store import Store
+from .strategies import StrategyOptions, discover
+
+log = logging.getLogger("reference_backend")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node is started with (see ``python -m reference_backend --help``)."""
+
+    port: int
+    redis_url: str
+    node_name: str
+    admin_token: str
+    host: str = "127.0.0.1"
+    reap_interval_ms: int = 100
+    naive_delay_ms: float = 5.0
+    redis_max_connections: int = 64
+    redis_timeout_ms: int = 2000
+    backlog: int = 1024
+
+
+async def reaper(store: Store, interval_s: float) -> None:
+    """Release expired holds of every sale, forever; Redis outages are waited out."""
+    down = False
+    while True:
+        try:
+            await store.reap()
+            if down:
+                log.warning("reaper: redis is back")
+            down = False
+        except REDIS_DOWN as e:
+            if not down:  # once per outage, not once per tick
+                log.warning("reaper: redis unavailable (%s), retrying", e)
+            down = True
+        except rx.ResponseError as e:
+            log.warning("reaper: redis refused: %s", e)
+        await asyncio.sleep(interval_s)
+
+
+async def serve(cfg: NodeConfig) -> None:
+    store = Store.connect(
+        cfg.redis_url, max_connections=cfg.redis_max_connections, timeout_s=cfg.redis_timeout_ms / 1000
+    )
+    options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000)
+    strategies = {name: cls(store, options) for name, cls in discover().items()}
+    app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token)
+    server = Server(
+        app,
+        address=cfg.host,
+        port=cfg.port,
+        interface=Interfaces.ASGINL,  # no lifespan: setup and teardown are right here
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=cfg.backlog,
+        log_level=LogLevels.warning,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    reaping = asyncio.create_task(reaper(store, cfg.reap_interval_ms / 1000))
+    print(
+        f"node {cfg.node_name} on http://{cfg.host}:{cfg.port} redis={cfg.redis_url} "
+        f"strategies={','.join(sorted(strategies))}",
+        flush=True,
+    )
+    try:
+        await server.serve()
+    finally:
+        reaping.cancel()
+        await asyncio.gather(reaping, return_exceptions=True)
+        await store.close()
+        print(f"node {cfg.node_name} stopped", flush=True)

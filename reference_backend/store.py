@@ -1,0 +1,164 @@
+"""Everything a node reads and writes in Redis that is not a strategy's own step.
+
+One ``Store`` per node holds the node's one connection pool. Sale reset,
+counters, order reads, the audit and the reaper's batch live here; order, pay
+and cancel live in the strategies.
+
+Usage::
+
+    store = Store.connect("redis://127.0.0.1:6379/0")
+    await store.put_sale("s1", SaleConfig(stock=10, hold_ttl_ms=5000, strategy="pre_deduct"))
+    print(await store.counters("s1"))
+    await store.close()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from . import lua
+from .errors import ApiError
+from .keys import SALES, SaleKeys
+from .replies import ORDER_HASH_FIELDS, Reply, order_body, order_from_hash
+from .sale import SaleConfig
+
+REAP_BATCH = 1000
+
+
+def _int(value: bytes | None) -> int:
+    return int(value) if value is not None else 0
+
+
+class Store:
+    """Redis access of one node (one pool), plus the scripts it has registered."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @classmethod
+    def connect(cls, url: str, *, max_connections: int = 64, timeout_s: float = 2.0) -> "Store":
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,  # waiting for a free connection longer than this is a 503
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # never resend a command on its own: a write whose reply was lost may have
+            # been applied, and a blind resend would apply it twice
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(aioredis.Redis.from_pool(pool))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def script(self, name: str) -> AsyncScript:
+        """The script ``lua/<name>.lua`` (EVALSHA, loaded again on NOSCRIPT)."""
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.redis.register_script(lua.source(name))
+        return found
+
+    async def strategy_of(self, sale_id: str) -> str | None:
+        name = await self.redis.hget(SaleKeys(sale_id).meta, "strategy")
+        return name.decode() if name is not None else None
+
+    async def put_sale(self, sale_id: str, cfg: SaleConfig) -> dict[str, Any]:
+        """Create or reset a sale: every key of it goes, except the order id sequence.
+
+        Keeping ``seq`` means an order id is never reused across resets, so a late
+        request for an order of an earlier run cannot touch a new order.
+        A reset is not meant to race with traffic on the same sale.
+        """
+        k = SaleKeys(sale_id)
+        doomed = [key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000) if key != k.seq.encode()]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for i in range(0, len(doomed), 1000):
+                pipe.unlink(*doomed[i : i + 1000])
+            pipe.hset(k.meta, mapping=cfg.as_meta())
+            pipe.mset({k.avail: cfg.stock, k.held: 0, k.sold: 0})
+            pipe.sadd(SALES, sale_id)  # another slot than the sale's keys: fine outside a cluster
+            await pipe.execute()
+        counters = await self.counters(sale_id)
+        assert counters is not None
+        return counters
+
+    async def counters(self, sale_id: str) -> dict[str, Any] | None:
+        """The sale's counters, read in one MULTI so they are one consistent snapshot."""
+        k = SaleKeys(sale_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(k.meta, "strategy", "stock", "hold_ttl_ms", "per_user_limit", "pay_after_expiry")
+            pipe.mget(k.avail, k.held, k.sold)
+            pipe.time()
+            meta, (avail, held, sold), (sec, usec) = await pipe.execute()
+        return _counters(sale_id, meta, [avail, held, sold], sec * 1000 + usec // 1000)
+
+    async def get_order(self, sale_id: str, order_id: str) -> Reply:
+        k = SaleKeys(sale_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(k.meta)
+            pipe.hmget(k.order(order_id), *ORDER_HASH_FIELDS)
+            exists, fields = await pipe.execute()
+        if not exists:
+            raise ApiError(404, "unknown_sale", f"sale_id: no sale {sale_id}")
+        if fields[0] is None:
+            raise ApiError(404, "unknown_order", f"order_id: no order {order_id} in sale {sale_id}")
+        return Reply(200, order_body(order_from_hash(sale_id, order_id, fields)))
+
+    async def audit(self, sale_id: str) -> dict[str, Any] | None:
+        """Counters, sold orders and live holds, from one atomic script run."""
+        k = SaleKeys(sale_id)
+        found = await self.script("audit")(
+            keys=[k.meta, k.avail, k.held, k.sold, k.sold_set, k.holds], args=[k.order_prefix]
+        )
+        if found is None:
+            return None
+        meta, counters, now, sold, holds = found
+        sold_rows = [
+            {"order_id": sold[i].decode(), "user_id": sold[i + 1].decode(), "qty": int(sold[i + 2]),
+             "paid_ms": int(sold[i + 3])}
+            for i in range(0, len(sold), 4)
+        ]
+        hold_rows = [
+            {"order_id": holds[i].decode(), "user_id": holds[i + 1].decode(), "qty": int(holds[i + 2]),
+             "created_ms": int(holds[i + 3]), "expires_ms": int(holds[i + 4])}
+            for i in range(0, len(holds), 5)
+        ]
+        return {
+            "sale_id": sale_id,
+            "now_ms": int(now),
+            "counters": _counters(sale_id, meta, counters, int(now)),
+            "sold": sold_rows,
+            "holds": hold_rows,
+        }
+
+    async def reap(self) -> int:
+        """Release expired holds of every sale once; returns how many holds it looked at."""
+        sales = await self.redis.smembers(SALES)
+        if not sales:
+            return 0
+        reap = self.script("reap")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for raw in sales:
+                k = SaleKeys(raw.decode())
+                await reap(keys=[k.holds, k.avail, k.held, k.users], args=[k.order_prefix, REAP_BATCH], client=pipe)
+            done = await pipe.execute()
+        return sum(int(n) for n in done)
+
+
+def _counters(sale_id: str, meta: list[bytes | None], counters: list[bytes | None], now_ms: int) -> dict[str, Any] | None:
+    strategy, stock, ttl, limit, pae = meta
+    if strategy is None:
+        return None
+    avail, held, sold = (_int(v) for v in counters)
+    return {
+        "sale_id": sale_id, "strategy": strategy.decode(), "stock": _int(stock),
+        "available": avail, "held": held, "sold": sold, "hold_ttl_ms": _int(ttl), "now_ms": now_ms,
+        "per_user_limit": _int(limit), "pay_after_expiry": (pae or b"refuse").decode(),
+    }

@@ -1,0 +1,133 @@
+"""The one interface every deduction strategy implements, and two helpers.
+
+A strategy is one module in this package with one ``Strategy`` subclass and,
+when it is atomic, its Lua scripts in ``reference_backend/lua/``. The registry
+(``strategies/__init__.py``) finds it by its ``name``.
+
+Usage::
+
+    class OrderDeduct(LuaStrategy):
+        name = "order_deduct"
+        scripts = {"order": "order_deduct_order", "pay": "order_deduct_pay", "cancel": "order_deduct_cancel"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..errors import ApiError, StrategyMoved
+from ..keys import SaleKeys
+from ..replies import Reply, conflict, encode, from_stored
+from ..store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyOptions:
+    """Node-wide knobs a strategy may read (from the node's command line)."""
+
+    naive_delay_s: float = 0.005
+
+
+class Strategy:
+    """Order, pay and cancel for one sale; each returns a ``Reply`` or raises ``ApiError``.
+
+    ``key`` is the request's Idempotency-Key or None. A strategy must raise
+    ``StrategyMoved`` when the sale turns out to have another strategy.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, store: Store, options: StrategyOptions) -> None:
+        self.store = store
+        self.options = options
+
+    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None) -> Reply:
+        raise NotImplementedError
+
+    async def pay(self, sale_id: str, order_id: str, key: str | None) -> Reply:
+        raise NotImplementedError
+
+    async def cancel(self, sale_id: str, order_id: str, key: str | None) -> Reply:
+        raise NotImplementedError
+
+    async def idempotent(
+        self, sale_id: str, op: str, key: str | None, fingerprint: str, run: Callable[[], Awaitable[Reply]]
+    ) -> Reply:
+        """Idempotency for a strategy that works in several Redis steps (not one script).
+
+        The key is claimed first with SET NX, so of two concurrent requests under one
+        key only one runs; the other waits for the stored answer. The claim expires,
+        so a node killed mid-request does not block the key forever (a retry after
+        that may then run again: this path is only as safe as a multi-step strategy
+        can be, which is the point of the negative control).
+        """
+        if key is None:
+            return await run()
+        r = self.store.redis
+        ikey = SaleKeys(sale_id).idem(op, key)
+        pending = fingerprint.encode() + b"\n"
+        if not await r.set(ikey, pending, nx=True, px=30_000):
+            for _ in range(400):  # up to ~2 s for the first request to finish
+                stored = await r.get(ikey)
+                if stored is None:
+                    break  # the first request left no answer (a 404): run afresh
+                if not stored.endswith(b"\n"):
+                    return from_stored(stored, fingerprint)
+                if not stored.startswith(pending):
+                    raise conflict()
+                await asyncio.sleep(0.005)
+            else:
+                raise ApiError(503, "unavailable", "Idempotency-Key: the first request with this key is still running")
+            return await self.idempotent(sale_id, op, key, fingerprint, run)
+        try:
+            reply = await run()
+        except BaseException:
+            await r.delete(ikey)
+            raise
+        if reply.keep:
+            await r.set(ikey, encode(fingerprint, _result(reply)))
+        else:
+            await r.delete(ikey)
+        return reply
+
+
+class LuaStrategy(Strategy):
+    """A strategy whose order, pay and cancel are each one atomic Lua script.
+
+    The idempotency key is checked and stored inside the same script as the write,
+    so a retry can never apply twice, even from another node at the same moment.
+    """
+
+    scripts: ClassVar[dict[str, str]]  # op -> script name in reference_backend/lua/
+
+    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None) -> Reply:
+        return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty)
+
+    async def pay(self, sale_id: str, order_id: str, key: str | None) -> Reply:
+        return await self._run("pay", sale_id, key, order_id, order_id, order_id)
+
+    async def cancel(self, sale_id: str, order_id: str, key: str | None) -> Reply:
+        return await self._run("cancel", sale_id, key, order_id, order_id, order_id)
+
+    async def _run(
+        self, op: str, sale_id: str, key: str | None, fingerprint: str, order_id: str | None, *args: str | int
+    ) -> Reply:
+        k = SaleKeys(sale_id)
+        kind, payload = await self.store.script(self.scripts[op])(
+            keys=k.op_keys(op, key, order_id),
+            args=[self.name, sale_id, "1" if key is not None else "0", fingerprint, k.order_prefix, *args],
+        )
+        if kind == b"s":
+            raise StrategyMoved(payload.decode())
+        return from_stored(payload, fingerprint)
+
+
+def _result(reply: Reply) -> dict:
+    """A reply back in its stored result form (see replies.py)."""
+    if "error" in reply.body:
+        return {"s": reply.status, "e": reply.body["error"]["code"], "m": reply.body["error"]["message"]}
+    return {"s": reply.status, "o": reply.body}
+

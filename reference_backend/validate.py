@@ -1,0 +1,90 @@
+"""Validation of every request field; each failure is a 400 naming the field.
+
+Usage::
+
+    qty = int_field(body, "qty", minimum=1)
+    user_id = user_id_field(body)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import bad_request
+
+MAX_INT = 10**9  # larger numbers are refused: no sale needs them, and they stay exact in Lua doubles
+SALE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+ORDER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+IDEM_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
+# control characters are refused so that a user id can never break a stored
+# idempotency fingerprint (which is newline-separated) or a log line
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sale_id(value: str) -> str:
+    if not SALE_ID_RE.match(value):
+        raise bad_request("sale_id: must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def order_id(value: str) -> str:
+    if not ORDER_ID_RE.match(value):
+        raise bad_request("order_id: must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not IDEM_KEY_RE.match(value):
+        raise bad_request("Idempotency-Key: must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+def int_field(body: dict[str, Any], name: str, *, minimum: int, default: int | None = None) -> int:
+    """An integer in [minimum, 10^9]; booleans and floats are refused even when integral."""
+    if name not in body:
+        if default is None:
+            raise bad_request(f"{name}: required")
+        return default
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"{name}: must be an integer, got {type_name(value)}")
+    if value < minimum or value > MAX_INT:
+        raise bad_request(f"{name}: must be between {minimum} and {MAX_INT}, got {value}")
+    return value
+
+
+def choice_field(body: dict[str, Any], name: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
+    if name not in body:
+        if default is None:
+            raise bad_request(f"{name}: required (one of {', '.join(choices)})")
+        return default
+    value = body[name]
+    if not isinstance(value, str):
+        raise bad_request(f"{name}: must be a string, got {type_name(value)}")
+    if value not in choices:
+        raise bad_request(f"{name}: must be one of {', '.join(choices)}, got {value[:64]!r}")
+    return value
+
+
+def user_id_field(body: dict[str, Any]) -> str:
+    if "user_id" not in body:
+        raise bad_request("user_id: required")
+    value = body["user_id"]
+    if not isinstance(value, str):
+        raise bad_request(f"user_id: must be a string, got {type_name(value)}")
+    if not 1 <= len(value) <= 128:
+        raise bad_request(f"user_id: must be 1-128 characters, got {len(value)}")
+    if _CONTROL_RE.search(value):
+        raise bad_request("user_id: must not contain control characters")
+    return value
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,204 @@
+"""The contract document is valid OpenAPI 3.1, and the real backend answers as it says."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from oversold.nodes import BackendNode
+from oversold.procs import free_port
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "reference_backend" / "openapi.yaml"
+DOC = yaml.safe_load(DOC_PATH.read_text())
+METHODS = ("get", "put", "post", "delete", "patch")
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+def deref(node: dict) -> dict:
+    """Follow a local ``$ref`` (``#/components/...``) to what it names."""
+    while isinstance(node, dict) and "$ref" in node and len(node) == 1:
+        target: Any = DOC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+class Conformance:
+    """Checks real exchanges against the document and remembers which ones it saw."""
+
+    def __init__(self) -> None:
+        self.routes = [
+            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"), template) for template in DOC["paths"]
+        ]
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def template(self, path: str) -> str | None:
+        for regex, template in self.routes:
+            if regex.match(path):
+                return template
+        return None
+
+    def check(self, method: str, path: str, status: int, ctype: str, raw: bytes) -> None:
+        template = self.template(path)
+        assert template is not None, f"{path} is not a documented path (status {status})"
+        item = DOC["paths"][template]
+        operation = item.get(method.lower())
+        if operation is None:  # a method the path does not have: its 405 is documented on the others
+            assert status == 405, f"{method} {template} undocumented but answered {status}"
+            for other in (m for m in METHODS if m in item):
+                self.check(other, path, status, ctype, raw)
+            return
+        responses = operation["responses"]
+        assert str(status) in responses, f"{method} {template} answered {status}, documented {sorted(responses)}"
+        response = deref(responses[str(status)])
+        media = ctype.split(";")[0].strip()
+        assert media in response["content"], f"{method} {template} {status}: {media} not documented"
+        if media == "application/json":
+            schema = dict(deref(response["content"][media]["schema"]))
+            validator = Draft202012Validator({**schema, "components": DOC["components"]})
+            errors = sorted(validator.iter_errors(json.loads(raw)), key=str)
+            assert not errors, f"{method} {path} {status}: {errors[0].message} in {raw[:300]!r}"
+        self.seen.add((method.upper(), template, status))
+
+
+def call(node, conf: Conformance, method: str, path: str, body: Any = None, headers: dict | None = None,
+         raw_body: bytes | None = None) -> tuple[int, Any]:
+    sent = dict(headers or {})
+    data = raw_body
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        response = conn.getresponse()
+        raw = response.read()
+        ctype = response.getheader("Content-Type", "")
+    finally:
+        conn.close()
+    conf.check(method, path, response.status, ctype, raw)
+    return response.status, (json.loads(raw) if ctype.startswith("application/json") else raw)
+
+
+def test_the_document_is_valid_openapi_3_1():
+    validate(DOC)
+    assert DOC["openapi"].startswith("3.1")
+    assert DOC["info"]["version"] == "1"
+
+
+def test_every_error_code_of_the_spec_is_in_the_document():
+    codes = set(DOC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"])
+    assert codes == {
+        "bad_request", "unsupported_media_type", "payload_too_large", "unauthorized", "unknown_sale",
+        "unknown_order", "not_found", "method_not_allowed", "sold_out", "limit_exceeded", "hold_expired",
+        "order_cancelled", "already_paid", "idempotency_conflict", "unavailable",
+    }
+
+
+def test_the_backend_serves_this_document(backend):
+    assert backend[0].client().openapi() == DOC_PATH.read_text()
+
+
+def test_the_backend_conforms(backend, tmp_path, admin_token):
+    """Every documented (operation, status) is met on a real node, and each answer fits its schema."""
+    conf = Conformance()
+    exercise_live(backend[0], conf)
+    exercise_unavailable(conf, tmp_path, admin_token)
+    documented = {
+        (method.upper(), template, int(status))
+        for template, item in DOC["paths"].items()
+        for method, operation in item.items() if method in METHODS
+        for status in operation["responses"]
+    }
+    missing = documented - conf.seen
+    assert not missing, sorted(missing)
+    assert conf.seen <= documented
+
+
+def exercise_live(node: BackendNode, conf: Conformance) -> None:
+    sale = {"stock": 2, "hold_ttl_ms": 150, "strategy": "pre_deduct", "pay_after_expiry": "refuse"}
+    assert call(node, conf, "GET", "/v1/health")[0] == 200
+    assert call(node, conf, "GET", "/v1/openapi.yaml")[0] == 200
+    assert call(node, conf, "PUT", "/v1/sales/c", sale, ADMIN)[0] == 200
+    assert call(node, conf, "PUT", "/v1/sales/c", sale)[0] == 401
+    assert call(node, conf, "PUT", "/v1/sales/c", {"stock": -1}, ADMIN)[0] == 400
+    assert call(node, conf, "PUT", "/v1/sales/c", None, ADMIN | {"Content-Type": "text/plain"}, b"x")[0] == 415
+    assert call(node, conf, "PUT", "/v1/sales/c", {"pad": "x" * 20_000}, ADMIN)[0] == 413
+    assert call(node, conf, "DELETE", "/v1/sales/c", None, ADMIN)[0] == 405
+    assert call(node, conf, "GET", "/v1/sales/c")[0] == 200
+    assert call(node, conf, "GET", "/v1/sales/none")[0] == 404
+    assert call(node, conf, "GET", "/v1/sales/a.b")[0] == 400
+
+    orders = "/v1/sales/c/orders"
+    status, first = call(node, conf, "POST", orders, {"user_id": "u1", "qty": 1}, {"Idempotency-Key": "o1"})
+    assert status == 201
+    assert call(node, conf, "POST", orders, {"user_id": "u2", "qty": 1}, {"Idempotency-Key": "o1"})[0] == 422
+    status, second = call(node, conf, "POST", orders, {"user_id": "u2", "qty": 1})
+    assert status == 201
+    assert call(node, conf, "POST", orders, {"user_id": "u3", "qty": 1})[0] == 409
+    assert call(node, conf, "POST", orders, {"user_id": "u3"})[0] == 400
+    assert call(node, conf, "POST", orders, None, {"Content-Type": "text/plain"}, b"hi")[0] == 415
+    assert call(node, conf, "POST", orders, {"user_id": "u", "qty": 1, "pad": "x" * 20_000})[0] == 413
+    assert call(node, conf, "POST", "/v1/sales/none/orders", {"user_id": "u3", "qty": 1})[0] == 404
+    assert call(node, conf, "GET", orders)[0] == 405
+
+    one, two = f"{orders}/{first['order_id']}", f"{orders}/{second['order_id']}"
+    assert call(node, conf, "GET", one)[0] == 200
+    assert call(node, conf, "GET", f"{orders}/999")[0] == 404
+    assert call(node, conf, "GET", f"{orders}/a.b")[0] == 400
+    assert call(node, conf, "POST", f"{one}/pay", None, {"Idempotency-Key": "p1"})[0] == 200
+    assert call(node, conf, "POST", f"{two}/pay", None, {"Idempotency-Key": "p1"})[0] == 422
+    assert call(node, conf, "POST", f"{orders}/999/pay")[0] == 404
+    assert call(node, conf, "POST", f"{one}/pay", None, {"Idempotency-Key": "no spaces"})[0] == 400
+    assert call(node, conf, "POST", f"{one}/pay", None, {"Content-Type": "text/plain"}, b"x")[0] == 415
+    assert call(node, conf, "POST", f"{one}/pay", {"pad": "x" * 20_000})[0] == 413
+    assert call(node, conf, "POST", f"{one}/cancel")[0] == 409
+    assert call(node, conf, "POST", f"{two}/cancel", {})[0] == 200
+    assert call(node, conf, "POST", f"{two}/pay")[0] == 409
+    assert call(node, conf, "POST", f"{orders}/999/cancel", None, {"Idempotency-Key": "c1"})[0] == 404
+    assert call(node, conf, "POST", f"{one}/cancel", None, {"Idempotency-Key": "c1"})[0] == 409
+    assert call(node, conf, "POST", f"{two}/cancel", None, {"Idempotency-Key": "c1"})[0] == 422
+    assert call(node, conf, "POST", f"{one}/cancel", [1])[0] == 400
+    assert call(node, conf, "POST", f"{one}/cancel", None, {"Content-Type": "text/plain"}, b"x")[0] == 415
+    assert call(node, conf, "POST", f"{one}/cancel", {"pad": "x" * 20_000})[0] == 413
+    assert call(node, conf, "GET", f"{one}/cancel")[0] == 405
+    assert call(node, conf, "GET", f"{one}/pay")[0] == 405
+    assert call(node, conf, "DELETE", one)[0] == 405
+    assert call(node, conf, "POST", "/v1/sales/c/audit", {}, ADMIN)[0] == 405
+
+    status, held = call(node, conf, "POST", orders, {"user_id": "u4", "qty": 1})
+    assert status == 201
+    status, audit = call(node, conf, "GET", "/v1/sales/c/audit", None, ADMIN)
+    assert status == 200 and len(audit["sold"]) == 1 and len(audit["holds"]) == 1
+    assert call(node, conf, "GET", "/v1/sales/c/audit")[0] == 401
+    assert call(node, conf, "GET", "/v1/sales/none/audit", None, ADMIN)[0] == 404
+    assert call(node, conf, "GET", "/v1/sales/a.b/audit", None, ADMIN)[0] == 400
+    time.sleep(0.3)
+    assert call(node, conf, "POST", f"{orders}/{held['order_id']}/pay")[0] == 409  # hold_expired
+    assert call(node, conf, "POST", "/v1/health")[0] == 405
+    assert call(node, conf, "PUT", "/v1/openapi.yaml", {})[0] == 405
+
+
+def exercise_unavailable(conf: Conformance, tmp_path: Path, admin_token: str) -> None:
+    node = BackendNode.start(f"redis://127.0.0.1:{free_port()}/0", name="no-redis", admin_token=admin_token,
+                             log_dir=tmp_path, extra_args=("--redis-timeout-ms", "300"))
+    try:
+        sale = {"stock": 1, "hold_ttl_ms": 10, "strategy": "pre_deduct"}
+        assert call(node, conf, "PUT", "/v1/sales/u", sale, ADMIN)[0] == 503
+        assert call(node, conf, "GET", "/v1/sales/u")[0] == 503
+        assert call(node, conf, "POST", "/v1/sales/u/orders", {"user_id": "u", "qty": 1})[0] == 503
+        assert call(node, conf, "GET", "/v1/sales/u/orders/1")[0] == 503
+        assert call(node, conf, "POST", "/v1/sales/u/orders/1/pay")[0] == 503
+        assert call(node, conf, "POST", "/v1/sales/u/orders/1/cancel")[0] == 503
+        assert call(node, conf, "GET", "/v1/sales/u/audit", None, ADMIN)[0] == 503
+    finally:
+        node.stop()
