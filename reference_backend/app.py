@@ -46,6 +46,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+class ClientGone(Exception):
+    """The client hung up before its body arrived: there is no one to answer."""
+
+
 class Request:
     """One HTTP request: method, path, headers, and a size-limited body read on demand."""
 
@@ -75,7 +79,7 @@ class Request:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                raise ConnectionAbortedError("client went away")
+                raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY:
@@ -145,7 +149,7 @@ class App:
             reply, extra = Reply(e.status, e.body()), e.headers
         except REDIS_DOWN as e:
             reply = _unavailable(e)
-        except ConnectionAbortedError:
+        except ClientGone:
             return
         except Exception as e:
             if isinstance(e, rx.ResponseError) and str(e).startswith(TRANSIENT_REPLIES):
