@@ -1,0 +1,372 @@
+"""Wiring of the swarm into Locust: command-line options, and what happens at each Locust event.
+
+A scenario locustfile is a few lines: import the user classes and ``install()``.
+
+Roles (one per Locust process):
+
+* ``local`` (plain ``locust``): runs users, records, writes the history.
+* ``worker``: runs users, records, ships rows to the master (``oversold_rows``
+  every second, ``oversold_final`` with its running total at the end).
+* ``master``: runs no users; sends the config to workers (``oversold_hello`` ->
+  ``oversold_config``), collects their rows, writes the history.
+
+End of run (any role), in Locust's own stop sequence:
+
+1. ``test_stopping``: the drain. Users start no new operation; the process
+   waits (bounded by ``SwarmConfig.drain_timeout_s``) until no request is in
+   flight. The master first sends ``oversold_drain`` to every worker, then
+   waits (bounded) until each worker's final batch is in and the rows received
+   from it equal the total it announced. Only then does Locust go on to stop
+   users and, on a master, tell workers to quit (after which its receiving
+   greenlet dies, which is why the handshake must happen here).
+2. ``test_stop``: a worker ships its final batch again (anything new); the
+   master or local runner writes the history (atomically) to ``--oversold-history``.
+3. ``quitting``: a worker that quits on its own (signal) drains and ships its
+   final batch *before* Locust tells the master it quit (same socket, so the
+   master sees the rows first).
+
+Usage (``locustfiles/my_scenario.py``)::
+
+    from oversold.swarm import plugin
+    from oversold.swarm.users import Buyer, HoldHoarder  # noqa: F401
+
+    plugin.install()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust
+from locust.env import Environment
+from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
+
+from ..contract import ContractClient
+from ..errors import OversoldError
+from .collector import Collector
+from .config import ADMIN_TOKEN_ENV, SwarmConfig
+from .runtime import SwarmRuntime, attach, runtime_of
+from .soldout import SoldOutWatch
+
+log = logging.getLogger("oversold.swarm")
+
+MSG_HELLO = "oversold_hello"
+MSG_CONFIG = "oversold_config"
+MSG_ROWS = "oversold_rows"
+MSG_FINAL = "oversold_final"
+MSG_DRAIN = "oversold_drain"
+SHIP_INTERVAL_S = 1.0
+HANDSHAKE_MARGIN_S = 5.0  # on top of the workers' drain: message latency, a busy machine
+
+_installed: set[int] = set()
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``--oversold-*`` options (also read from locust.conf and ``LOCUST_OVERSOLD_*``)."""
+    group = parser.add_argument_group("oversold", "Flash-sale swarm (oversold)")
+
+    def add(*args: Any, secret: bool = False, **kwargs: Any) -> None:
+        action = group.add_argument(*args, **kwargs)
+        # what LocustArgumentParser.add_argument sets (a group's add_argument does not):
+        # the web UI shows the option, masked when secret
+        action.include_in_web_ui = True
+        action.is_secret = secret
+        action.is_required = False
+        action.is_multiple = False
+
+    add("--oversold-scenario", metavar="PATH", env_var="LOCUST_OVERSOLD_SCENARIO", default=None,
+        help="Scenario YAML: sale id, user mix, buyer/hoarder settings, seed, request timeout.")
+    add("--oversold-nodes", metavar="URLS", env_var="LOCUST_OVERSOLD_NODES", default=None,
+        help="Comma-separated backend base URLs; user n talks to node n %% len. Default: --host.")
+    add("--oversold-history", metavar="PATH", env_var="LOCUST_OVERSOLD_HISTORY", default=None,
+        help="Where the master (or local runner) writes history.jsonl at the end of the test.")
+    add("--oversold-setup-sale", action="store_true", env_var="LOCUST_OVERSOLD_SETUP_SALE", default=False,
+        help="Create/reset the sale through the contract when the test starts (needs the admin token).")
+    add("--oversold-admin-token", metavar="TOKEN", env_var=ADMIN_TOKEN_ENV, default=None, secret=True,
+        help=f"Admin bearer token of the backend (default: ${ADMIN_TOKEN_ENV}).")
+
+
+def install(events: Any = None) -> None:
+    """Register the options and the init handler on Locust's events (idempotent)."""
+    events = events or locust.events
+    if id(events) in _installed:
+        return
+    _installed.add(id(events))
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+
+
+def _role(runner: Runner) -> str:
+    if isinstance(runner, MasterRunner):
+        return "master"
+    if isinstance(runner, WorkerRunner):
+        return "worker"
+    return "local"
+
+
+def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -> None:
+    runner = runner or environment.runner
+    if runner is None:  # an Environment without a runner (library use): nothing to wire
+        return
+    role = _role(runner)
+    if role == "worker":
+        index = getattr(runner, "worker_index", -1)
+        tag = str(index) if index >= 0 else runner.client_id[-8:]
+    else:
+        tag = "0" if role == "local" else "master"
+    rt = attach(environment, SwarmRuntime(role=role, worker_tag=tag))  # type: ignore[arg-type]
+    node = _Node(environment, runner, rt)
+    node.wire()
+
+
+class _Node:
+    """The handlers of one Locust process; state lives in the runtime and the collector."""
+
+    def __init__(self, environment: Environment, runner: Runner, rt: SwarmRuntime) -> None:
+        self.env = environment
+        self.runner = runner
+        self.rt = rt
+        self.collector = Collector()
+        self.watch: SoldOutWatch | None = None
+        self.shipper: gevent.Greenlet | None = None
+        self._readers: list[ContractClient] = []
+
+    # -- set-up --------------------------------------------------------------------
+
+    def wire(self) -> None:
+        ev = self.env.events
+        if self.rt.role in ("local", "master"):
+            self._configure_from_options()
+            self._apply_scenario_defaults()
+        if self.rt.role == "master":
+            self.runner.register_message(MSG_HELLO, self._on_hello)
+            self.runner.register_message(MSG_ROWS, self._on_rows)
+            self.runner.register_message(MSG_FINAL, self._on_final)
+        if self.rt.role == "worker":
+            self.runner.register_message(MSG_CONFIG, self._on_config)
+            self.runner.register_message(MSG_DRAIN, self._on_drain, concurrent=True)
+            self.runner.send_message(MSG_HELLO, {})
+            self.shipper = gevent.spawn(self._ship_loop)
+        ev.test_start.add_listener(self._on_test_start)
+        ev.test_stopping.add_listener(self._on_test_stopping)
+        ev.test_stop.add_listener(self._on_test_stop)
+        # added after the runner's own listeners; quitting fires in reverse, so ours run first
+        ev.quitting.add_listener(self._on_quitting)
+
+    def _configure_from_options(self) -> None:
+        try:
+            config = SwarmConfig.from_options(self.env.parsed_options, host=self.env.host)
+        except OversoldError as e:
+            log.error("oversold: %s", e)
+            sys.exit(1)
+        self.rt.configure(config)
+        log.info(
+            "oversold: sale %s, %d node(s), history %s",
+            config.sale_id, len(config.nodes), config.history_path or "(not written: no --oversold-history)",
+        )
+
+    def _apply_scenario_defaults(self) -> None:
+        """User weights from ``swarm.mix``; -u/-r/-t from the scenario where not given."""
+        config = self.rt.require_config()
+        sw = config.scenario.swarm
+        for cls in self.env.user_classes:
+            kind = getattr(cls, "kind", None)
+            if kind in sw.mix:
+                cls.weight = sw.mix[kind]
+        self.env.user_classes[:] = [c for c in self.env.user_classes if c.weight > 0 or c.fixed_count > 0]
+        if not self.env.user_classes:
+            log.error("oversold: swarm.mix gives every user class a weight of 0")
+            sys.exit(1)
+        opts = self.env.parsed_options
+        if opts is None:
+            return
+        if getattr(opts, "num_users", None) is None:
+            opts.num_users = sw.users
+        if getattr(opts, "spawn_rate", None) is None:
+            opts.spawn_rate = sw.spawn_rate
+        if getattr(opts, "headless", False) and not getattr(opts, "run_time", None):
+            opts.run_time = int(math.ceil(sw.duration_s))
+
+    # -- messages ------------------------------------------------------------------
+
+    def _on_hello(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.runner.send_message(MSG_CONFIG, self.rt.require_config().to_wire(), client_id=msg.node_id)
+
+    def _on_config(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.rt.configure(SwarmConfig.from_wire(msg.data))
+
+    def _on_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.collector.add(msg.node_id, msg.data["rows"])
+
+    def _on_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.collector.add(msg.node_id, msg.data["rows"], total=int(msg.data["total"]))
+
+    def _on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._drain()
+        self._ship_final()
+
+    # -- worker shipping -----------------------------------------------------------
+
+    def _send(self, msg_type: str, data: dict[str, Any]) -> bool:
+        try:
+            self.runner.send_message(msg_type, data)
+            return True
+        except Exception as e:  # noqa: BLE001 - keep the rows, try again later
+            log.warning("oversold: cannot ship history rows to the master yet (%s)", e)
+            return False
+
+    def _ship_loop(self) -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            rows = self.rt.recorder.take()
+            if rows and not self._send(MSG_ROWS, {"rows": rows}):
+                self.rt.recorder.untake(rows)
+
+    def _ship_final(self) -> None:
+        rows = self.rt.recorder.take()
+        total = self.rt.recorder.total
+        if not self._send(MSG_FINAL, {"rows": rows, "total": total}):
+            self.rt.recorder.untake(rows)
+        else:
+            log.debug("oversold: final batch shipped (%d rows, %d in all)", len(rows), total)
+
+    # -- the test's life -----------------------------------------------------------
+
+    def _on_test_start(self, environment: Environment, **_: Any) -> None:
+        self.rt.reset_drain()
+        if self.rt.role == "worker":
+            if self.rt.config is None:  # no config message (an older master?): use the options it sent
+                self.rt.configure(SwarmConfig.from_options(self.env.parsed_options, host=self.env.host))
+            return
+        config = self.rt.require_config()
+        if config.setup_sale:
+            self._setup_sale(config)
+        if config.scenario.swarm.stop_when_sold_out:
+            self.watch = SoldOutWatch(read=self._read_counters, on_sold_out=self._stop_sold_out)
+            self.watch.start()
+
+    def _setup_sale(self, config: SwarmConfig) -> None:
+        sale = config.scenario.sale
+        client = ContractClient(config.nodes[0], admin_token=config.admin_token,
+                                timeout=max(5.0, config.request_timeout_s))
+        try:
+            status, body = client.put_sale(
+                sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms, strategy=sale.strategy,
+                per_user_limit=sale.per_user_limit, pay_after_expiry=sale.pay_after_expiry,
+            )
+        except (OversoldError, OSError) as e:
+            status, body = 0, str(e)
+        finally:
+            client.close()
+        if status != 200:
+            log.error("oversold: setting up sale %s failed: HTTP %s %s", sale.id, status, body)
+            self.env.process_exit_code = 1
+            gevent.spawn(self.runner.quit)
+            return
+        log.info("oversold: sale %s set up: %s", sale.id, body)
+
+    def _read_counters(self) -> dict[str, Any] | None:
+        config = self.rt.require_config()
+        if not self._readers:
+            # one keep-alive client per node, made once: the watch polls four times a second
+            self._readers = [ContractClient(u, timeout=min(2.0, config.request_timeout_s)) for u in config.nodes]
+        # try each node in turn: one may be down on purpose
+        for client in self._readers:
+            try:
+                status, counters = client.sale(config.sale_id)
+            except (OversoldError, OSError):
+                continue
+            if status == 200:
+                return counters
+        return None
+
+    def _stop_sold_out(self) -> None:
+        opts = self.env.parsed_options
+        if opts is not None and getattr(opts, "headless", False):
+            self.runner.quit()  # same path as --run-time: drain, stop users, write history, exit
+        else:
+            self.runner.stop()  # keep the web UI up
+
+    def _drain(self) -> None:
+        if self.rt.config is None:
+            return
+        self.rt.start_drain()
+        left = self.rt.wait_drained(self.rt.config.drain_timeout_s)
+        if left:
+            log.warning("oversold: %d request(s) still in flight after the drain; they stay as invokes", left)
+
+    def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+        if self.rt.role == "master":
+            self._handshake()
+        else:
+            self._drain()
+
+    def _handshake(self) -> None:
+        """Make every worker drain and ship its final batch; wait (bounded) until all rows are in."""
+        runner = self.runner
+        assert isinstance(runner, MasterRunner)
+        self.rt.start_drain()
+        live = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
+        if not live and not self.collector.workers():
+            return
+        config = self.rt.require_config()
+        for client_id in live:
+            try:
+                runner.send_message(MSG_DRAIN, {}, client_id=client_id)
+            except Exception as e:  # noqa: BLE001
+                log.warning("oversold: cannot ask worker %s to drain (%s)", client_id, e)
+        if gevent.getcurrent() in runner.greenlet:
+            # we are on Locust's own message loop (e.g. the last worker quit): waiting here
+            # would block the very messages we wait for; workers send their final batch
+            # before they quit, so what they had is already in
+            return
+        deadline = time.monotonic() + config.drain_timeout_s + HANDSHAKE_MARGIN_S
+        while True:
+            # a worker that went missing meanwhile will not answer; what it shipped stays
+            gone = {c.id for c in runner.clients.all if c.state == STATE_MISSING}
+            missing = {w: why for w, why in self.collector.incomplete(live - gone).items() if w not in gone}
+            if not missing or time.monotonic() >= deadline:
+                break
+            gevent.sleep(0.05)
+        if missing:
+            log.error("oversold: history incomplete, still missing rows from workers: %s", missing)
+        else:
+            log.info("oversold: history complete from %d worker(s)", len(self.collector.workers()))
+
+    def _on_test_stop(self, environment: Environment, **_: Any) -> None:
+        if self.rt.role == "worker":
+            self._ship_final()
+            return
+        self._write()
+
+    def _on_quitting(self, environment: Environment, **_: Any) -> None:
+        if self.rt.role == "worker":
+            self._drain()
+            self._ship_final()
+            return
+        # a signal came before the stop: write what there is now (the stop that
+        # follows rewrites it complete); a test that never started writes nothing
+        self._write(only_if_new=True)
+
+    def _write(self, only_if_new: bool = False) -> None:
+        config = self.rt.config
+        local = self.rt.recorder.take()
+        if local:
+            self.collector.add("local", local, total=self.rt.recorder.total)
+        if config is None or config.history_path is None:
+            return
+        if only_if_new and not (self.collector.rows and self.collector.dirty):
+            return
+        n = self.collector.write(Path(config.history_path))
+        log.info("oversold: history written: %d records to %s", n, config.history_path)
+
+
+__all__ = ["add_arguments", "install", "runtime_of"]

@@ -1,0 +1,101 @@
+"""The per-process state of a swarm: config, recorder, drain flag, account numbering.
+
+One ``SwarmRuntime`` lives on each Locust environment (``attach``/``runtime_of``);
+the user classes read it in their constructor, the plugin drives it from
+Locust's events.
+
+Usage::
+
+    rt = attach(environment, SwarmRuntime(role="local", worker_tag="0"))
+    rt.configure(config)
+    rt.next_index("buyer")          # 0, 1, 2, ... per kind, per process
+    rt.start_drain(); rt.wait_drained(timeout=5.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gevent
+from gevent.event import Event
+
+from .config import SwarmConfig
+from .recorder import Recorder
+
+log = logging.getLogger("oversold.swarm")
+
+Role = Literal["local", "master", "worker"]
+_ATTR = "oversold_swarm"
+
+
+@dataclass
+class SwarmRuntime:
+    """Everything one Locust process of the swarm shares between its users."""
+
+    role: Role
+    worker_tag: str  # part of every user id and op id: unique per process within a run
+    recorder: Recorder = field(default_factory=Recorder)
+    config: SwarmConfig | None = None
+    # a per-process random nonce in every idempotency key, so keys never repeat
+    # across runs even when the sale is not reset (op ids do repeat: they are seeded)
+    nonce: str = field(default_factory=lambda: os.urandom(4).hex())
+    _draining: Event = field(default_factory=Event)
+    _indexes: dict[str, itertools.count] = field(default_factory=dict)
+
+    def configure(self, config: SwarmConfig) -> None:
+        self.config = config
+
+    def require_config(self) -> SwarmConfig:
+        if self.config is None:
+            raise RuntimeError(
+                "the oversold swarm is not configured: the locustfile must call "
+                "oversold.swarm.plugin.install() and be run with --oversold-* options"
+            )
+        return self.config
+
+    def next_index(self, kind: str) -> int:
+        counter = self._indexes.get(kind)
+        if counter is None:
+            counter = self._indexes[kind] = itertools.count()
+        return next(counter)
+
+    def idempotency_key(self, op_id: str) -> str:
+        return f"{self.nonce}.{op_id}"
+
+    @property
+    def draining(self) -> bool:
+        """True once a stop began: users start no new operation (in-flight ones finish)."""
+        return self._draining.is_set()
+
+    def start_drain(self) -> None:
+        self._draining.set()
+
+    def reset_drain(self) -> None:
+        self._draining.clear()
+
+    def wait_drained(self, timeout: float) -> int:
+        """Wait until no operation is in flight or ``timeout`` passed; returns how many still are."""
+        deadline = time.monotonic() + timeout
+        while self.recorder.in_flight > 0 and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        return self.recorder.in_flight
+
+
+def attach(environment: Any, runtime: SwarmRuntime) -> SwarmRuntime:
+    setattr(environment, _ATTR, runtime)
+    return runtime
+
+
+def runtime_of(environment: Any) -> SwarmRuntime:
+    """The runtime attached to a Locust environment (RuntimeError if the plugin is not installed)."""
+    rt = getattr(environment, _ATTR, None)
+    if rt is None:
+        raise RuntimeError(
+            "no oversold swarm on this Locust environment: call oversold.swarm.plugin.install() in the locustfile"
+        )
+    return rt
