@@ -1,7 +1,8 @@
 """The ``oversold`` command. Thin: parses flags, calls the library, picks the exit status.
 
-Exit status: 0 every invariant holds; 1 an invariant is violated; 2 inconclusive;
-3 a threshold failed; 4 bad input; 5 the harness could not stand the system up.
+Exit status: 0 every invariant and threshold holds; 1 an invariant is violated;
+2 inconclusive; 3 a threshold failed (and every invariant holds); 4 bad input;
+5 the harness could not stand the system up.
 
 Usage::
 
@@ -17,9 +18,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
+
+if TYPE_CHECKING:
+    from .thresholds import ThresholdResult
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_STAND_UP = 0, 1, 2, 3, 4, 5
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
@@ -90,15 +94,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = (lambda _msg: None) if args.quiet else (lambda msg: print(f"  {msg}", flush=True))
     print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
     result = run_scenario(scenario, out, progress=progress)
-    print(format_summary(result.verdict, run_dir=result.run_dir))
-    return VERDICT_EXIT[result.verdict.verdict]
+    thresholds = result.evaluation.thresholds if result.evaluation else ()
+    print(format_summary(result.verdict, run_dir=result.run_dir, thresholds=thresholds))
+    return exit_status(result.verdict.verdict, thresholds)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .checker import check
     from .history import FinalState, read_history
     from .report import format_summary
-    from .run import write_results
+    from .results import write_outputs
     from .scenario import load_scenario
 
     run_dir: Path = args.run_dir
@@ -112,9 +117,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir / 'final_state.json'}: not JSON ({e.msg})") from None
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
-    write_results(run_dir, scenario, verdict, elapsed_s=None)
-    print(format_summary(verdict, run_dir=run_dir))
-    return VERDICT_EXIT[verdict.verdict]
+    # thresholds are re-evaluated and results.json, junit.xml, report.html written again
+    evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None)
+    print(format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
+    return exit_status(verdict.verdict, evaluation.thresholds)
+
+
+def exit_status(verdict: str, thresholds: Sequence[ThresholdResult] = ()) -> int:
+    """The exit status of a checked run: a violated invariant (1) or an undecided one (2) wins over
+    a failed threshold (3), which only turns a passing verdict into 3.
+
+    Usage::
+
+        exit_status("pass", [])              # 0
+        exit_status("pass", failed)          # 3
+        exit_status("fail", failed)          # 1
+    """
+    if verdict == "pass" and any(not t.passed for t in thresholds):
+        return EXIT_THRESHOLD
+    return VERDICT_EXIT[verdict]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from .checker import Verdict
+
+if TYPE_CHECKING:
+    from .thresholds import ThresholdResult
 
 _MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
 
 
-def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3) -> str:
+def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
+                   thresholds: Sequence[ThresholdResult] = ()) -> str:
     t = verdict.totals
     lines = [
         "",
@@ -28,6 +33,12 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
         if inv.status == "fail":
             for example in inv.counterexamples[:max_examples]:
                 lines.append(f"         e.g. {json.dumps(example, sort_keys=True)}")
+    if thresholds:
+        failed = sum(1 for th in thresholds if not th.passed)
+        lines.append(f"thresholds: {len(thresholds) - failed} of {len(thresholds)} passed"
+                     + (f", {failed} FAILED" if failed else ""))
+        for th in thresholds:
+            lines.append(f"  [{'ok  ' if th.passed else 'FAIL'}] {th.metric} {th.expression}: {th.message}")
     if run_dir is not None:
-        lines.append(f"  run directory: {run_dir}  (results.json, history.jsonl, final_state.json)")
+        lines.append(f"  run directory: {run_dir}  (report.html, results.json, junit.xml, history.jsonl)")
     return "\n".join(lines)

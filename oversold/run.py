@@ -30,6 +30,7 @@ from .history import FinalState, read_history
 from .nodes import BackendNode
 from .procs import Child
 from .redis_server import RedisServer
+from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
 
@@ -48,6 +49,7 @@ class RunResult:
     final: FinalState
     ops: int
     elapsed_s: float
+    evaluation: Evaluation | None = None  # metrics and thresholds (oversold.results)
 
 
 def _say_nothing(_: str) -> None:
@@ -116,16 +118,16 @@ def run_scenario(
 
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
     elapsed = time.monotonic() - started
-    write_results(run_dir, scenario, verdict, elapsed_s=elapsed)
-    return RunResult(verdict=verdict, run_dir=run_dir, final=final, ops=len(ops), elapsed_s=elapsed)
+    # metrics, thresholds, results.json, junit.xml and report.html
+    evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed)
+    return RunResult(verdict=verdict, run_dir=run_dir, final=final, ops=len(ops), elapsed_s=elapsed,
+                     evaluation=evaluation)
 
 
-def write_results(run_dir: Path, scenario: Scenario, verdict: Verdict, *, elapsed_s: float | None) -> Path:
-    """Write ``results.json``: the verdict first, then what ran."""
-    body = verdict.to_dict()
-    body["scenario"] = {"name": scenario.name, "strategy": scenario.sale.strategy, "seed": scenario.seed}
-    if elapsed_s is not None:
-        body["elapsed_s"] = round(elapsed_s, 3)
+def write_results(run_dir: Path, scenario: Scenario, verdict: Verdict, *, elapsed_s: float | None,
+                  evaluation: Evaluation | None = None) -> Path:
+    """Write only ``results.json`` (``write_outputs`` writes it with junit.xml and report.html)."""
+    body = results_body(scenario, verdict, evaluation, elapsed_s=elapsed_s)
     path = run_dir / "results.json"
     path.write_text(json.dumps(body, indent=2), encoding="utf-8")
     return path

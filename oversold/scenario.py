@@ -21,6 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ScenarioError
+from .thresholds import parse_thresholds
 
 STRATEGIES = ("pre_deduct", "naive")
 USER_KINDS = ("buyer", "hoarder")
@@ -92,6 +93,8 @@ class Scenario:
     redis: RedisConfig = RedisConfig()
     swarm: Swarm = Swarm()
     checker: CheckerConfig = CheckerConfig()
+    # metric name -> k6-style expressions as written; validated at load (oversold.thresholds)
+    thresholds: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> "Scenario":
         """Apply CLI-level overrides (``strategy``, ``seed``, ``redis_url``, ``backend_url``, ``duration_s``)."""
@@ -217,7 +220,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         data = {}
     if not isinstance(data, dict):
         raise ScenarioError(source, [f"(top level): must be a mapping, got {_kind(data)}"])
-    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker"), "")
+    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker", "thresholds"), "")
 
     d = Scenario()
     name = r.get(data, "name", "", d.name, lambda v: None if isinstance(v, str) and v else "must be a non-empty string")
@@ -293,9 +296,14 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         expect_sell_out=r.get(cd, "expect_sell_out", "checker", d.checker.expect_sell_out, _bool),
     )
 
+    _specs, threshold_problems = parse_thresholds(data.get("thresholds"), "thresholds")
+    r.problems.extend(threshold_problems)
+    thresholds = {str(k): tuple(v) for k, v in (data.get("thresholds") or {}).items()} if not threshold_problems else {}
+
     if r.problems:
         raise ScenarioError(source, r.problems)
-    return Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm, checker=checker)
+    return Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm, checker=checker,
+                    thresholds=thresholds)
 
 
 def load_scenario(path: Path) -> Scenario:
