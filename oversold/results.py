@@ -155,3 +155,18 @@ def _previous_elapsed(path: Path) -> float | None:
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of ``results.json``."""
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_results(body: Mapping[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``body`` matches ``results.schema.json``.
+
+    Needs ``jsonschema`` (the ``test`` extra); the harness itself never validates,
+    so it runs without it.
+
+    Usage::
+
+        validate_results(json.loads((run_dir / "results.json").read_text()))
+    """
+    import jsonschema
+
+    jsonschema.Draft202012Validator(load_schema()).validate(body)

@@ -22,7 +22,7 @@ import pytest
 from oversold.checker import check
 from oversold.history import FinalState, read_history
 from oversold.report import format_summary
-from oversold.results import load_schema, read_jsonl_tolerant, results_body, write_outputs
+from oversold.results import load_schema, read_jsonl_tolerant, results_body, validate_results, write_outputs
 from oversold.scenario import load_scenario
 from synthetic_run import OVERSOLD_ORDER, make_run_dir
 
@@ -54,6 +54,7 @@ def test_results_json_from_real_code_matches_its_schema(tmp_path, stock, audit, 
     checked(run)
     body = json.loads((run / "results.json").read_text())
     validator().validate(body)
+    validate_results(body)
     assert body["verdict"] == verdict
     assert body["elapsed_s"] == 4.25
     assert {"stock", "sold", "oversold_units"} <= set(body["totals"])
@@ -66,6 +67,8 @@ def test_schema_catches_what_it_documents(tmp_path):
     checked(run)
     body = json.loads((run / "results.json").read_text())
     v = validator()
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results({**body, "verdict": "maybe"})
     for broken in (
         {**body, "verdict": "maybe"},
         {**body, "surprise": 1},
