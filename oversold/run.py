@@ -28,7 +28,7 @@ from .contract import ContractClient, TransportError
 from .errors import HarnessError, RedisUnavailable, StandUpError
 from .history import FinalState, read_history
 from .nodes import BackendNode
-from .procs import Child
+from .procs import LOOPBACK, Child, free_port
 from .redis_server import RedisServer
 from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
@@ -174,7 +174,12 @@ def _start_locust(
         "--oversold-history", str(history_path),
     ]
     if sw.processes > 1:
-        argv += ["--processes", str(sw.processes)]
+        # the master must listen on loopback only, on a port no other run holds
+        port = str(free_port())
+        argv += [
+            "--processes", str(sw.processes), "--master-bind-host", LOOPBACK, "--master-bind-port", port,
+            "--master-host", LOOPBACK, "--master-port", port,
+        ]
     return Child.start(argv, name="locust", log_dir=logs, cwd=REPO_ROOT)
 
 
