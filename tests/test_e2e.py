@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from oversold.results import validate_results
+
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "scenarios" / "flash_sale.yaml"
 
@@ -26,7 +28,9 @@ def oversold(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def results_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    validate_results(results)  # every run's results follow the documented schema
+    return results
 
 
 def statuses(results: dict) -> dict[str, str]:
@@ -57,6 +61,8 @@ def test_pre_deduct_passes_and_sells_out(pre_deduct_run):
     assert results["totals"]["sold"] == 500  # demand exceeded stock, so it sold out
     assert set(statuses(results).values()) == {"pass"}
     assert "verdict: PASS" in proc.stdout
+    for name in ("junit.xml", "report.html", "timeline.jsonl"):
+        assert (out / name).stat().st_size > 0, name
 
 
 def test_run_directory_holds_history_and_replayable_scenario(pre_deduct_run):
