@@ -3,10 +3,18 @@
     OversoldError
     ├── BadInput                 bad scenario, flag or saved run (exit 4)
     │   └── ScenarioError        every problem of a scenario, each with its field path
+    │   └── FaultSpecError       a fault that cannot run (chaos.errors)
     ├── StandUpError             the harness could not stand the system up (exit 5)
     │   ├── RedisUnavailable     no Redis could be started or reached
     │   └── BackendUnavailable   a backend node did not come up
     └── HarnessError             the run itself broke (a child died, a read failed)
+        ├── TransportError       no contract answer: refused, reset, timed out (oversold.contract)
+        └── ChaosError           a fault could not be injected or healed (chaos.errors)
+            ├── TargetRefused    a driver will not touch a target it does not own
+            └── ProxyControlError the fault proxy refused a control call (chaos.proxy)
+
+Errors of the reference backend are not in this tree: it is the system under
+test and answers them over HTTP with stable codes.
 
 Usage::
 
