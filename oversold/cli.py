@@ -83,6 +83,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .progress import LiveProgress
     from .report import format_summary
     from .run import run_scenario
     from .scenario import load_scenario
@@ -91,9 +92,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration
     )
     out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
-    progress = (lambda _msg: None) if args.quiet else (lambda msg: print(f"  {msg}", flush=True))
     print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
-    result = run_scenario(scenario, out, progress=progress)
+    if args.quiet:
+        result = run_scenario(scenario, out)
+    else:
+        # a live status line on a terminal, a plain line every few seconds in a CI log
+        display = LiveProgress(sys.stdout)
+        result = run_scenario(scenario, out, progress=display.say, observer=display)
     thresholds = result.evaluation.thresholds if result.evaluation else ()
     print(format_summary(result.verdict, run_dir=result.run_dir, thresholds=thresholds))
     return exit_status(result.verdict.verdict, thresholds)

@@ -13,13 +13,14 @@ Usage::
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import redis
 
@@ -33,6 +34,12 @@ from .redis_server import RedisServer
 from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
+
+if TYPE_CHECKING:
+    from .progress import RunObserver
+
+#: The environment variable holding the admin token of a backend given by URL (as the backend reads it).
+ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "flash_sale.py"
@@ -62,6 +69,7 @@ def run_scenario(
     *,
     locustfile: Path = DEFAULT_LOCUSTFILE,
     progress: Progress = _say_nothing,
+    observer: "RunObserver | None" = None,
 ) -> RunResult:
     """Run one scenario end to end and write the run directory; returns the verdict."""
     started = time.monotonic()
@@ -82,7 +90,8 @@ def run_scenario(
             progress(f"redis: started {redis_url} (pid {server.child.pid})")
         _check_redis(redis_url)
 
-        token = secrets.token_urlsafe(24)
+        # a backend somebody else runs takes their admin token (the contract's variable)
+        token = (os.environ.get(ADMIN_TOKEN_ENV) if scenario.backend.url else None) or secrets.token_urlsafe(24)
         if scenario.backend.url:
             urls = [scenario.backend.url.rstrip("/")]
             progress(f"backend: using {urls[0]}")
@@ -106,6 +115,9 @@ def run_scenario(
         locust = _start_locust(scenario, locustfile, urls, scenario_path, history_path, logs)
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
+        if observer is not None:  # the live display (oversold.progress) reads the run directory
+            observer.swarm_started(scenario, run_dir)
+            stack.callback(observer.stop)
         _wait_locust(locust, scenario)
         if not history_path.exists():
             raise HarnessError(f"the swarm wrote no history ({history_path}); locust log:\n{locust.log_tail(30)}")
@@ -172,6 +184,7 @@ def _start_locust(
         "--oversold-scenario", str(scenario_path),
         "--oversold-nodes", ",".join(urls),
         "--oversold-history", str(history_path),
+        "--csv", str(logs / "locust"),  # Locust's own stats; the live display takes req/s from them
     ]
     if sw.processes > 1:
         # the master must listen on loopback only, on a port no other run holds

@@ -44,6 +44,7 @@ from typing import Any
 
 import gevent
 import locust
+from locust import stats as locust_stats
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
@@ -98,6 +99,9 @@ def install(events: Any = None) -> None:
     if id(events) in _installed:
         return
     _installed.add(id(events))
+    # `oversold run` passes --csv for its live display (oversold.progress); Locust flushes those
+    # files every 5 s by default, too seldom for a sale that sells out in ten
+    locust_stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(_on_init)
 
