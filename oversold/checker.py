@@ -38,6 +38,8 @@ INVARIANTS = (
     "holds_returned",
     "single_payment",
     "sells_out",
+    "refunds_compensated",
+    "per_user_limits",
 )
 
 
@@ -176,15 +178,42 @@ class _Hold:
 
 
 @dataclass(frozen=True)
+class _Record:
+    """One entry of the audit's payments, refunds or compensations lists."""
+
+    order_id: str
+    user_id: str
+    qty: int
+
+
+@dataclass(frozen=True)
 class _Audit:
     now_ms: int | None
     sold: tuple[_Sold, ...]
     holds: tuple[_Hold, ...]
     counters: dict[str, Any] | None
+    # None where the audit has no such list (a backend without a payment ledger)
+    payments: tuple[_Record, ...] | None = None
+    refunds: tuple[_Record, ...] | None = None
+    compensations: tuple[_Record, ...] | None = None
 
     @property
     def sold_qty(self) -> int:
         return sum(s.qty for s in self.sold)
+
+    @cached_property
+    def refunded_ids(self) -> frozenset[str]:
+        return frozenset(r.order_id for r in self.refunds or ())
+
+    @property
+    def refunded_sold_qty(self) -> int:
+        """Units of sold orders that were refunded afterwards (they did not ship)."""
+        return sum(s.qty for s in self.sold if s.order_id in self.refunded_ids)
+
+    @property
+    def net_sold_qty(self) -> int:
+        """What shipped: sold minus refunded sold orders."""
+        return self.sold_qty - self.refunded_sold_qty
 
     @property
     def held_qty(self) -> int:
@@ -202,6 +231,7 @@ class _Sale:
     counters: dict[str, Any] | None  # final.counters, else the audit's own snapshot
     order_call: dict[str, _Call] = field(default_factory=dict)  # order id -> the ok order that placed it
     pays: dict[str, tuple[_Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
+    settings: dict[str, Any] = field(default_factory=dict)  # the sale's settings: final.extra["sale"]
 
     def ok_pays(self, order_id: str) -> tuple[_Call, ...]:
         return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
@@ -225,6 +255,19 @@ class _Sale:
     @cached_property
     def acked_paid(self) -> int:
         return sum(self.qty_of(oid) for oid in self.acked_orders)
+
+    @cached_property
+    def acked_refunded(self) -> int:
+        """Units of acknowledged paid orders that the audit lists as refunded."""
+        refunded = self.audit.refunded_ids if self.audit else frozenset()
+        return sum(self.qty_of(oid) for oid in self.acked_orders if oid in refunded)
+
+    def setting(self, name: str) -> Any:
+        """A sale setting: from ``final.extra["sale"]``, else as the counters (or the audit's) report it."""
+        for source in (self.settings, self.counters, self.audit.counters if self.audit else None):
+            if isinstance(source, dict) and source.get(name) is not None:
+                return source[name]
+        return None
 
     def qty_of(self, order_id: str) -> int:
         """Quantity of an order: as placed, else as audited, else as the pay said."""
@@ -311,7 +354,26 @@ def _parse_audit(raw: dict[str, Any] | None) -> _Audit | None:
         sold=tuple(sold),
         holds=tuple(holds),
         counters=counters if isinstance(counters, dict) else None,
+        payments=_parse_records(raw, "payments"),
+        refunds=_parse_records(raw, "refunds"),
+        compensations=_parse_records(raw, "compensations"),
     )
+
+
+def _parse_records(raw: dict[str, Any], name: str) -> tuple[_Record, ...] | None:
+    """An optional list of the audit (payments, refunds, compensations); None when absent."""
+    if raw.get(name) is None:
+        return None
+    if not isinstance(raw[name], list):
+        raise BadInput(f"final_state.audit.{name}: expected a list")
+    out = []
+    for i, e in enumerate(raw[name]):
+        w = f"final_state.audit.{name}[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("order_id"), str):
+            raise BadInput(f"{w}: expected an object with a string order_id")
+        qty = _int(e.get("qty"), f"{w}.qty", optional=True)
+        out.append(_Record(e["order_id"], str(e.get("user_id", "")), 0 if qty is None else qty))
+    return tuple(out)
 
 
 def _counter(counters: dict[str, Any], name: str, where: str = "final_state.counters") -> int:
@@ -337,8 +399,18 @@ def _build(ops: Iterable[Op], final: FinalState, grace_ms: int) -> tuple[_Sale, 
         counters=final.counters if final.counters is not None else (audit.counters if audit else None),
         order_call=order_call,
         pays={k: tuple(v) for k, v in pays.items()},
+        settings=_sale_settings(final),
     )
     return sale, counts
+
+
+def _sale_settings(final: FinalState) -> dict[str, Any]:
+    raw = (final.extra or {}).get("sale")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadInput("final_state.extra.sale: expected an object of the sale's settings")
+    return raw
 
 
 # --------------------------------------------------------------------------- helpers for results
@@ -375,9 +447,19 @@ def no_oversell(s: _Sale) -> InvariantResult:
     (``info``) pay as applied stays within stock; otherwise unknown. The client
     view cannot see a sale nobody asked for; that is ``no_phantom_sale``'s job,
     which is unknown without an audit, so the overall verdict stays inconclusive.
+
+    Refunds: what counts is what *shipped*. A sold order that the audit's
+    ``refunds`` list names did not ship, so both views are taken net of it:
+    audited sold minus refunded sold units, acknowledged paid minus the
+    acknowledged orders that were refunded. An acknowledged payment that was
+    refunded is therefore not an oversell (whether it was made good is
+    ``refunds_compensated``'s question); a refund never excuses a shipped unit.
     """
-    name, stock, acked = "no_oversell", s.stock, s.acked_paid
-    audited = s.audit.sold_qty if s.audit else None
+    name, stock = "no_oversell", s.stock
+    acked = s.acked_paid - s.acked_refunded
+    audited = s.audit.net_sold_qty if s.audit else None
+    refunded = s.audit.refunded_sold_qty if s.audit else 0
+    net = f" net of {refunded} refunded units" if refunded else ""
     if acked > stock or (audited is not None and audited > stock):
         # Blame the view that overshoots most; the audit wins ties as the backend's own record.
         if audited is not None and audited >= acked:
@@ -388,9 +470,10 @@ def no_oversell(s: _Sale) -> InvariantResult:
             worst = acked
         return _result(name, "fail",
                        f"Sold {worst} units of stock {stock}, {worst - stock} oversold "
-                       f"(acknowledged paid {acked}, audited sold {_fmt(audited)}).", examples)
+                       f"(acknowledged paid {acked}, audited sold {_fmt(audited)}{net}).", examples)
     if s.audit is not None:
-        return _result(name, "pass", f"Acknowledged paid {acked} and audited sold {audited} are within stock {stock}.")
+        return _result(name, "pass", f"Acknowledged paid {acked} and audited sold {audited}{net} are within "
+                                     f"stock {stock}.")
     if s.counters is not None and _counter(s.counters, "sold") > stock:
         sold = _counter(s.counters, "sold")
         return _result(name, "fail", f"The audit is missing but the counters say sold {sold} of stock {stock}, "
@@ -416,9 +499,10 @@ def _fmt(value: int | None) -> str:
 
 
 def _beyond_stock_audit(s: _Sale) -> list[dict[str, Any]]:
-    """The audited sold orders past the stock line, the latest paid ones being the excess."""
+    """The audited sold orders past the stock line, the latest paid ones being the excess (refunded ones left out)."""
     assert s.audit is not None
-    ordered = sorted(s.audit.sold, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id))
+    shipped = [e for e in s.audit.sold if e.order_id not in s.audit.refunded_ids]
+    ordered = sorted(shipped, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id))
     out, total = [], 0
     for e in ordered:
         total += e.qty
@@ -431,7 +515,8 @@ def _beyond_stock_audit(s: _Sale) -> list[dict[str, Any]]:
 def _beyond_stock_history(s: _Sale) -> list[dict[str, Any]]:
     """The acknowledged paid orders past the stock line, by time of their first ok pay."""
     out, total = [], 0
-    for oid in s.acked_orders:
+    refunded = s.audit.refunded_ids if s.audit else frozenset()
+    for oid in (o for o in s.acked_orders if o not in refunded):
         total += s.qty_of(oid)
         if total > s.stock:
             first_ok = min(s.ok_pays(oid), key=_done_time)
@@ -653,6 +738,101 @@ def sells_out(s: _Sale, expect_sell_out: bool) -> InvariantResult:
                    f"unsold, of which {held} are stuck in holds.", examples)
 
 
+def refunds_compensated(s: _Sale) -> InvariantResult:
+    """Every captured payment shipped or was refunded and compensated; nothing shipped past stock unrefunded.
+
+    Reads the audit's ``payments`` (captured money), ``refunds`` and
+    ``compensations`` lists, keyed by order id. Three parts: (1) every captured
+    payment is in the sold set or refunded; (2) every refund has a compensation;
+    (3) the sold orders past the stock line (latest paid first, refunded ones
+    left out) are none, i.e. every oversold unit was refunded and compensated.
+
+    Without an audit: unknown. An audit without those lists (a backend with no
+    payment ledger): unknown if it sold past stock or the sale is
+    ``payment_deduct`` (its payments cannot be reconciled), else a pass that
+    says it was not checked.
+    """
+    name = "refunds_compensated"
+    if s.audit is None:
+        return _result(name, "unknown", "The audit is missing, so payments, refunds and compensations cannot be "
+                                        "reconciled.")
+    a, stock = s.audit, s.stock
+    if a.payments is None or a.refunds is None or a.compensations is None:
+        missing = " / ".join(n for n, v in (("payments", a.payments), ("refunds", a.refunds),
+                                            ("compensations", a.compensations)) if v is None)
+        if a.sold_qty > stock:
+            return _result(name, "unknown", f"The audit lists {a.sold_qty} units sold of stock {stock} but has no "
+                                            f"{missing} list, so it cannot show the excess was refunded and "
+                                            f"compensated.")
+        if s.setting("strategy") == "payment_deduct":
+            return _result(name, "unknown", f"The sale captures payments (payment_deduct) but the audit has no "
+                                            f"{missing} list to reconcile them.")
+        return _result(name, "pass", f"Not checked: the audit has no {missing} list, and {a.sold_qty} units sold "
+                                     f"is within stock {stock}.")
+    sold_ids = {e.order_id for e in a.sold}
+    compensated = {c.order_id for c in a.compensations}
+    examples: list[dict[str, Any]] = []
+    problems: list[str] = []
+    dropped = [p for p in a.payments if p.order_id not in sold_ids and p.order_id not in a.refunded_ids]
+    if dropped:
+        problems.append(f"{len(dropped)} captured payments ({sum(p.qty for p in dropped)} units) neither shipped "
+                        f"nor were refunded")
+        examples += [{"problem": "captured_not_refunded", "order_id": p.order_id, "user_id": p.user_id,
+                      "qty": p.qty, **_order_ref(s, p.order_id)} for p in dropped]
+    uncompensated = [r for r in a.refunds if r.order_id not in compensated]
+    if uncompensated:
+        problems.append(f"{len(uncompensated)} refunds have no compensation")
+        examples += [{"problem": "refund_not_compensated", "order_id": r.order_id, "user_id": r.user_id,
+                      "qty": r.qty, **_order_ref(s, r.order_id)} for r in uncompensated]
+    oversold = _beyond_stock_audit(s)
+    if oversold:
+        problems.append(f"{a.net_sold_qty - stock} units sold past stock {stock} were not refunded")
+        examples += [{"problem": "oversold_not_refunded", **e} for e in oversold]
+    if problems:
+        return _result(name, "fail", "Payments were not made good: " + "; ".join(problems) + ".", examples)
+    shipped = sum(1 for p in a.payments if p.order_id in sold_ids and p.order_id not in a.refunded_ids)
+    return _result(name, "pass",
+                   f"{len(a.payments)} captured payments: {shipped} shipped, {len(a.payments) - shipped} refunded; "
+                   f"{len(a.refunds)} refunds, all compensated; net sold {a.net_sold_qty} is within stock {stock}.")
+
+
+def per_user_limits(s: _Sale) -> InvariantResult:
+    """No user ends with more units than the sale's ``per_user_limit`` (bought and not refunded, plus held).
+
+    The limit comes from ``final.extra["sale"]``, else the counters'
+    ``per_user_limit``; missing or 0 means no limit, and the invariant passes
+    unchecked. The audit is needed to count each user's units.
+    """
+    name = "per_user_limits"
+    limit = s.setting("per_user_limit")
+    if limit is not None:
+        limit = _int(limit, "per_user_limit")
+    if not limit:
+        return _result(name, "pass", "Not checked: the sale has no per-user limit.")
+    if s.audit is None:
+        return _result(name, "unknown", f"The audit is missing, so the units each user holds or bought cannot be "
+                                        f"compared with the limit {limit}.")
+    units: Counter[str] = Counter()
+    orders: dict[str, list[str]] = defaultdict(list)
+    for e in s.audit.sold:
+        if e.order_id not in s.audit.refunded_ids:
+            units[e.user_id] += e.qty
+            orders[e.user_id].append(e.order_id)
+    for h in s.audit.holds:
+        units[h.user_id] += h.qty
+        orders[h.user_id].append(h.order_id)
+    over = sorted((u for u, n in units.items() if n > limit), key=lambda u: (-units[u], u))
+    if over:
+        return _result(name, "fail",
+                       f"{len(over)} users hold or bought more than the per-user limit {limit}; the most is "
+                       f"{units[over[0]]} units, by {over[0]}.",
+                       [{"user_id": u, "units": units[u], "limit": limit, "order_ids": sorted(orders[u])}
+                        for u in over])
+    most = max(units.values(), default=0)
+    return _result(name, "pass", f"No user holds or bought more than the per-user limit {limit} "
+                                 f"(the most is {most} units, across {len(units)} users).")
+
+
 # --------------------------------------------------------------------------- the entry point
 
 
@@ -699,15 +879,20 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         holds_returned(s),
         single_payment(s),
         sells_out(s, expect_sell_out),
+        refunds_compensated(s),
+        per_user_limits(s),
     )
     statuses = {r.status for r in results}
     verdict: VerdictName = "fail" if "fail" in statuses else "inconclusive" if "unknown" in statuses else "pass"
     audited = s.audit.sold_qty if s.audit else None
     acked = s.acked_paid
+    shipped = max(s.audit.net_sold_qty if s.audit else 0, acked - s.acked_refunded)  # refunds did not ship
     totals: dict[str, Any] = {
         "stock": s.stock,
         "sold": audited,
-        "oversold_units": max(0, max(audited or 0, acked) - s.stock),
+        "oversold_units": max(0, shipped - s.stock),
+        "refunded_units": s.audit.refunded_sold_qty if s.audit else None,
+        "captured_payments": len(s.audit.payments) if s.audit and s.audit.payments is not None else None,
         "acked_paid": acked,
         "acked_paid_orders": len(s.acked_orders),
         "held": s.audit.held_qty if s.audit else None,

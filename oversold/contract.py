@@ -70,11 +70,22 @@ class ContractClient:
 
     def put_sale(
         self, sale_id: str, *, stock: int, hold_ttl_ms: int, strategy: str,
-        per_user_limit: int = 0, pay_after_expiry: str = "refuse",
+        per_user_limit: int = 0, pay_after_expiry: str = "refuse", **settings: Any,
     ) -> tuple[int, Body]:
+        """Create or reset a sale; ``settings`` are further fields of the body (``refunds``,
+        ``warn_thresholds``, ``scalper_policy``, ``profiles``, ...), sent as given."""
         body = {"stock": stock, "hold_ttl_ms": hold_ttl_ms, "strategy": strategy,
-                "per_user_limit": per_user_limit, "pay_after_expiry": pay_after_expiry}
+                "per_user_limit": per_user_limit, "pay_after_expiry": pay_after_expiry, **settings}
         return self.request("PUT", f"/v1/sales/{_seg(sale_id)}", body, admin=True)
+
+    def put_profiles(self, sale_id: str, profiles: dict[str, dict[str, Any]]) -> tuple[int, Body]:
+        """Add or replace user profiles of a sale (admin), for its scalper policy."""
+        return self.request("PUT", f"/v1/sales/{_seg(sale_id)}/profiles", {"profiles": profiles}, admin=True)
+
+    def refund(self, sale_id: str, order_id: str, key: str | None = None) -> tuple[int, Body]:
+        """Refund a paid order and compensate its buyer (admin)."""
+        return self.request("POST", f"/v1/sales/{_seg(sale_id)}/orders/{_seg(order_id)}/refund", key=key,
+                            admin=True)
 
     def sale(self, sale_id: str) -> tuple[int, Body]:
         return self.request("GET", f"/v1/sales/{_seg(sale_id)}")

@@ -23,7 +23,7 @@ import yaml
 from .errors import ScenarioError
 from .thresholds import parse_thresholds
 
-STRATEGIES = ("pre_deduct", "naive")
+STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct")
 USER_KINDS = ("buyer", "hoarder")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -37,6 +37,19 @@ class Sale:
     strategy: str = "pre_deduct"
     per_user_limit: int = 0
     pay_after_expiry: str = "refuse"
+    # the protections (reference_backend/README.md "Protections"); None/() = the backend's default
+    refunds: bool = True
+    payment_delay_ms: int = 0
+    warn_thresholds: tuple[int, ...] = ()
+    scalper_policy: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The body of ``PUT /v1/sales/{id}`` for this sale (every field but ``id``)."""
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "id"}
+        body["warn_thresholds"] = list(self.warn_thresholds)
+        if self.scalper_policy is None:
+            del body["scalper_policy"]
+        return body
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,32 @@ def _url(v: Any) -> str | None:
     return None
 
 
+def _thresholds(v: Any) -> str | None:
+    if (
+        not isinstance(v, (list, tuple))
+        or len(v) > 16
+        or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= 10**9 for x in v)
+        or len(set(v)) != len(v)
+    ):
+        return "must be a list of at most 16 distinct integers from 0 to 1000000000"
+    return None
+
+
+def _policy(r: "_Reader", value: Any, path: str) -> dict[str, Any] | None:
+    """``sale.scalper_policy``: null, or a mapping of the backend's policy fields (each checked)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        r.problems.append(f"{path}: must be a mapping, got {_kind(value)}")
+        return None
+    checks = {
+        "enabled": _bool, "few_purchases": _int(0), "new_account_days": _int(0), "low_activity": _num(0.0, 1.0),
+        "new_member_days": _int(0), "suspect_limit": _int(1),
+    }
+    r.unknown(value, tuple(checks), path)
+    return {k: r.get(value, k, path, None, check) for k, check in checks.items() if k in value}
+
+
 def _range_ms(v: Any) -> str | None:
     if (
         not isinstance(v, (list, tuple))
@@ -235,6 +274,10 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         strategy=r.get(sd, "strategy", "sale", d.sale.strategy, _one_of(STRATEGIES)),
         per_user_limit=r.get(sd, "per_user_limit", "sale", d.sale.per_user_limit, _int(0)),
         pay_after_expiry=r.get(sd, "pay_after_expiry", "sale", d.sale.pay_after_expiry, _one_of(PAY_AFTER_EXPIRY)),
+        refunds=r.get(sd, "refunds", "sale", d.sale.refunds, _bool),
+        payment_delay_ms=r.get(sd, "payment_delay_ms", "sale", d.sale.payment_delay_ms, _int(0, 60_000)),
+        warn_thresholds=tuple(r.get(sd, "warn_thresholds", "sale", d.sale.warn_thresholds, _thresholds)),
+        scalper_policy=_policy(r, sd.get("scalper_policy"), "sale.scalper_policy"),
     )
 
     bd = r.section(data, "backend", "")

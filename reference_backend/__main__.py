@@ -23,12 +23,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--node-name", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--reap-interval-ms", type=int, default=100)
+    p.add_argument("--monitor-interval-ms", type=int, default=200,
+                   help="oversell detector, stranded payments and warning webhook tick")
     p.add_argument("--naive-delay-ms", type=float, default=5.0, help="race window of the naive strategy")
     p.add_argument("--redis-max-connections", type=int, default=64)
     p.add_argument("--redis-timeout-ms", type=int, default=2000)
     args = p.parse_args(argv)
     if args.reap_interval_ms < 1 or args.redis_max_connections < 1 or args.redis_timeout_ms < 1:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
+    if args.monitor_interval_ms < 1:
+        p.error("--monitor-interval-ms must be >= 1")
     if args.naive_delay_ms < 0:
         p.error("--naive-delay-ms must be >= 0")
     return args
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = NodeConfig(
         port=args.port, redis_url=args.redis_url, node_name=args.node_name, admin_token=token, host=args.host,
         reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,
+        monitor_interval_ms=args.monitor_interval_ms,
         redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
     )
     asyncio.run(serve(cfg))

@@ -24,6 +24,7 @@ from redis import exceptions as rx
 
 from . import validate
 from .errors import ApiError, StrategyMoved, bad_request, error_body
+from .policy import profiles_from_body
 from .replies import Reply
 from .sale import SaleConfig
 from .store import Store
@@ -218,6 +219,23 @@ class App:
                 if op == "pay":
                     return await self._dispatch(sale_id, lambda s: s.pay(sale_id, order_id, key))
                 return await self._dispatch(sale_id, lambda s: s.cancel(sale_id, order_id, key))
+            case ["sales", sale, "orders", order, "refund"]:
+                _allow(req, "POST")
+                sale_id, order_id = validate.sale_id(sale), validate.order_id(order)
+                self._admin_only(req)
+                await req.json_object(required=False)
+                return await self.store.refund(sale_id, order_id, req.idempotency_key())
+            case ["sales", sale, "profiles"]:
+                _allow(req, "PUT")
+                sale_id = validate.sale_id(sale)
+                self._admin_only(req)
+                body = await req.json_object(required=True)
+                if "profiles" not in body:
+                    raise bad_request("profiles: required, an object of user id -> profile")
+                total = await self.store.load_profiles(sale_id, profiles_from_body(body["profiles"]))
+                if total is None:
+                    raise _unknown_sale(sale_id)
+                return Reply(200, {"sale_id": sale_id, "loaded": len(body["profiles"]), "profiles": total})
         raise _not_found(req)
 
     async def put_sale(self, req: Request, sale_id: str) -> Reply:

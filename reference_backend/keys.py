@@ -59,6 +59,46 @@ class SaleKeys:
         # not in the spec's table: user id -> units held or paid, for per-user limits
         return self.prefix + "users"
 
+    # Side records of the protections (docs/internals.md section 2). Lua scripts
+    # derive these names from the sale's prefix (see _prelude.lua ``skey``), so
+    # a new one never shifts the KEYS list every order/pay/cancel script shares.
+
+    @property
+    def payments(self) -> str:
+        return self.prefix + "payments"  # hash order id -> captured payment (JSON), payment_deduct
+
+    @property
+    def paying(self) -> str:
+        return self.prefix + "paying"  # zset order id -> captured_ms: captured, not yet settled
+
+    @property
+    def refunds(self) -> str:
+        return self.prefix + "refunds"  # hash order id -> refund record (JSON)
+
+    @property
+    def compensations(self) -> str:
+        return self.prefix + "compensations"  # hash order id -> compensation record (JSON)
+
+    @property
+    def refunded_sold(self) -> str:
+        return self.prefix + "refunded_sold"  # int: units of sold orders refunded afterwards
+
+    @property
+    def warnings(self) -> str:
+        return self.prefix + "warnings"  # stream: inventory threshold crossings
+
+    @property
+    def alerts(self) -> str:
+        return self.prefix + "alerts"  # stream: the oversell detector's alerts
+
+    @property
+    def monitor(self) -> str:
+        return self.prefix + "monitor"  # hash: the detector's last alerted excess
+
+    @property
+    def profiles(self) -> str:
+        return self.prefix + "profiles"  # hash user id -> profile (scalper policy input)
+
     @property
     def order_prefix(self) -> str:
         return self.prefix + "o:"

@@ -23,8 +23,10 @@ from granian.server.embed import Server
 from redis import exceptions as rx
 
 from .app import REDIS_DOWN, App
+from .monitor import watch
 from .store import Store
 from .strategies import StrategyOptions, discover
+from .webhook import forward_warnings
 
 log = logging.getLogger("reference_backend")
 
@@ -39,6 +41,7 @@ class NodeConfig:
     admin_token: str
     host: str = "127.0.0.1"
     reap_interval_ms: int = 100
+    monitor_interval_ms: int = 200  # oversell detector, stranded payments, warning webhook
     naive_delay_ms: float = 5.0
     redis_max_connections: int = 64
     redis_timeout_ms: int = 2000
@@ -84,6 +87,10 @@ async def serve(cfg: NodeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
     reaping = asyncio.create_task(reaper(store, cfg.reap_interval_ms / 1000))
+    watching = [
+        asyncio.create_task(watch(store, strategies, cfg.monitor_interval_ms / 1000)),
+        asyncio.create_task(forward_warnings(store, cfg.node_name, cfg.monitor_interval_ms / 1000)),
+    ]
     print(
         f"node {cfg.node_name} on http://{cfg.host}:{cfg.port} redis={cfg.redis_url} "
         f"strategies={','.join(sorted(strategies))}",
@@ -94,5 +101,8 @@ async def serve(cfg: NodeConfig) -> None:
     finally:
         reaping.cancel()
         await asyncio.gather(reaping, return_exceptions=True)
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
         await store.close()
         print(f"node {cfg.node_name} stopped", flush=True)

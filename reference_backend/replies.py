@@ -1,11 +1,13 @@
 """Answers of order/pay/cancel, and the form they are stored in for idempotency.
 
 A *result* is a small JSON object: ``{"s": 201, "o": {order}}`` on success or
-``{"s": 409, "e": "sold_out", "m": "..."}`` on a refusal. Under an idempotency
-key it is stored as ``fingerprint + "\\n" + json``, where the fingerprint names
-the request (user and qty of an order, the order id of a pay or cancel), so a
-retry gets the first answer back and a different request under the same key is
-told apart. Lua scripts write the same form with ``cjson``.
+``{"s": 409, "e": "sold_out", "m": "..."}`` on a refusal, with an optional
+``"x": {...}`` of extra error fields (``refunded`` of a payment_deduct
+payment). Under an idempotency key it is stored as
+``fingerprint + "\\n" + json``, where the fingerprint names the request
+(user and qty of an order, the order id of a pay or cancel), so a retry gets
+the first answer back and a different request under the same key is told apart.
+Lua scripts write the same form with ``cjson``.
 
 Usage::
 
@@ -49,7 +51,7 @@ def order_from_hash(sale_id: str, order_id: str, fields: list[bytes | None]) -> 
     return {
         "order_id": order_id, "sale_id": sale_id, "user_id": (user or b"").decode(),
         "qty": int(qty or 0), "status": (status or b"").decode(),
-        "created_ms": int(created or 0), "expires_ms": int(expires or 0),
+        "created_ms": int(created or 0), "expires_ms": int(expires) if expires else None,  # None: never expires
         "paid_ms": int(paid) if paid else None,
     }
 
@@ -68,7 +70,10 @@ def refuse(status: int, code: str, message: str) -> dict[str, Any]:
 def to_reply(result: dict[str, Any], keep: bool = True) -> Reply:
     if "o" in result:
         return Reply(int(result["s"]), order_body(result["o"]), keep)
-    return Reply(int(result["s"]), error_body(result["e"], result["m"]), keep)
+    body = error_body(result["e"], result["m"])
+    if "x" in result:  # extra fields of an error, e.g. refunded / refund / compensation of a payment
+        body["error"].update(result["x"])
+    return Reply(int(result["s"]), body, keep)
 
 
 def encode(fingerprint: str, result: dict[str, Any]) -> bytes:

@@ -9,10 +9,12 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import validate
+from .policy import Profile, ScalperPolicy, profiles_from_body
+from .webhook import webhook_url_field
 
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 
@@ -26,6 +28,16 @@ class SaleConfig:
     strategy: str
     per_user_limit: int = 0
     pay_after_expiry: str = "refuse"
+    # protections (README "Protections"): payment_deduct's refund switch and money,
+    # inventory warnings, the scalper policy and the profiles it reads
+    refunds: bool = True
+    price_cents: int = 100
+    coupon_cents: int = 500
+    payment_delay_ms: int = 0
+    warn_thresholds: tuple[int, ...] = ()
+    warn_webhook_url: str | None = None
+    scalper_policy: ScalperPolicy | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)  # loaded with the sale, not a setting
 
     @classmethod
     def from_body(cls, body: dict[str, Any], *, strategies: Iterable[str]) -> "SaleConfig":
@@ -36,7 +48,33 @@ class SaleConfig:
             strategy=validate.choice_field(body, "strategy", tuple(sorted(strategies))),
             per_user_limit=validate.int_field(body, "per_user_limit", minimum=0, default=0),
             pay_after_expiry=validate.choice_field(body, "pay_after_expiry", PAY_AFTER_EXPIRY, default="refuse"),
+            refunds=validate.bool_field(body, "refunds", default=True),
+            price_cents=validate.int_field(body, "price_cents", minimum=0, default=100),
+            coupon_cents=validate.int_field(body, "coupon_cents", minimum=0, default=500),
+            payment_delay_ms=_delay(body),
+            warn_thresholds=validate.int_list_field(body, "warn_thresholds", minimum=0, max_items=16),
+            warn_webhook_url=webhook_url_field(body),
+            scalper_policy=(
+                None if body.get("scalper_policy") is None else ScalperPolicy.from_body(body["scalper_policy"])
+            ),
+            profiles={} if body.get("profiles") is None else profiles_from_body(body["profiles"]),
         )
 
     def as_meta(self) -> dict[str, str | int]:
-        return asdict(self)
+        """The settings as the sale's meta hash stores them (flat strings and ints)."""
+        meta: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "profiles"}
+        meta.update(
+            refunds=int(self.refunds),
+            warn_thresholds=",".join(str(t) for t in sorted(self.warn_thresholds, reverse=True)),
+            warn_webhook_url=self.warn_webhook_url or "",
+            # '' = no policy; Lua compares this exact text with what a node judged by
+            scalper_policy=self.scalper_policy.encode() if self.scalper_policy else "",
+        )
+        return meta
+
+
+def _delay(body: dict[str, Any]) -> int:
+    delay = validate.int_field(body, "payment_delay_ms", minimum=0, default=0)
+    if delay > 60_000:
+        raise validate.bad_request(f"payment_delay_ms: must be between 0 and 60000, got {delay}")
+    return delay

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -24,8 +25,10 @@ from redis.commands.core import AsyncScript
 from . import lua
 from .errors import ApiError
 from .keys import SALES, SaleKeys
-from .replies import ORDER_HASH_FIELDS, Reply, order_body, order_from_hash
+from .policy import PolicyCache, Profile
+from .replies import ORDER_HASH_FIELDS, Reply, from_stored, order_body, order_from_hash
 from .sale import SaleConfig
+from .webhook import GROUP as WEBHOOK_GROUP
 
 REAP_BATCH = 1000
 
@@ -40,6 +43,7 @@ class Store:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._scripts: dict[str, AsyncScript] = {}
+        self.policies = PolicyCache()  # scalper policy per sale, checked by the order scripts
 
     @classmethod
     def connect(cls, url: str, *, max_connections: int = 64, timeout_s: float = 2.0) -> "Store":
@@ -82,9 +86,14 @@ class Store:
             for i in range(0, len(doomed), 1000):
                 pipe.unlink(*doomed[i : i + 1000])
             pipe.hset(k.meta, mapping=cfg.as_meta())
+            if cfg.profiles:
+                pipe.hset(k.profiles, mapping={u: p.encode() for u, p in cfg.profiles.items()})
+            if cfg.warn_webhook_url:  # the group the nodes share the warnings through (webhook.py)
+                pipe.xgroup_create(k.warnings, WEBHOOK_GROUP, id="0", mkstream=True)
             pipe.mset({k.avail: cfg.stock, k.held: 0, k.sold: 0})
             pipe.sadd(SALES, sale_id)  # another slot than the sale's keys: fine outside a cluster
             await pipe.execute()
+        self.policies.put(sale_id, cfg.scalper_policy.encode() if cfg.scalper_policy else "")
         counters = await self.counters(sale_id)
         assert counters is not None
         return counters
@@ -119,7 +128,7 @@ class Store:
         )
         if found is None:
             return None
-        meta, counters, now, sold, holds = found
+        meta, counters, now, sold, holds, records = found[:6]
         sold_rows = [
             {"order_id": sold[i].decode(), "user_id": sold[i + 1].decode(), "qty": int(sold[i + 2]),
              "paid_ms": int(sold[i + 3])}
@@ -127,16 +136,58 @@ class Store:
         ]
         hold_rows = [
             {"order_id": holds[i].decode(), "user_id": holds[i + 1].decode(), "qty": int(holds[i + 2]),
-             "created_ms": int(holds[i + 3]), "expires_ms": int(holds[i + 4])}
+             "created_ms": int(holds[i + 3]), "expires_ms": int(holds[i + 4]) if holds[i + 4] else None}
             for i in range(0, len(holds), 5)
         ]
+        payments, refunds, compensations, warnings, alerts, refunded_sold = records
         return {
             "sale_id": sale_id,
             "now_ms": int(now),
             "counters": _counters(sale_id, meta, counters, int(now)),
             "sold": sold_rows,
             "holds": hold_rows,
+            "payments": _json_rows(payments, "captured_ms"),
+            "refunds": _json_rows(refunds, "refunded_ms"),
+            "compensations": _json_rows(compensations, "issued_ms"),
+            "refunded_sold": int(refunded_sold),
+            "warnings": _stream_rows(warnings),
+            "alerts": _stream_rows(alerts),
         }
+
+    async def load_profiles(self, sale_id: str, profiles: dict[str, Profile]) -> int | None:
+        """Add or replace user profiles of a sale; the sale's profile count, None without a sale."""
+        k = SaleKeys(sale_id)
+        if not await self.redis.exists(k.meta):  # checked first: nothing is written for a missing sale
+            return None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if profiles:
+                pipe.hset(k.profiles, mapping={u: p.encode() for u, p in profiles.items()})
+            pipe.hlen(k.profiles)
+            *_, total = await pipe.execute()
+        return int(total)
+
+    async def refund(self, sale_id: str, order_id: str, key: str | None) -> Reply:
+        """Admin refund of a paid order (lua/refund.lua), any strategy."""
+        k = SaleKeys(sale_id)
+        _, payload = await self.script("refund")(
+            keys=k.op_keys("refund", key, order_id),
+            args=["*", sale_id, "1" if key is not None else "0", order_id, k.order_prefix, order_id],
+        )
+        return from_stored(payload, order_id)
+
+    async def detect_oversell(self) -> dict[str, int]:
+        """Run the oversell detector (lua/monitor.lua) over every sale once; sale -> excess."""
+        sales = [raw.decode() for raw in await self.redis.smembers(SALES)]
+        if not sales:
+            return {}
+        monitor = self.script("monitor")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sale_id in sales:
+                k = SaleKeys(sale_id)
+                await monitor(keys=[k.meta, k.sold_set, k.sold, k.avail, k.refunded_sold, k.monitor, k.alerts],
+                              args=[], client=pipe)
+            found = await pipe.execute()
+        return {sale_id: int(excess) for sale_id, excess in zip(sales, found) if excess is not None}
 
     async def reap(self) -> int:
         """Release expired holds of every sale once; returns how many holds it looked at."""
@@ -150,6 +201,25 @@ class Store:
                 await reap(keys=[k.holds, k.avail, k.held, k.users], args=[k.order_prefix, REAP_BATCH], client=pipe)
             done = await pipe.execute()
         return sum(int(n) for n in done)
+
+
+def _json_rows(values: list[bytes], order_by: str) -> list[dict[str, Any]]:
+    """Ledger records (JSON written by Lua's cjson), oldest first; whole numbers as ints."""
+    rows = [{k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in orjson.loads(raw).items()}
+            for raw in values]
+    return sorted(rows, key=lambda r: (r.get(order_by, 0), r.get("order_id", "")))
+
+
+def _stream_rows(entries: list[Any]) -> list[dict[str, Any]]:
+    """Stream entries as objects: the entry id, then its fields (numbers as ints)."""
+    out = []
+    for entry_id, flat in entries:
+        row: dict[str, Any] = {"id": entry_id.decode()}
+        for i in range(0, len(flat), 2):
+            text = flat[i + 1].decode()
+            row[flat[i].decode()] = int(text) if text.lstrip("-").isdigit() else text
+        out.append(row)
+    return out
 
 
 def _counters(sale_id: str, meta: list[bytes | None], counters: list[bytes | None], now_ms: int) -> dict[str, Any] | None:

@@ -88,3 +88,33 @@ def type_name(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
         type(value), type(value).__name__
     )
+
+
+def bool_field(body: dict[str, Any], name: str, *, default: bool) -> bool:
+    if name not in body:
+        return default
+    value = body[name]
+    if not isinstance(value, bool):
+        raise bad_request(f"{name}: must be true or false, got {type_name(value)}")
+    return value
+
+
+def int_list_field(body: dict[str, Any], name: str, *, minimum: int, max_items: int) -> tuple[int, ...]:
+    """A list of distinct integers in [minimum, 10^9]; missing or null is empty."""
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise bad_request(f"{name}: must be an array of integers, got {type_name(value)}")
+    if len(value) > max_items:
+        raise bad_request(f"{name}: at most {max_items} items, got {len(value)}")
+    seen: set[int] = set()
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise bad_request(f"{name}[{i}]: must be an integer, got {type_name(item)}")
+        if item < minimum or item > MAX_INT:
+            raise bad_request(f"{name}[{i}]: must be between {minimum} and {MAX_INT}, got {item}")
+        if item in seen:
+            raise bad_request(f"{name}[{i}]: {item} is listed twice")
+        seen.add(item)
+    return tuple(value)

@@ -65,10 +65,14 @@ class History:
 
 
 def final(stock: int, sold: list[tuple[str, str, int]], holds: list[tuple[str, str, int, int]] = (), *,
-          now_ms: int = NOW, counters: Any = "auto", audit: bool = True) -> FinalState:
+          now_ms: int = NOW, counters: Any = "auto", audit: bool = True,
+          payments: list[tuple[str, str, int]] | None = None, refunds: list[tuple[str, str, int]] | None = None,
+          compensations: list[tuple[str, str]] | None = None, sale: dict[str, Any] | None = None) -> FinalState:
     """A final state; ``sold`` is (order, user, qty) in paid order, ``holds`` adds expires_ms.
 
-    ``counters="auto"`` computes correct counters from the audit.
+    ``counters="auto"`` computes correct counters from the audit. ``payments``,
+    ``refunds`` (order, user, qty) and ``compensations`` (order, user) become the
+    audit's lists when given; ``sale`` becomes ``extra["sale"]``.
     """
     sold_rows = [{"order_id": o, "user_id": u, "qty": q, "paid_ms": now_ms - 10_000 + 10 * i}
                  for i, (o, u, q) in enumerate(sold)]
@@ -77,10 +81,19 @@ def final(stock: int, sold: list[tuple[str, str, int]], holds: list[tuple[str, s
     s, h = sum(r["qty"] for r in sold_rows), sum(r["qty"] for r in hold_rows)
     if counters == "auto":
         counters = {"available": stock - s - h, "held": h, "sold": s}
+    body = {"sale_id": SKU, "now_ms": now_ms, "counters": counters, "sold": sold_rows, "holds": hold_rows}
+    if payments is not None:
+        body["payments"] = [{"order_id": o, "user_id": u, "qty": q, "amount_cents": 100 * q, "captured_ms": now_ms}
+                            for o, u, q in payments]
+    if refunds is not None:
+        body["refunds"] = [{"order_id": o, "user_id": u, "qty": q, "amount_cents": 100 * q, "reason": "sold_out",
+                            "refunded_ms": now_ms} for o, u, q in refunds]
+    if compensations is not None:
+        body["compensations"] = [{"order_id": o, "user_id": u, "kind": "coupon", "value_cents": 500,
+                                  "issued_ms": now_ms} for o, u in compensations]
     return FinalState(
         sale_id=SKU, stock=stock, hold_ttl_ms=TTL, counters=counters, read_ms=now_ms,
-        audit={"sale_id": SKU, "now_ms": now_ms, "counters": counters, "sold": sold_rows, "holds": hold_rows}
-        if audit else None,
+        audit=body if audit else None, extra={"sale": sale} if sale is not None else {},
     )
 
 
@@ -145,8 +158,12 @@ def test_oversell_in_audit_names_the_latest_paid_orders():
     f = final(2, [("o1", "u1", 1), ("o2", "u2", 1), ("o4", "u4", 1), ("o3", "u3", 1)])
     v = check(h.ops, f)
     assert v.verdict == "fail"
-    # a real oversell also breaks conservation: available went to -2
-    assert statuses(v) == only(no_oversell="fail", conservation="fail")
+    # a real oversell also breaks conservation: available went to -2; without refund lists in the
+    # audit, nobody can tell whether the excess was made good
+    assert statuses(v) == only(no_oversell="fail", conservation="fail", refunds_compensated="unknown")
+    assert v.invariant("refunds_compensated").message == (
+        "The audit lists 4 units sold of stock 2 but has no payments / refunds / compensations list, so it cannot "
+        "show the excess was refunded and compensated.")
     inv = v.invariant("no_oversell")
     assert inv.message == "Sold 4 units of stock 2, 2 oversold (acknowledged paid 4, audited sold 4)."
     assert [(c["order_id"], c["user_id"], c["qty"], c["sold_through"]) for c in inv.counterexamples] == [
@@ -451,7 +468,7 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     assert v.verdict == "inconclusive"
     assert statuses(v) == {"no_oversell": "pass", "no_lost_sale": "unknown", "no_phantom_sale": "unknown",
                            "conservation": "unknown", "holds_returned": "unknown", "single_payment": "unknown",
-                           "sells_out": "unknown"}
+                           "sells_out": "unknown", "refunds_compensated": "unknown", "per_user_limits": "pass"}
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "
         "is within stock 3.")
@@ -747,3 +764,136 @@ def test_without_an_audit_the_checker_never_passes(stock, plan):
     v = check(m.ops, m.final(audit=False))
     assert v.verdict == "inconclusive"
     assert v.invariant("no_lost_sale").status == "unknown"
+
+
+# --------------------------------------------------------------------------- refunds, compensations, limits
+
+
+def payment_deduct_sale(*, refunded: bool = True, compensated: bool = True) -> tuple[History, FinalState]:
+    """Stock 2, four payers captured at once: o1 and o2 ship, o3 and o4 are refunded (409 sold_out)."""
+    h = History()
+    for i in (1, 2, 3, 4):
+        h.order(f"u{i}", f"o{i}")
+    for i in (1, 2, 3, 4):
+        h.pay(f"u{i}", f"o{i}", outcome="ok" if i <= 2 else "fail")
+    extra = [("o3", "u3", 1), ("o4", "u4", 1)]
+    return h, final(2, [("o1", "u1", 1), ("o2", "u2", 1)],
+                    payments=[(f"o{i}", f"u{i}", 1) for i in (1, 2, 3, 4)],
+                    refunds=extra if refunded else [],
+                    compensations=[(o, u) for o, u, _ in extra] if compensated and refunded else [],
+                    sale={"strategy": "payment_deduct"})
+
+
+def test_payments_beyond_stock_that_were_refunded_and_compensated_pass():
+    h, f = payment_deduct_sale()
+    v = check(h.ops, f)
+    assert v.verdict == "pass" and statuses(v) == ALL_PASS
+    assert v.invariant("refunds_compensated").message == (
+        "4 captured payments: 2 shipped, 2 refunded; 2 refunds, all compensated; net sold 2 is within stock 2.")
+    assert v.invariant("no_oversell").message == "Acknowledged paid 2 and audited sold 2 are within stock 2."
+    assert (v.totals["captured_payments"], v.totals["refunded_units"], v.totals["oversold_units"]) == (4, 0, 0)
+
+
+def test_captured_payments_that_were_neither_shipped_nor_refunded_fail():
+    h, f = payment_deduct_sale(refunded=False)
+    v = check(h.ops, f)
+    assert v.verdict == "fail"
+    assert statuses(v) == only(refunds_compensated="fail")  # nothing shipped past stock: no_oversell holds
+    inv = v.invariant("refunds_compensated")
+    assert inv.message == ("Payments were not made good: 2 captured payments (2 units) neither shipped nor were "
+                           "refunded.")
+    assert [(c["problem"], c["order_id"], c["user_id"], c["qty"]) for c in inv.counterexamples] == [
+        ("captured_not_refunded", "o3", "u3", 1), ("captured_not_refunded", "o4", "u4", 1)]
+    assert inv.counterexamples[0]["pay_op_ids"] == ["u3-7"]
+
+
+def test_a_refund_without_compensation_fails():
+    h, f = payment_deduct_sale(compensated=False)
+    inv = check(h.ops, f).invariant("refunds_compensated")
+    assert inv.status == "fail"
+    assert inv.message == "Payments were not made good: 2 refunds have no compensation."
+    assert [c["order_id"] for c in inv.counterexamples] == ["o3", "o4"]
+
+
+def test_an_oversell_refunded_after_the_fact_is_not_oversold_but_a_shipped_one_is():
+    h = History()
+    for i in (1, 2, 3):
+        h.buy(f"u{i}", f"o{i}")  # three acknowledged payments for two units (the naive control)
+    sold = [("o1", "u1", 1), ("o2", "u2", 1), ("o3", "u3", 1)]
+    counters = {"available": 0, "held": 0, "sold": 3}
+    made_good = check(h.ops, final(2, sold, counters=counters, payments=[], refunds=[("o3", "u3", 1)],
+                                   compensations=[("o3", "u3")]))
+    assert statuses(made_good) == only(conservation="fail")  # the counters still show the oversell
+    assert made_good.invariant("no_oversell").message == (
+        "Acknowledged paid 2 and audited sold 2 net of 1 refunded units are within stock 2.")
+    assert made_good.invariant("refunds_compensated").message == (
+        "0 captured payments: 0 shipped, 0 refunded; 1 refunds, all compensated; net sold 2 is within stock 2.")
+    assert (made_good.totals["oversold_units"], made_good.totals["refunded_units"]) == (0, 1)
+
+    shipped = check(h.ops, final(2, sold, counters=counters, payments=[], refunds=[], compensations=[]))
+    assert statuses(shipped) == only(no_oversell="fail", conservation="fail", refunds_compensated="fail")
+    assert shipped.invariant("no_oversell").message == (
+        "Sold 3 units of stock 2, 1 oversold (acknowledged paid 3, audited sold 3).")
+    inv = shipped.invariant("refunds_compensated")
+    assert inv.message == "Payments were not made good: 1 units sold past stock 2 were not refunded."
+    assert [(c["problem"], c["order_id"], c["sold_through"]) for c in inv.counterexamples] == [
+        ("oversold_not_refunded", "o3", 3)]
+    assert shipped.totals["oversold_units"] == 1
+
+
+def test_audit_without_ledger_lists():
+    h, f = clean_sale()
+    assert check(h.ops, f).invariant("refunds_compensated").message == (
+        "Not checked: the audit has no payments / refunds / compensations list, and 3 units sold is within stock 3.")
+    f = replace(f, extra={"sale": {"strategy": "payment_deduct"}})
+    inv = check(h.ops, f).invariant("refunds_compensated")
+    assert (inv.status, inv.message) == ("unknown", "The sale captures payments (payment_deduct) but the audit has "
+                                                    "no payments / refunds / compensations list to reconcile them.")
+    inv = check(h.ops, replace(f, audit=None)).invariant("refunds_compensated")
+    assert inv.status == "unknown"
+
+
+def test_malformed_ledger_lists_are_bad_input():
+    h, f = clean_sale()
+    with pytest.raises(BadInput, match=r"final_state.audit.refunds: expected a list"):
+        check(h.ops, replace(f, audit={**f.audit, "refunds": {"o1": 1}}))
+    with pytest.raises(BadInput, match=r"final_state.audit.payments\[0\].qty: expected an integer"):
+        check(h.ops, replace(f, audit={**f.audit, "payments": [{"order_id": "o1", "qty": "1"}]}))
+    with pytest.raises(BadInput, match=r"final_state.extra.sale: expected an object"):
+        check(h.ops, replace(f, extra={"sale": 3}))
+
+
+def limit_sale(**kw: Any) -> tuple[History, FinalState]:
+    """u1 buys 1 + 2 units, u2 buys 1 and still holds 1."""
+    h = History()
+    h.buy("u1", "o1")
+    h.buy("u1", "o2", qty=2)
+    h.buy("u2", "o3")
+    h.order("u2", "o4")
+    return h, final(10, [("o1", "u1", 1), ("o2", "u1", 2), ("o3", "u2", 1)], [("o4", "u2", 1, NOW + 1000)], **kw)
+
+
+def test_per_user_limit_exceeded_fails_with_the_users():
+    h, f = limit_sale(sale={"per_user_limit": 2})
+    v = check(h.ops, f)
+    assert statuses(v) == only(per_user_limits="fail")
+    inv = v.invariant("per_user_limits")
+    assert inv.message == "1 users hold or bought more than the per-user limit 2; the most is 3 units, by u1."
+    assert inv.counterexamples == ({"user_id": "u1", "units": 3, "limit": 2, "order_ids": ["o1", "o2"]},)
+
+
+def test_per_user_limit_counts_holds_and_not_refunds():
+    h, f = limit_sale(sale={"per_user_limit": 3})
+    assert check(h.ops, f).invariant("per_user_limits").message == (
+        "No user holds or bought more than the per-user limit 3 (the most is 3 units, across 2 users).")
+    h, f = limit_sale(sale={"per_user_limit": 1}, payments=[], refunds=[("o2", "u1", 2)], compensations=[("o2", "u1")])
+    inv = check(h.ops, f).invariant("per_user_limits")
+    assert inv.message == "1 users hold or bought more than the per-user limit 1; the most is 2 units, by u2."
+
+
+def test_per_user_limit_comes_from_the_counters_without_sale_settings():
+    h, f = limit_sale()
+    assert check(h.ops, f).invariant("per_user_limits").message == "Not checked: the sale has no per-user limit."
+    f = replace(f, counters={**f.counters, "per_user_limit": 2})
+    assert check(h.ops, f).invariant("per_user_limits").status == "fail"
+    assert check(h.ops, replace(f, audit=None)).invariant("per_user_limits").status == "unknown"

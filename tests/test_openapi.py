@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def test_every_error_code_of_the_spec_is_in_the_document():
         "bad_request", "unsupported_media_type", "payload_too_large", "unauthorized", "unknown_sale",
         "unknown_order", "not_found", "method_not_allowed", "sold_out", "limit_exceeded", "hold_expired",
         "order_cancelled", "already_paid", "idempotency_conflict", "unavailable",
+        "risk_rejected", "order_refunded", "not_refundable",
     }
 
 
@@ -186,6 +188,69 @@ def exercise_live(node: BackendNode, conf: Conformance) -> None:
     assert call(node, conf, "POST", f"{orders}/{held['order_id']}/pay")[0] == 409  # hold_expired
     assert call(node, conf, "POST", "/v1/health")[0] == 405
     assert call(node, conf, "PUT", "/v1/openapi.yaml", {})[0] == 405
+    exercise_refund(node, conf, one, two)
+    exercise_profiles(node, conf)
+    exercise_payment_deduct(node, conf)
+
+
+def exercise_refund(node: BackendNode, conf: Conformance, paid: str, cancelled: str) -> None:
+    key = {"Idempotency-Key": "r1"}
+    status, body = call(node, conf, "POST", f"{paid}/refund", None, ADMIN | key)
+    assert (status, body["status"]) == (200, "refunded")
+    assert call(node, conf, "POST", f"{cancelled}/refund", None, ADMIN | key)[0] == 422
+    assert call(node, conf, "POST", f"{cancelled}/refund", None, ADMIN)[0] == 409  # not_refundable
+    assert call(node, conf, "POST", f"{paid}/pay")[0] == 409  # order_refunded
+    assert call(node, conf, "POST", f"{paid}/refund")[0] == 401
+    assert call(node, conf, "POST", f"{paid}/refund", None, ADMIN | {"Idempotency-Key": "a b"})[0] == 400
+    assert call(node, conf, "POST", "/v1/sales/c/orders/999/refund", None, ADMIN)[0] == 404
+    assert call(node, conf, "GET", f"{paid}/refund", None, ADMIN)[0] == 405
+    assert call(node, conf, "POST", f"{paid}/refund", {"pad": "x" * 20_000}, ADMIN)[0] == 413
+    assert call(node, conf, "POST", f"{paid}/refund", None, ADMIN | {"Content-Type": "text/plain"}, b"x")[0] == 415
+    status, audit = call(node, conf, "GET", "/v1/sales/c/audit", None, ADMIN)
+    assert len(audit["refunds"]) == len(audit["compensations"]) == 1 and audit["refunded_sold"] == 1
+
+
+def exercise_profiles(node: BackendNode, conf: Conformance) -> None:
+    path = "/v1/sales/c/profiles"
+    profile = {"account_age_days": 1, "past_purchases": 0, "activity_score": 0.0, "membership_age_days": 0}
+    status, body = call(node, conf, "PUT", path, {"profiles": {"bot": profile}}, ADMIN)
+    assert (status, body["profiles"]) == (200, 1)
+    assert call(node, conf, "PUT", path, {"profiles": {"bot": {}}}, ADMIN)[0] == 400
+    assert call(node, conf, "PUT", path, {"profiles": {}})[0] == 401
+    assert call(node, conf, "PUT", "/v1/sales/none/profiles", {"profiles": {}}, ADMIN)[0] == 404
+    assert call(node, conf, "GET", path, None, ADMIN)[0] == 405
+    assert call(node, conf, "PUT", path, {"pad": "x" * 20_000}, ADMIN)[0] == 413
+    assert call(node, conf, "PUT", path, None, ADMIN | {"Content-Type": "text/plain"}, b"x")[0] == 415
+    sale = {"stock": 5, "hold_ttl_ms": 1000, "strategy": "order_deduct", "scalper_policy": {}, "per_user_limit": 1,
+            "profiles": {"bot": profile}, "warn_thresholds": [4]}
+    assert call(node, conf, "PUT", "/v1/sales/c", sale, ADMIN)[0] == 200
+    orders = "/v1/sales/c/orders"
+    assert call(node, conf, "POST", orders, {"user_id": "bot", "qty": 1})[0] == 409  # risk_rejected
+    status, order = call(node, conf, "POST", orders, {"user_id": "human", "qty": 1})
+    assert status == 201 and order["expires_ms"] is None
+    assert call(node, conf, "POST", orders, {"user_id": "human", "qty": 1})[0] == 409  # limit_exceeded
+    status, audit = call(node, conf, "GET", "/v1/sales/c/audit", None, ADMIN)
+    assert audit["holds"][0]["expires_ms"] is None and len(audit["warnings"]) == 1
+
+
+def exercise_payment_deduct(node: BackendNode, conf: Conformance) -> None:
+    """Two payers for the last unit: one ships, one is refunded (409 with its refund and coupon)."""
+    sale = {"stock": 1, "hold_ttl_ms": 1000, "strategy": "payment_deduct", "payment_delay_ms": 200}
+    assert call(node, conf, "PUT", "/v1/sales/d", sale, ADMIN)[0] == 200
+    ids = [call(node, conf, "POST", "/v1/sales/d/orders", {"user_id": f"u{i}", "qty": 1})[1]["order_id"]
+           for i in range(2)]
+    results: list = [None, None]
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+        i, call(node, conf, "POST", f"/v1/sales/d/orders/{ids[i]}/pay"))) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(status for status, _ in results) == [200, 409]
+    refused = next(body for status, body in results if status == 409)["error"]
+    assert refused["refunded"] is True and refused["compensation"]["kind"] == "coupon"
+    status, audit = call(node, conf, "GET", "/v1/sales/d/audit", None, ADMIN)
+    assert (len(audit["payments"]), len(audit["refunds"]), len(audit["sold"])) == (2, 1, 1)
 
 
 def exercise_unavailable(conf: Conformance, tmp_path: Path, admin_token: str) -> None:
@@ -200,5 +265,7 @@ def exercise_unavailable(conf: Conformance, tmp_path: Path, admin_token: str) ->
         assert call(node, conf, "POST", "/v1/sales/u/orders/1/pay")[0] == 503
         assert call(node, conf, "POST", "/v1/sales/u/orders/1/cancel")[0] == 503
         assert call(node, conf, "GET", "/v1/sales/u/audit", None, ADMIN)[0] == 503
+        assert call(node, conf, "POST", "/v1/sales/u/orders/1/refund", None, ADMIN)[0] == 503
+        assert call(node, conf, "PUT", "/v1/sales/u/profiles", {"profiles": {}}, ADMIN)[0] == 503
     finally:
         node.stop()

@@ -91,3 +91,27 @@ def test_overrides():
 def test_dump_round_trips():
     s = load_scenario(REPO / "scenarios" / "flash_sale.yaml").with_overrides(seed=5)
     assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
+
+
+def test_protection_settings_are_parsed_and_become_the_sale_body():
+    s = parse_scenario({"sale": {"strategy": "payment_deduct", "refunds": False, "payment_delay_ms": 50,
+                                 "warn_thresholds": [100, 10, 0], "scalper_policy": {"suspect_limit": 2}}})
+    assert s.sale.warn_thresholds == (100, 10, 0)
+    assert s.sale.settings() == {
+        "stock": 500, "hold_ttl_ms": 3000, "strategy": "payment_deduct", "per_user_limit": 0,
+        "pay_after_expiry": "refuse", "refunds": False, "payment_delay_ms": 50, "warn_thresholds": [100, 10, 0],
+        "scalper_policy": {"suspect_limit": 2},
+    }
+    assert "scalper_policy" not in Scenario().sale.settings()  # no policy unless one is asked for
+    assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
+    for strategy in ("order_deduct", "payment_deduct"):
+        assert Scenario().with_overrides(strategy=strategy).sale.strategy == strategy
+
+
+def test_protection_settings_problems_name_their_fields():
+    problems = problems_of({"sale": {"refunds": "yes", "payment_delay_ms": 60_001, "warn_thresholds": [5, 5],
+                                     "scalper_policy": {"low_activity": 2, "colour": 1, "suspect_limit": 0}}})
+    assert sorted(p.split(":")[0] for p in problems) == sorted([
+        "sale.refunds", "sale.payment_delay_ms", "sale.warn_thresholds", "sale.scalper_policy.low_activity",
+        "sale.scalper_policy.colour", "sale.scalper_policy.suspect_limit"])
+    assert problems_of({"sale": {"scalper_policy": [1]}}) == ["sale.scalper_policy: must be a mapping, got list"]

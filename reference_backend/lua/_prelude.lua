@@ -22,7 +22,7 @@ local function load_order(okey, id, sale_id)
   local f = redis.call('HMGET', okey, 'user_id', 'qty', 'status', 'created_ms', 'expires_ms', 'paid_ms')
   if not f[1] then return nil end
   return {order_id = id, sale_id = sale_id, user_id = f[1], qty = tonumber(f[2]), status = f[3],
-          created_ms = tonumber(f[4]), expires_ms = tonumber(f[5]),
+          created_ms = tonumber(f[4]), expires_ms = f[5] and tonumber(f[5]) or cjson.null,
           paid_ms = f[6] and tonumber(f[6]) or cjson.null}
 end
 
@@ -46,12 +46,60 @@ end
 
 -- The sale's settings, or an answer to return at once (no sale, other strategy).
 local function sale_meta()
-  local m = redis.call('HMGET', KEYS[1], 'strategy', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
+  local m = redis.call('HMGET', KEYS[1], 'strategy', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry',
+                       'stock', 'warn_thresholds', 'scalper_policy', 'refunds', 'price_cents', 'coupon_cents')
   if not m[1] then
     return nil, answer({s = 404, e = 'unknown_sale', m = 'sale_id: no sale ' .. ARGV[2]}, false)
   end
   if m[1] ~= ARGV[1] then return nil, {'s', m[1]} end
-  return {ttl = tonumber(m[2]), limit = tonumber(m[3]), pay_after_expiry = m[4]}, nil
+  return {ttl = tonumber(m[2]), limit = tonumber(m[3]), pay_after_expiry = m[4], stock = tonumber(m[5] or '0'),
+          warn = m[6] or '', policy = m[7] or '', refunds = m[8] ~= '0',
+          price = tonumber(m[9] or '0'), coupon = tonumber(m[10] or '0')}, nil
+end
+
+-- The name of one of the sale's side records (keys.py): they carry the sale's
+-- hash tag, so they share the slot of the declared KEYS; deriving them keeps
+-- the KEYS list every script shares from growing with each protection.
+local function skey(name) return string.sub(ARGV[5], 1, -3) .. name end
+
+-- Scalper policy gate of an order script. ARGV[8] is the node's verdict for
+-- this user ('' allow, 'reject', or a lowered limit) and ARGV[9] the policy it
+-- judged by; a node with a stale policy is told the real one ({'p', policy})
+-- and asks again. A lowered limit replaces the sale's when it is stricter, so
+-- it is checked by over_limit in this same atomic step.
+local function policy_gate(meta, user)
+  if meta.policy ~= (ARGV[9] or '') then return {'p', meta.policy} end
+  local v = ARGV[8] or ''
+  if v == 'reject' then
+    return refuse(409, 'risk_rejected', 'user_id: ' .. user .. ' matches the scalper profile (no history, '
+                  .. 'no activity, new membership)')
+  end
+  if v ~= '' then
+    local n = tonumber(v)
+    if meta.limit <= 0 or n < meta.limit then meta.limit = n end
+  end
+  return nil
+end
+
+-- Inventory warnings: one stream entry per threshold that available stock
+-- crosses downward in this step (before > t >= after). The caller is the one
+-- atomic step that moves avail, so a crossing is seen exactly once; going back
+-- above t (cancel, expiry, restock) and down again is a new crossing.
+local function warn_crossings(meta, before, after, cause)
+  if meta.warn == '' then return end
+  for t in string.gmatch(meta.warn, '%d+') do
+    local th = tonumber(t)
+    if before > th and after <= th then
+      redis.call('XADD', skey('warnings'), '*', 'threshold', th, 'available', after, 'before', before,
+                 'stock', meta.stock, 'cause', cause, 'at_ms', now_ms())
+    end
+  end
+end
+
+-- Take qty units out of available stock (the caller checked there are enough).
+local function take(meta, qty, cause)
+  local after = redis.call('DECRBY', KEYS[2], qty)
+  warn_crossings(meta, after + qty, after, cause)
 end
 
 local function order_or_404()
@@ -89,4 +137,17 @@ local function mark_paid(o, now)
   redis.call('HSET', KEYS[7], o.order_id, o.qty)
   o.status = 'paid'
   o.paid_ms = now
+end
+
+-- Refund a captured payment (or a sold order) and compensate its buyer with a
+-- coupon: two records keyed by order id, written in the caller's atomic step,
+-- so a refund is never recorded without its compensation. Answers both.
+local function refund_and_compensate(o, price, coupon, reason, now)
+  local refund = {order_id = o.order_id, user_id = o.user_id, qty = o.qty, amount_cents = o.qty * price,
+                  reason = reason, refunded_ms = now}
+  local comp = {order_id = o.order_id, user_id = o.user_id, kind = 'coupon', value_cents = coupon,
+                issued_ms = now}
+  redis.call('HSET', skey('refunds'), o.order_id, cjson.encode(refund))
+  redis.call('HSET', skey('compensations'), o.order_id, cjson.encode(comp))
+  return refund, comp
 end

@@ -8,8 +8,8 @@ if not meta then return early end
 local o, missing = order_or_404()
 if not o then return missing end
 
-if o.status == 'paid' then
-  return refuse(409, 'already_paid', 'order_id: order ' .. o.order_id .. ' is paid')
+if o.status == 'paid' or o.status == 'refunded' then
+  return refuse(409, 'already_paid', 'order_id: order ' .. o.order_id .. ' is ' .. o.status)
 end
 if o.status == 'held' then
   -- past its expiry the hold is the reaper's: release it as expired, like the reaper would

@@ -1,11 +1,13 @@
--- pre_deduct order: check stock and the user's limit, then hold qty units
--- until now + hold_ttl_ms (Redis's clock), all in one atomic step.
+-- pre_deduct order: check the scalper verdict, the user's limit and stock, then
+-- hold qty units until now + hold_ttl_ms (Redis's clock), all in one atomic step.
 local prev = replayed()
 if prev then return prev end
 local meta, early = sale_meta()
 if not meta then return early end
 
 local user, qty = ARGV[6], tonumber(ARGV[7])
+local gated = policy_gate(meta, user)
+if gated then return gated end
 local limited = over_limit(meta, user, qty)
 if limited then return limited end
 local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -16,7 +18,7 @@ end
 local now = now_ms()
 local expires = now + meta.ttl
 local id = tostring(redis.call('INCR', KEYS[5]))
-redis.call('DECRBY', KEYS[2], qty)
+take(meta, qty, 'order')
 redis.call('INCRBY', KEYS[3], qty)
 redis.call('HINCRBY', KEYS[8], user, qty)
 redis.call('HSET', ARGV[5] .. id, 'user_id', user, 'qty', qty, 'status', 'held',

@@ -13,6 +13,9 @@ if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the fi
 if o.status == 'cancelled' then
   return refuse(409, 'order_cancelled', 'order_id: order ' .. o.order_id .. ' was cancelled')
 end
+if o.status == 'refunded' then
+  return refuse(409, 'order_refunded', 'order_id: order ' .. o.order_id .. ' was refunded')
+end
 
 local now = now_ms()
 if o.status == 'held' and now < o.expires_ms then
@@ -35,7 +38,7 @@ if avail < o.qty then
   return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
                 .. avail .. ' of ' .. o.qty .. ' units are available')
 end
-redis.call('DECRBY', KEYS[2], o.qty)
+take(meta, o.qty, 'pay')
 redis.call('INCRBY', KEYS[4], o.qty)
 redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
 mark_paid(o, now)

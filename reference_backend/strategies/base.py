@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from ..errors import ApiError, StrategyMoved
 from ..keys import SaleKeys
+from ..policy import Profile
 from ..replies import Reply, conflict, encode, from_stored
 from ..store import Store
 
@@ -104,7 +105,20 @@ class LuaStrategy(Strategy):
     scripts: ClassVar[dict[str, str]]  # op -> script name in reference_backend/lua/
 
     async def order(self, sale_id: str, user_id: str, qty: int, key: str | None) -> Reply:
-        return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty)
+        # The scalper policy is judged here, by the node, and the verdict goes into
+        # the script (ARGV 8, with the policy text judged by as ARGV 9), so that a
+        # lowered limit is enforced in the same atomic step as the deduction.
+        for _ in range(3):
+            raw, policy = self.store.policies.get(sale_id)
+            verdict = ""
+            if policy is not None and policy.enabled:
+                found = await self.store.redis.hget(SaleKeys(sale_id).profiles, user_id)
+                verdict = policy.verdict(Profile.decode(found) if found else None).lua_arg()
+            try:
+                return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty, verdict, raw)
+            except PolicyMoved as moved:  # this node's policy was stale: judge again by the sale's
+                self.store.policies.put(sale_id, moved.raw)
+        raise ApiError(503, "unavailable", f"scalper_policy: sale {sale_id} keeps changing its policy")
 
     async def pay(self, sale_id: str, order_id: str, key: str | None) -> Reply:
         return await self._run("pay", sale_id, key, order_id, order_id, order_id)
@@ -122,7 +136,17 @@ class LuaStrategy(Strategy):
         )
         if kind == b"s":
             raise StrategyMoved(payload.decode())
+        if kind == b"p":
+            raise PolicyMoved(payload.decode())
         return from_stored(payload, fingerprint)
+
+
+class PolicyMoved(Exception):
+    """The sale's scalper policy is not the one this node judged by (answer ``{'p', policy}``)."""
+
+    def __init__(self, raw: str) -> None:
+        super().__init__(raw)
+        self.raw = raw
 
 
 def _result(reply: Reply) -> dict:

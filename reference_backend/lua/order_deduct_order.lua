@@ -1,0 +1,30 @@
+-- order_deduct order (拍下减库存): check the scalper verdict, the user's limit
+-- and stock, then take qty units into an order that never expires, all in one
+-- atomic step. Only pay or cancel ends it: a hoarder who never pays keeps the
+-- units for good (the strategy's known weakness).
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+
+local user, qty = ARGV[6], tonumber(ARGV[7])
+local gated = policy_gate(meta, user)
+if gated then return gated end
+local limited = over_limit(meta, user, qty)
+if limited then return limited end
+local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+if avail < qty then
+  return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
+end
+
+local now = now_ms()
+local id = tostring(redis.call('INCR', KEYS[5]))
+take(meta, qty, 'order')
+redis.call('INCRBY', KEYS[3], qty)
+redis.call('HINCRBY', KEYS[8], user, qty)
+-- no expires_ms; listed in holds with score +inf so the audit sees it and the
+-- reaper (which takes scores up to now) never does
+redis.call('HSET', ARGV[5] .. id, 'user_id', user, 'qty', qty, 'status', 'held', 'created_ms', now)
+redis.call('ZADD', KEYS[6], 'inf', id)
+return ok(201, {order_id = id, sale_id = ARGV[2], user_id = user, qty = qty, status = 'held',
+                created_ms = now, expires_ms = cjson.null, paid_ms = cjson.null})

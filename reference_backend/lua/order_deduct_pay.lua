@@ -1,0 +1,21 @@
+-- order_deduct pay: confirm the order's units (held -> sold). Nothing expires,
+-- so a held order is always confirmable.
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+local o, missing = order_or_404()
+if not o then return missing end
+
+if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the first one stands
+if o.status == 'cancelled' then
+  return refuse(409, 'order_cancelled', 'order_id: order ' .. o.order_id .. ' was cancelled')
+end
+if o.status == 'refunded' then
+  return refuse(409, 'order_refunded', 'order_id: order ' .. o.order_id .. ' was refunded')
+end
+redis.call('DECRBY', KEYS[3], o.qty)
+redis.call('INCRBY', KEYS[4], o.qty)
+redis.call('ZREM', KEYS[6], o.order_id)
+mark_paid(o, now_ms())
+return ok(200, o)

@@ -1,0 +1,25 @@
+-- payment_deduct order (付款减库存): nothing is held. The order records the
+-- intent (status 'ordered') after the scalper verdict, the user's limit and a
+-- stock check; the user's limit counts the units at once, so that parallel
+-- orders of one user cannot pass it, and gives them back on cancel or refund.
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+
+local user, qty = ARGV[6], tonumber(ARGV[7])
+local gated = policy_gate(meta, user)
+if gated then return gated end
+local limited = over_limit(meta, user, qty)
+if limited then return limited end
+local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+if avail < qty then
+  return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
+end
+
+local now = now_ms()
+local id = tostring(redis.call('INCR', KEYS[5]))
+redis.call('HINCRBY', KEYS[8], user, qty)
+redis.call('HSET', ARGV[5] .. id, 'user_id', user, 'qty', qty, 'status', 'ordered', 'created_ms', now)
+return ok(201, {order_id = id, sale_id = ARGV[2], user_id = user, qty = qty, status = 'ordered',
+                created_ms = now, expires_ms = cjson.null, paid_ms = cjson.null})

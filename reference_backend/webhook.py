@@ -1,0 +1,139 @@
+"""Inventory warnings to a webhook: each warning of the stream POSTed once, best effort.
+
+The warnings themselves are written by the Lua step that moves stock (see
+``warn_crossings`` in ``lua/_prelude.lua``) to the sale's stream
+``os:{S}:warnings``; that stream is the record. This task only forwards it: a
+consumer group ``webhook`` per sale shares the entries among the nodes, so each
+entry is posted by one node. An entry is acknowledged after one attempt,
+whatever its outcome (best effort: a webhook that is down misses it, the
+stream still has it). The URL must be a loopback ``http://`` URL: the
+reference backend never calls out of the machine.
+
+Usage::
+
+    url = webhook_url_field({"warn_webhook_url": "http://127.0.0.1:9000/hook"})
+    asyncio.create_task(forward_warnings(store, "n1", interval_s=0.1))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import exceptions as rx
+
+from .errors import bad_request
+from .keys import SALES, SaleKeys
+from .validate import type_name
+
+log = logging.getLogger("reference_backend")
+
+GROUP = "webhook"
+POST_TIMEOUT_S = 2.0
+
+
+def webhook_url_field(body: dict[str, Any], name: str = "warn_webhook_url") -> str | None:
+    """A loopback http URL, or None when missing or null."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name}: must be a string, got {type_name(value)}")
+    if len(value) > 2048:
+        raise bad_request(f"{name}: at most 2048 characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise bad_request(f"{name}: not a URL: {value[:200]!r}") from None
+    if parts.scheme != "http" or not parts.hostname or parts.username or parts.password or port == 0:
+        raise bad_request(f"{name}: must be http://<loopback host>[:port]/path, got {value[:200]!r}")
+    if not _loopback(parts.hostname):
+        raise bad_request(f"{name}: host {parts.hostname!r} is not a loopback address")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def create_group(redis: Any, sale_id: str) -> None:
+    """The stream and its consumer group, from the first entry (called at sale creation)."""
+    await redis.xgroup_create(SaleKeys(sale_id).warnings, GROUP, id="0", mkstream=True)
+
+
+async def forward_warnings(store: Any, node_name: str, interval_s: float) -> None:
+    """Forever: post new warnings of every sale that has a webhook URL."""
+    from .app import REDIS_DOWN  # the app module imports the store; import late to stay a leaf
+
+    while True:
+        try:
+            await forward_once(store.redis, node_name)
+        except REDIS_DOWN:
+            pass  # the reaper logs outages; warnings wait in the stream
+        except rx.ResponseError as e:
+            log.warning("webhook: redis refused: %s", e)
+        await asyncio.sleep(interval_s)
+
+
+async def forward_once(redis: Any, node_name: str) -> int:
+    """One pass over every sale; returns how many warnings it posted (or tried to)."""
+    posted = 0
+    for raw in await redis.smembers(SALES):
+        sale_id = raw.decode()
+        k = SaleKeys(sale_id)
+        url = await redis.hget(k.meta, "warn_webhook_url")
+        if not url:
+            continue
+        try:
+            got = await redis.xreadgroup(GROUP, node_name, {k.warnings: ">"}, count=100)
+        except rx.ResponseError as e:
+            if "NOGROUP" in str(e):
+                continue  # the sale was reset meanwhile
+            raise
+        for _stream, entries in got:
+            for entry_id, fields in entries:
+                event = {"event": "inventory_warning", "sale_id": sale_id, "id": entry_id.decode(),
+                         **{key.decode(): _num(value) for key, value in fields.items()}}
+                try:
+                    status = await post_json(url.decode(), event)
+                    if status >= 300:
+                        log.warning("webhook: %s answered %s for warning %s", url.decode(), status, event["id"])
+                except (OSError, asyncio.TimeoutError, ValueError, IndexError) as e:
+                    log.warning("webhook: posting warning %s to %s failed: %s", event["id"], url.decode(), e)
+                await redis.xack(k.warnings, GROUP, entry_id)
+                posted += 1
+    return posted
+
+
+async def post_json(url: str, body: dict[str, Any]) -> int:
+    """POST one JSON body over a fresh HTTP/1.1 connection; the response status."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), POST_TIMEOUT_S)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), POST_TIMEOUT_S)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+def _num(value: bytes) -> int | str:
+    text = value.decode()
+    return int(text) if text.lstrip("-").isdigit() else text
