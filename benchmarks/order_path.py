@@ -1,0 +1,517 @@
+"""Order-path benchmark: the reference backend against a bare baseline app, in the same run.
+
+Every contender is one server process on loopback in front of one embedded
+Redis; wrk (``benchmarks/order.lua``) POSTs orders with a distinct user id and
+Idempotency-Key each. The contenders take turns, one at a time, round after
+round (A B, B A, A B, ...), on a Redis emptied and given a fresh sale before
+each turn, so machine noise falls on all of them; the figures are medians over
+the rounds. Stock is far larger than a run can sell: every answer measured is a
+201 (a non-2xx answer counts as an error and fails the run).
+
+Contenders (``--contenders``):
+  reference  a reference backend node (``BackendNode.start``), one per strategy
+  baseline   ``benchmarks/baseline_app.py``: a bare ASGI app doing just the
+             strategy's order script, on granian embed like a node
+  uvicorn    the same bare app under uvicorn (asyncio loop, httptools)
+  starlette  the same call as a Starlette route, on granian embed
+  fastapi    the same call as a FastAPI route with a pydantic body, on granian embed
+uvicorn, starlette and fastapi need the ``bench`` extra (``pip install -e '.[bench]'``);
+without it they are skipped, with a note.
+
+``--strategies`` takes names from ``reference_backend.strategies`` (or ``all``);
+each gets a reference contender, and each strategy with one atomic order
+script (a ``LuaStrategy``) a baseline running that same script, and a ratio.
+The other variants run against the first such strategy only.
+
+The figure that matters is ``ratio`` = reference req/s / baseline req/s, the
+median of the per-round ratios: each pair ran back to back on the same machine.
+The exit status is 1 when a ratio is below ``--min-ratio``, 2 when a contender
+failed (no requests, errors, a process died).
+
+Usage::
+
+    .venv/bin/python benchmarks/order_path.py [--duration 10] [--rounds 5] [--connections 32]
+        [--strategies pre_deduct] [--contenders reference,baseline,uvicorn,starlette,fastapi]
+        [--min-ratio 0.7] [--out benchmarks/results/order_path.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import http.client
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# this checkout's packages, here and in every server process started from here
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+import redis  # noqa: E402
+
+from oversold.nodes import BackendNode  # noqa: E402
+from oversold.procs import Child, free_port, wait_for_port  # noqa: E402
+from oversold.redis_server import RedisServer, find_redis_binary  # noqa: E402
+from reference_backend.keys import SaleKeys  # noqa: E402
+from reference_backend.sale import SaleConfig  # noqa: E402
+from reference_backend.store import Store  # noqa: E402
+from reference_backend.strategies import LuaStrategy, discover  # noqa: E402
+
+WRK_SCRIPTS = {"order": HERE / "order.lua"}  # op -> wrk script; "pay" joins here with its own
+DEFAULT_OUT = HERE / "results" / "order_path.json"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# variant -> (server, framework, modules it needs)
+VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "baseline": ("granian", "bare", ()),
+    "uvicorn": ("uvicorn", "bare", ("uvicorn", "httptools")),
+    "starlette": ("granian", "starlette", ("starlette",)),
+    "fastapi": ("granian", "fastapi", ("fastapi",)),
+}
+ALL_CONTENDERS = ("reference", *VARIANTS)
+
+
+class BenchError(Exception):
+    """A contender could not be started or did not serve: the run proves nothing."""
+
+
+@dataclass
+class Contender:
+    """One server under test: the reference node of a strategy, or a baseline variant."""
+
+    kind: str  # "reference" or a key of VARIANTS
+    strategy: str
+    op: str
+    server: str
+    framework: str
+    port: int
+    process: Child | BackendNode
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.strategy}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.child.pid if isinstance(self.process, BackendNode) else self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def log_tail(self) -> str:
+        return self.process.log_tail()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# --- processes ------------------------------------------------------------------
+
+
+def start_reference(redis_url: str, strategy: str, log_dir: Path) -> Contender:
+    node = BackendNode.start(redis_url, name=f"reference-{strategy}", admin_token=secrets.token_urlsafe(16),
+                             log_dir=log_dir)
+    return Contender("reference", strategy, "order", "granian", "reference_backend", node.port, node)
+
+
+def start_variant(kind: str, redis_url: str, strategy: str, script: str, log_dir: Path) -> Contender:
+    server, framework, _ = VARIANTS[kind]
+    for _attempt in range(3):  # a free port can be taken between the probe and the bind
+        port = free_port()
+        argv = [sys.executable, str(HERE / "baseline_app.py"), "--port", str(port), "--redis-url", redis_url,
+                "--strategy", strategy, "--script", script, "--server", server, "--framework", framework]
+        child = Child.start(argv, name=f"{kind}-{strategy}", log_dir=log_dir,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+        if wait_for_port(port, timeout=15, child=child):
+            return Contender(kind, strategy, "order", server, framework, port, child)
+        tail = child.log_tail()
+        child.stop()
+    raise BenchError(f"{kind} for {strategy} did not start; log:\n{tail}")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    total = sum(ticks[:8])  # guest time is already in user
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+# --- one turn -------------------------------------------------------------------
+
+
+def reset_sales(redis_url: str, strategies: list[str], stock: int, hold_ttl_ms: int) -> None:
+    """An empty Redis with one fresh sale ``bench-<strategy>`` per strategy (as PUT /v1/sales does)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+    async def put() -> None:
+        store = Store.connect(redis_url)
+        try:
+            for s in strategies:
+                await store.put_sale(sale_id(s), SaleConfig(stock=stock, hold_ttl_ms=hold_ttl_ms, strategy=s))
+        finally:
+            await store.close()
+
+    asyncio.run(put())
+
+
+def sale_id(strategy: str) -> str:
+    return f"bench-{strategy}"
+
+
+def orders_placed(redis_url: str, strategy: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.get(SaleKeys(sale_id(strategy)).seq) or 0)
+    finally:
+        client.close()
+
+
+def probe(c: Contender) -> tuple[int, bytes]:
+    """One order, by hand: the status and body a contender answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+    try:
+        body = json.dumps({"user_id": f"probe-{c.kind}", "qty": 1})
+        conn.request("POST", f"/v1/sales/{sale_id(c.strategy)}/orders", body=body,
+                     headers={"Content-Type": "application/json", "Idempotency-Key": secrets.token_hex(8)})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def run_wrk(c: Contender, args: argparse.Namespace, seconds: int, tag: str) -> dict[str, Any]:
+    argv = [args.wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--timeout", "5s",
+            "-s", str(WRK_SCRIPTS[c.op]), c.url, "--", sale_id(c.strategy), tag]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    found = re.search(r"^WRK_JSON (\{.*\})$", done.stdout, re.M)
+    if done.returncode != 0 or not found:
+        raise BenchError(f"wrk against {c.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return json.loads(found.group(1))
+
+
+def measure(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, rnd: int) -> dict[str, Any]:
+    """One timed turn of one contender on a fresh sale."""
+    reset_sales(redis_srv.url, args.strategy_list, args.stock, args.hold_ttl_ms)
+    tag = f"r{rnd}-{c.kind}-{secrets.token_hex(3)}"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    srv0, red0, (busy0, tot0), t0 = proc_cpu_s(c.pid), proc_cpu_s(redis_srv.child.pid), machine_busy_s(), time.monotonic()
+    w = run_wrk(c, args, args.duration, tag)
+    srv1, red1, (busy1, tot1), t1 = proc_cpu_s(c.pid), proc_cpu_s(redis_srv.child.pid), machine_busy_s(), time.monotonic()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = t1 - t0
+    n = w["requests"]
+    server_cpu, redis_cpu = srv1 - srv0, red1 - red0
+    wrk_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    busy_cores = (busy1 - busy0) / wall
+    cores = (tot1 - tot0) / wall
+    errors = sum(w["errors"].values())
+    return {
+        "round": rnd,
+        "requests": n,
+        "rps": round(n / (w["duration_us"] / 1e6), 1),
+        "p50_ms": w["latency_us"]["p50"] / 1000,
+        "p90_ms": w["latency_us"]["p90"] / 1000,
+        "p99_ms": w["latency_us"]["p99"] / 1000,
+        "max_ms": w["latency_us"]["max"] / 1000,
+        "errors": w["errors"],
+        "error_count": errors,
+        "orders_placed": orders_placed(redis_srv.url, c.strategy),
+        "server_cpu_us_per_req": round(server_cpu / n * 1e6, 1) if n else None,
+        "redis_cpu_us_per_req": round(redis_cpu / n * 1e6, 1) if n else None,
+        "server_cpu_cores": round(server_cpu / wall, 2),
+        "redis_cpu_cores": round(redis_cpu / wall, 2),
+        "wrk_cpu_cores": round(wrk_cpu / wall, 2),
+        "machine_busy_cores": round(busy_cores, 2),
+        # CPU used by processes outside this benchmark (other people's test suites, ...)
+        "other_cpu_cores": round(max(0.0, busy_cores - (server_cpu + redis_cpu + wrk_cpu) / wall), 2),
+        "machine_cores": round(cores, 2),
+    }
+
+
+# --- the run --------------------------------------------------------------------
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def summary(c: Contender) -> dict[str, Any]:
+    keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req", "redis_cpu_us_per_req", "other_cpu_cores")
+    return {
+        "name": c.name, "kind": c.kind, "strategy": c.strategy, "op": c.op, "server": c.server,
+        "framework": c.framework, "median": {k: median(c.runs, k) for k in keys},
+        "requests": sum(r["requests"] for r in c.runs), "errors": sum(r["error_count"] for r in c.runs),
+        "runs": c.runs,
+    }
+
+
+def ratio_of(ref: Contender, base: Contender) -> dict[str, Any]:
+    by_round = {r["round"]: r for r in base.runs}
+    per_round = [round(r["rps"] / by_round[r["round"]]["rps"], 3) for r in ref.runs
+                 if r["round"] in by_round and by_round[r["round"]]["rps"]]
+    ref_cpu, base_cpu = median(ref.runs, "server_cpu_us_per_req"), median(base.runs, "server_cpu_us_per_req")
+    ref_rps, base_rps = median(ref.runs, "rps"), median(base.runs, "rps")
+    return {
+        "strategy": ref.strategy, "op": ref.op, "reference": ref.name, "baseline": base.name,
+        "ratio": round(statistics.median(per_round), 3) if per_round else None,
+        "per_round": per_round,
+        "ratio_of_medians": round(ref_rps / base_rps, 3) if ref_rps and base_rps else None,
+        # baseline CPU per request / reference CPU per request: the same ratio, measured by cost
+        "cpu_ratio": round(base_cpu / ref_cpu, 3) if ref_cpu and base_cpu else None,
+    }
+
+
+def versions(wrk: str) -> dict[str, str]:
+    out: dict[str, str] = {"python": platform.python_version()}
+    for dist in ("granian", "redis", "hiredis", "orjson", "uvicorn", "httptools", "starlette", "fastapi", "pydantic"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    found = re.search(r"v=(\S+)", subprocess.run([find_redis_binary(), "--version"], capture_output=True,
+                                                 text=True).stdout)
+    out["redis-server"] = found.group(1) if found else "?"
+    wrk_v = subprocess.run([wrk, "-v"], capture_output=True, text=True)
+    out["wrk"] = (wrk_v.stdout or wrk_v.stderr).splitlines()[0].split(" Copyright")[0] if (wrk_v.stdout or wrk_v.stderr) else "?"
+    return out
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured, and whether the reference backend differed from it (uncommitted edits)."""
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "reference_backend_modified": bool(git("status", "--porcelain", "--", "reference_backend"))}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("contender", "server", "framework", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "errors")
+    lines = [head]
+    for s in rows:
+        m = s["median"]
+        lines.append((s["name"], s["server"], s["framework"], f"{m['rps']:.0f}", f"{m['p50_ms']:.2f}",
+                      f"{m['p99_ms']:.2f}", f"{m['server_cpu_us_per_req']:.0f}" if m["server_cpu_us_per_req"] else "-",
+                      str(s["errors"])))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    fmt = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([fmt(lines[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, lines[1:])])
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds per turn (default 10)")
+    p.add_argument("--rounds", type=int, default=5, help="turns per contender (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed seconds per contender before round 1 (0: none)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the machine has few cores)")
+    p.add_argument("--strategies", default="pre_deduct", help="comma list from reference_backend.strategies, or all")
+    p.add_argument("--contenders", default=",".join(ALL_CONTENDERS),
+                   help=f"comma list of {', '.join(ALL_CONTENDERS)} (default all; missing packages are skipped)")
+    p.add_argument("--stock", type=int, default=10**9, help="stock of each sale: never sells out")
+    p.add_argument("--hold-ttl-ms", type=int, default=3_600_000, help="holds outlive the run: the reaper stays idle")
+    p.add_argument("--min-ratio", type=float, default=0.7, help="exit 1 if reference/baseline is below this")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)})")
+    p.add_argument("--wrk", default=shutil.which("wrk"), help="wrk binary (default: on PATH)")
+    args = p.parse_args(argv)
+    if not args.wrk:
+        p.error("wrk not found: apt-get install -y wrk (or pass --wrk)")
+    known = discover()
+    args.strategy_list = sorted(known) if args.strategies == "all" else [s for s in args.strategies.split(",") if s]
+    unknown = [s for s in args.strategy_list if s not in known]
+    if unknown or not args.strategy_list:
+        p.error(f"--strategies: unknown {unknown}, known: {', '.join(sorted(known))}")
+    args.contender_list = [c for c in args.contenders.split(",") if c]
+    bad = [c for c in args.contender_list if c not in ALL_CONTENDERS]
+    if bad or not args.contender_list:
+        p.error(f"--contenders: unknown {bad}, known: {', '.join(ALL_CONTENDERS)}")
+    if args.duration < 1 or args.rounds < 1 or args.connections < 1 or args.threads < 1 or args.warmup < 0:
+        p.error("--duration, --rounds, --connections, --threads must be >= 1, --warmup >= 0")
+    args.strategy_classes = known
+    return args
+
+
+def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, str | None]], list[str]]:
+    """(kind, strategy, order script) of every contender to start, and notes on what is skipped."""
+    out: list[tuple[str, str, str | None]] = []
+    notes: list[str] = []
+    lua_strategies = [s for s in args.strategy_list if issubclass(args.strategy_classes[s], LuaStrategy)]
+    for s in args.strategy_list:
+        if "reference" in args.contender_list:
+            out.append(("reference", s, None))
+        if s not in lua_strategies:
+            notes.append(f"{s}: no single order script, so no baseline and no ratio")
+            continue
+        script = args.strategy_classes[s].scripts["order"]
+        for kind in VARIANTS:
+            if kind not in args.contender_list or (kind != "baseline" and s != lua_strategies[0]):
+                continue
+            missing = [m for m in VARIANTS[kind][2] if importlib.util.find_spec(m) is None]
+            if missing:
+                notes.append(f"{kind}: skipped, {', '.join(missing)} not installed (pip install -e '.[bench]')")
+                continue
+            out.append((kind, s, script))
+    return out, notes
+
+
+def run(args: argparse.Namespace) -> int:
+    todo, notes = plan(args)
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="oversold-bench-"))
+    contenders: list[Contender] = []
+    redis_srv = RedisServer.start(log_dir=log_dir)
+    load_start = os.getloadavg()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        for kind, s, script in todo:
+            if kind == "reference":
+                contenders.append(start_reference(redis_srv.url, s, log_dir))
+            else:
+                assert script is not None
+                contenders.append(start_variant(kind, redis_srv.url, s, script, log_dir))
+        print("contenders: " + ", ".join(f"{c.name} (pid {c.pid}, port {c.port})" for c in contenders), flush=True)
+        reset_sales(redis_srv.url, args.strategy_list, args.stock, args.hold_ttl_ms)
+        for c in contenders:
+            status, body = probe(c)
+            if status != 201:
+                raise BenchError(f"{c.name} answers an order with {status} {body[:300]!r}; log:\n{c.log_tail()}")
+        if args.warmup:
+            for c in contenders:
+                w = run_wrk(c, args, args.warmup, f"warm-{c.kind}-{secrets.token_hex(3)}")
+                if not w["requests"] or sum(w["errors"].values()):
+                    raise BenchError(f"{c.name} failed its warm-up: {w}\nlog:\n{c.log_tail()}")
+        for rnd in range(1, args.rounds + 1):
+            order = contenders if rnd % 2 else contenders[::-1]  # A B, B A, ...: drift hits both alike
+            for c in order:
+                if not c.alive():
+                    raise BenchError(f"{c.name} died; log:\n{c.log_tail()}")
+                r = measure(c, args, redis_srv, rnd)
+                c.runs.append(r)
+                print(f"round {rnd} {c.name:<24} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
+                      f"p99 {r['p99_ms']:.2f} ms  server {r['server_cpu_us_per_req']} µs/req  "
+                      f"errors {r['error_count']}  other load {r['other_cpu_cores']} cores", flush=True)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        for c in contenders:
+            c.stop()
+        redis_srv.stop()
+        load_end = os.getloadavg()
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+    rows = [summary(c) for c in contenders]
+    ratios = []
+    for ref in (c for c in contenders if c.kind == "reference"):
+        base = next((c for c in contenders if c.kind == "baseline" and c.strategy == ref.strategy), None)
+        if base is not None:
+            ratios.append(ratio_of(ref, base))
+    failed = [s["name"] for s in rows if not s["requests"] or s["errors"]]
+    low = [r for r in ratios if r["ratio"] is None or r["ratio"] < args.min_ratio]
+    result = {
+        "benchmark": "order_path",
+        "started_at": started,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "measured": "POST /v1/sales/{id}/orders, qty 1, distinct user and Idempotency-Key each; "
+                    "stock never runs out, so every answer is a 201 (anything else is an error)",
+        "machine": {
+            "cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "loadavg_start": [round(v, 2) for v in load_start], "loadavg_end": [round(v, 2) for v in load_end],
+            "other_cpu_cores_median": median([r for c in contenders for r in c.runs], "other_cpu_cores"),
+        },
+        "versions": versions(args.wrk),
+        "source": source_state(),
+        "config": {
+            "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
+            "connections": args.connections, "threads": args.threads, "stock": args.stock,
+            "hold_ttl_ms": args.hold_ttl_ms, "strategies": args.strategy_list, "contenders": args.contender_list,
+            "min_ratio": args.min_ratio,
+        },
+        "notes": notes,
+        "contenders": rows,
+        "ratios": ratios,
+        "failed": failed,
+        "ok": not failed and not low,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print()
+    print(table(rows))
+    print()
+    for r in ratios:
+        print(f"ratio reference/baseline ({r['strategy']} {r['op']}): {r['ratio']} "
+              f"(per round {r['per_round']}; of medians {r['ratio_of_medians']}; by server CPU/req {r['cpu_ratio']})")
+    m = result["machine"]
+    print(f"machine: {m['cpus']} cpus, loadavg {m['loadavg_start'][0]} -> {m['loadavg_end'][0]}, "
+          f"other processes used {m['other_cpu_cores_median']} cores (median over turns)")
+    print(f"results: {args.out}")
+    if failed:
+        print(f"FAIL: {', '.join(failed)} served no requests or had errors", file=sys.stderr)
+        return 2
+    if low:
+        print(f"FAIL: ratio below --min-ratio {args.min_ratio}: " + ", ".join(f"{r['strategy']} {r['ratio']}" for r in low),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    # a SIGTERM (a test's timeout, a CI stop) still runs the cleanup of every process started here
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
