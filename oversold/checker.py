@@ -40,7 +40,12 @@ INVARIANTS = (
     "sells_out",
     "refunds_compensated",
     "per_user_limits",
+    "ledger_no_oversell",
+    "stock_converges",
 )
+
+#: strategies whose every sale is written to the warehouse ledger: a run of them without one is unknown
+LEDGER_STRATEGIES = ("pre_deduct_ledger",)
 
 
 @dataclass(frozen=True)
@@ -833,6 +838,160 @@ def per_user_limits(s: _Sale) -> InvariantResult:
                                  f"(the most is {most} units, across {len(units)} users).")
 
 
+# --------------------------------------------------------------------------- the warehouse ledger
+
+
+@dataclass(frozen=True)
+class _Ledger:
+    """The warehouse ledger (back-end stock) as the audit's ``ledger`` shows it."""
+
+    stock: int
+    sold: int
+    in_transit: int | None
+    sold_orders: tuple[tuple[str, int], ...]  # (order id, qty), in the order the ledger recorded them
+    refused_orders: tuple[tuple[str, int], ...]  # sales of the front the warehouse had no stock for
+
+
+def _parse_ledger(final: FinalState) -> _Ledger | None:
+    """``final.audit["ledger"]``, strictly (a malformed ledger must not read as "nothing sold"); None if absent."""
+    raw = final.audit.get("ledger") if isinstance(final.audit, dict) else None
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BadInput("final_state.audit.ledger: expected an object")
+    lists: dict[str, tuple[tuple[str, int], ...]] = {}
+    for name in ("sold_orders", "refused_orders"):
+        rows = raw.get(name, [])
+        if not isinstance(rows, list):
+            raise BadInput(f"final_state.audit.ledger.{name}: expected a list")
+        out = []
+        for i, e in enumerate(rows):
+            w = f"final_state.audit.ledger.{name}[{i}]"
+            if not isinstance(e, dict) or not isinstance(e.get("order_id"), str):
+                raise BadInput(f"{w}: expected an object with a string order_id")
+            out.append((e["order_id"], _int(e.get("qty"), f"{w}.qty")))
+        lists[name] = tuple(out)
+    return _Ledger(
+        stock=_int(raw.get("stock"), "final_state.audit.ledger.stock"),
+        sold=_int(raw.get("sold"), "final_state.audit.ledger.sold"),
+        in_transit=_int(raw.get("in_transit"), "final_state.audit.ledger.in_transit", optional=True),
+        sold_orders=lists["sold_orders"],
+        refused_orders=lists["refused_orders"],
+    )
+
+
+def _ledger_expected(s: _Sale) -> str | None:
+    """Why this run should have a warehouse ledger, or None if nothing says it has one."""
+    strategy = s.setting("strategy")
+    if strategy in LEDGER_STRATEGIES:
+        return f"the strategy {strategy} writes every sale to it"
+    if isinstance(s.counters, dict) and s.counters.get("warehouse") is not None:
+        return "the counters report a warehouse"
+    if s.audit is not None and s.audit.counters is not None and s.audit.counters.get("warehouse") is not None:
+        return "the audit's counters report a warehouse"
+    return None
+
+
+def _sync_lag(s: _Sale) -> int | None:
+    lag = s.counters.get("sync_lag_ms") if isinstance(s.counters, dict) else None
+    return lag if isinstance(lag, int) and not isinstance(lag, bool) else None
+
+
+def ledger_no_oversell(s: _Sale, ledger: _Ledger | None) -> InvariantResult:
+    """The warehouse ledger never records more sold than its stock, and its sold orders add up.
+
+    The ledger's stock is initial stock plus restocks plus received units. Not
+    checked (pass) when nothing says the run has a ledger; unknown when one is
+    expected (``pre_deduct_ledger``, or counters that report a warehouse) but
+    the audit does not show it.
+    """
+    name = "ledger_no_oversell"
+    if ledger is None:
+        why = _ledger_expected(s)
+        if why is None:
+            return _result(name, "pass", "Not checked: the backend reports no warehouse ledger.")
+        return _result(name, "unknown", f"A warehouse ledger is expected ({why}) but the audit does not show it, "
+                                        f"so what the warehouse sold is unknown.")
+    problems: list[str] = []
+    examples: list[dict[str, Any]] = []
+    listed = sum(q for _, q in ledger.sold_orders)
+    if ledger.sold > ledger.stock or listed > ledger.stock:
+        worst = max(ledger.sold, listed)
+        problems.append(f"the ledger sold {worst} units of its stock {ledger.stock}, {worst - ledger.stock} oversold")
+        total = 0
+        for oid, qty in ledger.sold_orders:  # the ones recorded last are past the stock line
+            total += qty
+            if total > ledger.stock:
+                examples.append({"order_id": oid, "qty": qty, "ledger_sold_through": total,
+                                 "ledger_stock": ledger.stock, **_order_ref(s, oid)})
+    if listed != ledger.sold:
+        problems.append(f"its sold counter is {ledger.sold} but its sold orders add up to {listed}")
+        examples.insert(0, {"ledger_sold": ledger.sold, "ledger_sold_orders_qty": listed})
+    twice = sorted(oid for oid, n in Counter(oid for oid, _ in ledger.sold_orders).items() if n > 1)
+    if twice:
+        problems.append(f"{len(twice)} orders are recorded as sold more than once")
+        examples.extend({"order_id": oid, "ledger_entries": 2, **_order_ref(s, oid)} for oid in twice)
+    if problems:
+        return _result(name, "fail", "The warehouse ledger oversold: " + "; ".join(problems) + ".", examples)
+    return _result(name, "pass", f"The warehouse ledger sold {ledger.sold} of its stock {ledger.stock} "
+                                 f"({len(ledger.sold_orders)} orders), and its sold orders add up.")
+
+
+def stock_converges(s: _Sale, ledger: _Ledger | None) -> InvariantResult:
+    """Front (Redis) and warehouse (the ledger) agree once the sync settled: same stock, same sold orders.
+
+    Compares the front's stock and in-transit units (the counters) and its sold
+    set (the audit) with the ledger's; a sale the warehouse refused (it had no
+    stock for it) is a disagreement. The sync lag at the final read
+    (``sync_lag_ms`` of the counters) is reported either way.
+    """
+    name = "stock_converges"
+    lag = _sync_lag(s)
+    lag_text = f"sync lag {lag} ms at the final read" if lag is not None else "sync lag not reported"
+    if ledger is None:
+        why = _ledger_expected(s)
+        if why is None:
+            return _result(name, "pass", "Not checked: the backend reports no warehouse ledger.")
+        return _result(name, "unknown", f"A warehouse ledger is expected ({why}) but the audit does not show it, "
+                                        f"so front and warehouse cannot be compared ({lag_text}).")
+    if s.audit is None or s.counters is None:
+        return _result(name, "unknown", f"The front's {'audit' if s.audit is None else 'counters'} is missing, "
+                                        f"so front and warehouse cannot be compared ({lag_text}).")
+    front_stock = _counter(s.counters, "stock")
+    front_sold = {e.order_id: e.qty for e in s.audit.sold}
+    wh_sold = dict(ledger.sold_orders)
+    problems: list[str] = []
+    examples: list[dict[str, Any]] = []
+    if front_stock != ledger.stock:
+        problems.append(f"front stock {front_stock} but warehouse stock {ledger.stock}")
+        examples.append({"front_stock": front_stock, "ledger_stock": ledger.stock})
+    front_transit = s.counters.get("in_transit")
+    if isinstance(front_transit, int) and ledger.in_transit is not None and front_transit != ledger.in_transit:
+        problems.append(f"front in transit {front_transit} but warehouse in transit {ledger.in_transit}")
+        examples.append({"front_in_transit": front_transit, "ledger_in_transit": ledger.in_transit})
+    if sum(front_sold.values()) != ledger.sold:
+        problems.append(f"front sold {sum(front_sold.values())} but warehouse sold {ledger.sold}")
+    refused = dict(ledger.refused_orders)
+    only_front = sorted(oid for oid in front_sold if oid not in wh_sold)
+    only_wh = sorted(oid for oid in wh_sold if oid not in front_sold)
+    for oid in only_front:
+        where = "refused by the warehouse (no stock left)" if oid in refused else "not in the warehouse"
+        examples.append({"order_id": oid, "qty": front_sold[oid], "side": "front only", "why": where,
+                         **_order_ref(s, oid)})
+    for oid in only_wh:
+        examples.append({"order_id": oid, "qty": wh_sold[oid], "side": "warehouse only", **_order_ref(s, oid)})
+    if only_front:
+        n_refused = sum(1 for oid in only_front if oid in refused)
+        problems.append(f"{len(only_front)} sold orders are on the front only ({n_refused} refused by the warehouse)")
+    if only_wh:
+        problems.append(f"{len(only_wh)} sold orders are in the warehouse only")
+    if problems:
+        return _result(name, "fail", "Front and warehouse disagree: " + "; ".join(problems) + f" ({lag_text}).",
+                       examples)
+    return _result(name, "pass", f"Front and warehouse agree: stock {front_stock}, {len(front_sold)} sold orders "
+                                 f"({ledger.sold} units) ({lag_text}).")
+
+
 # --------------------------------------------------------------------------- the entry point
 
 
@@ -871,6 +1030,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         assert v.verdict == "pass" and v.totals["oversold_units"] == 0
     """
     s, counts = _build(ops, final, grace_ms)
+    ledger = _parse_ledger(final)
     results = (
         no_oversell(s),
         no_lost_sale(s),
@@ -881,6 +1041,8 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         sells_out(s, expect_sell_out),
         refunds_compensated(s),
         per_user_limits(s),
+        ledger_no_oversell(s, ledger),
+        stock_converges(s, ledger),
     )
     statuses = {r.status for r in results}
     verdict: VerdictName = "fail" if "fail" in statuses else "inconclusive" if "unknown" in statuses else "pass"
@@ -901,6 +1063,9 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         "ok_ops": sum(1 for c in s.calls if c.outcome == "ok"),
         "fail_ops": sum(1 for c in s.calls if c.outcome == "fail"),
         "info_ops": sum(1 for c in s.calls if c.outcome == "info"),
+        "ledger_stock": ledger.stock if ledger else None,
+        "ledger_sold": ledger.sold if ledger else None,
+        "sync_lag_ms": _sync_lag(s),
         **counts,
     }
     return Verdict(verdict=verdict, totals=totals, invariants=results)

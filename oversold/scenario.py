@@ -23,7 +23,9 @@ import yaml
 from .errors import ScenarioError
 from .thresholds import parse_thresholds
 
-STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct")
+STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct", "pre_deduct_ledger")
+LEDGER_STRATEGIES = ("pre_deduct_ledger",)  # cannot run without the warehouse ledger
+ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger")  # can queue orders (sale.async_orders)
 USER_KINDS = ("buyer", "hoarder")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -42,6 +44,8 @@ class Sale:
     payment_delay_ms: int = 0
     warn_thresholds: tuple[int, ...] = ()
     scalper_policy: dict[str, Any] | None = None
+    # asynchronous order mode: orders are queued (202) and applied by order processors
+    async_orders: bool = False
 
     def settings(self) -> dict[str, Any]:
         """The body of ``PUT /v1/sales/{id}`` for this sale (every field but ``id``)."""
@@ -49,6 +53,8 @@ class Sale:
         body["warn_thresholds"] = list(self.warn_thresholds)
         if self.scalper_policy is None:
             del body["scalper_policy"]
+        if not self.async_orders:  # sent only when asked for, so a backend without the mode is not bothered
+            del body["async_orders"]
         return body
 
 
@@ -56,6 +62,11 @@ class Sale:
 class Backend:
     nodes: int = 2
     url: str | None = None  # a backend somebody else runs; then no node is started
+    # the warehouse ledger and the stock sync worker (always on for pre_deduct_ledger; see uses_ledger)
+    ledger: bool = False
+    sync_interval_ms: int = 100
+    sync_delay_ms: int = 0  # the sync applies a change no earlier than this after it happened
+    order_workers: int = 2  # order processors started when sale.async_orders is on
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,11 @@ class Scenario:
     # metric name -> k6-style expressions as written; validated at load (oversold.thresholds)
     thresholds: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @property
+    def uses_ledger(self) -> bool:
+        """Whether the run needs the warehouse ledger (nodes with ``--ledger``) and the stock sync worker."""
+        return self.backend.ledger or self.sale.strategy in LEDGER_STRATEGIES
+
     def with_overrides(self, **overrides: Any) -> "Scenario":
         """Apply CLI-level overrides (``strategy``, ``seed``, ``redis_url``, ``backend_url``, ``duration_s``)."""
         s = self
@@ -116,6 +132,9 @@ class Scenario:
             strategy = overrides["strategy"]
             if strategy not in STRATEGIES:
                 raise ScenarioError("--strategy", [f"--strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}"])
+            if s.sale.async_orders and strategy not in ASYNC_STRATEGIES:
+                raise ScenarioError("--strategy", [f"--strategy: {strategy} cannot queue orders and the scenario "
+                                                   f"has sale.async_orders: true"])
             s = dataclasses.replace(s, sale=dataclasses.replace(s.sale, strategy=strategy))
         if overrides.get("seed") is not None:
             s = dataclasses.replace(s, seed=int(overrides["seed"]))
@@ -278,13 +297,21 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         payment_delay_ms=r.get(sd, "payment_delay_ms", "sale", d.sale.payment_delay_ms, _int(0, 60_000)),
         warn_thresholds=tuple(r.get(sd, "warn_thresholds", "sale", d.sale.warn_thresholds, _thresholds)),
         scalper_policy=_policy(r, sd.get("scalper_policy"), "sale.scalper_policy"),
+        async_orders=r.get(sd, "async_orders", "sale", d.sale.async_orders, _bool),
     )
+    if sale.async_orders and sale.strategy not in ASYNC_STRATEGIES:
+        r.problems.append(f"sale.async_orders: strategy {sale.strategy} cannot queue orders; "
+                          f"use one of {', '.join(ASYNC_STRATEGIES)}")
 
     bd = r.section(data, "backend", "")
-    r.unknown(bd, ("nodes", "url"), "backend")
+    r.unknown(bd, tuple(f.name for f in dataclasses.fields(Backend)), "backend")
     backend = Backend(
         nodes=r.get(bd, "nodes", "backend", d.backend.nodes, _int(1, 64)),
         url=r.get(bd, "url", "backend", None, _url),
+        ledger=r.get(bd, "ledger", "backend", d.backend.ledger, _bool),
+        sync_interval_ms=r.get(bd, "sync_interval_ms", "backend", d.backend.sync_interval_ms, _int(1, 60_000)),
+        sync_delay_ms=r.get(bd, "sync_delay_ms", "backend", d.backend.sync_delay_ms, _int(0, 3_600_000)),
+        order_workers=r.get(bd, "order_workers", "backend", d.backend.order_workers, _int(1, 64)),
     )
 
     rd = r.section(data, "redis", "")

@@ -28,6 +28,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--naive-delay-ms", type=float, default=5.0, help="race window of the naive strategy")
     p.add_argument("--redis-max-connections", type=int, default=64)
     p.add_argument("--redis-timeout-ms", type=int, default=2000)
+    p.add_argument("--ledger", metavar="PATH", default=None,
+                   help="the warehouse ledger (SQLite file) shared by every node and the sync worker")
     args = p.parse_args(argv)
     if args.reap_interval_ms < 1 or args.redis_max_connections < 1 or args.redis_timeout_ms < 1:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,
         monitor_interval_ms=args.monitor_interval_ms,
         redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
+        ledger_path=args.ledger,
     )
     asyncio.run(serve(cfg))
 

@@ -12,9 +12,11 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,14 @@ from redis import exceptions as rx
 
 from . import validate
 from .errors import ApiError, StrategyMoved, bad_request, error_body
+from .keys import SaleKeys
+from .ledger import NotInTransit, UnknownSale
 from .policy import profiles_from_body
 from .replies import Reply
 from .sale import SaleConfig
 from .store import Store
 from .strategies import Strategy
+from .warehouse import Warehouse
 
 log = logging.getLogger("reference_backend")
 
@@ -122,10 +127,12 @@ class App:
     """The contract (docs/internals.md section 1) over one node's ``Store`` and strategies."""
 
     def __init__(
-        self, store: Store, strategies: dict[str, Strategy], *, node_name: str, admin_token: str
+        self, store: Store, strategies: dict[str, Strategy], *, node_name: str, admin_token: str,
+        warehouse: Warehouse | None = None,
     ) -> None:
         self.store = store
         self.strategies = strategies
+        self.warehouse = warehouse  # the warehouse ledger, when the node was started with --ledger
         self.node_name = node_name
         self._node_header = node_name.encode()
         self._admin = f"Bearer {admin_token}".encode()
@@ -191,7 +198,7 @@ class App:
                 counters = await self.store.counters(sale_id)
                 if counters is None:
                     raise _unknown_sale(sale_id)
-                return Reply(200, counters)
+                return Reply(200, await self._more_counters(sale_id, counters))
             case ["sales", sale, "audit"]:
                 _allow(req, "GET")
                 sale_id = validate.sale_id(sale)
@@ -199,6 +206,8 @@ class App:
                 audit = await self.store.audit(sale_id)
                 if audit is None:
                     raise _unknown_sale(sale_id)
+                if self.warehouse is not None:  # what the warehouse recorded, for ledger_no_oversell
+                    audit["ledger"] = await self.warehouse.audit(sale_id)
                 return Reply(200, audit)
             case ["sales", sale, "orders"]:
                 _allow(req, "POST")
@@ -210,7 +219,14 @@ class App:
                 return await self._dispatch(sale_id, lambda s: s.order(sale_id, user_id, qty, key))
             case ["sales", sale, "orders", order]:
                 _allow(req, "GET")
-                return await self.store.get_order(validate.sale_id(sale), validate.order_id(order))
+                sale_id, order_id = validate.sale_id(sale), validate.order_id(order)
+                return await self._rejection(sale_id, await self.store.get_order(sale_id, order_id))
+            case ["sales", sale, ("restock" | "in_transit" | "receive") as change]:
+                _allow(req, "POST")
+                sale_id = validate.sale_id(sale)
+                self._admin_only(req)
+                qty = validate.int_field(await req.json_object(required=True), "qty", minimum=1)
+                return await self.warehouse_change(sale_id, change, qty)
             case ["sales", sale, "orders", order, ("pay" | "cancel") as op]:
                 _allow(req, "POST")
                 sale_id, order_id = validate.sale_id(sale), validate.order_id(order)
@@ -241,9 +257,56 @@ class App:
     async def put_sale(self, req: Request, sale_id: str) -> Reply:
         self._admin_only(req)
         cfg = SaleConfig.from_body(await req.json_object(required=True), strategies=self.strategies)
+        strategy = self.strategies[cfg.strategy]
+        if strategy.needs_ledger and self.warehouse is None:
+            raise bad_request(f"strategy: {cfg.strategy} needs the warehouse ledger and this node has none "
+                              f"(start it with --ledger PATH)")
+        if cfg.async_orders and not strategy.supports_async:
+            raise bad_request(f"async_orders: strategy {cfg.strategy} cannot queue orders")
+        if self.warehouse is not None:  # the ledger first: a front sale is never synced to no warehouse sale
+            cfg = dataclasses.replace(cfg, epoch=await self.warehouse.create_sale(sale_id, cfg.stock))
         counters = await self.store.put_sale(sale_id, cfg)
         self._strategy_of[sale_id] = cfg.strategy
-        return Reply(200, counters)
+        return Reply(200, await self._more_counters(sale_id, counters))
+
+    async def _more_counters(self, sale_id: str, counters: dict[str, Any]) -> dict[str, Any]:
+        """The counters plus, for an async sale, its queue; with a ledger, the warehouse and the sync lag."""
+        k = SaleKeys(sale_id)
+        async with self.store.redis.pipeline(transaction=False) as p:
+            p.hget(k.meta, "async_orders")
+            p.xlen(k.order_queue)
+            async_orders, queued = await p.execute()
+        if async_orders == b"1":
+            # processed entries are deleted, so the queue's length is the orders not yet applied
+            counters.update(async_orders=True, queued=int(queued))
+        if self.warehouse is not None:
+            counters.update(await self.warehouse.counters(sale_id))
+        return counters
+
+    async def _rejection(self, sale_id: str, reply: Reply) -> Reply:
+        """A queued order its processor turned down shows why (``error``, as in an error answer)."""
+        if reply.body.get("status") == "rejected":
+            code, message = await self.store.redis.hmget(
+                SaleKeys(sale_id).order(reply.body["order_id"]), "error_code", "error_message")
+            reply.body["error"] = {"code": (code or b"").decode(), "message": (message or b"").decode()}
+        return reply
+
+    async def warehouse_change(self, sale_id: str, change: str, qty: int) -> Reply:
+        """Restock, in transit or receive: the ledger now, the front when the sync worker applies it."""
+        if self.warehouse is None:
+            raise ApiError(409, "no_ledger", f"ledger: this node has no warehouse ledger, so no {change} "
+                                             f"(start it with --ledger PATH)")
+        if await self.store.strategy_of(sale_id) is None:  # a change the front could never receive
+            raise _unknown_sale(sale_id)
+        try:
+            c = await self.warehouse.change(sale_id, change, qty)
+        except UnknownSale:
+            raise ApiError(404, "unknown_sale", f"sale_id: no sale {sale_id} in the warehouse ledger") from None
+        except NotInTransit as e:
+            raise ApiError(409, "not_in_transit", str(e)) from None
+        except sqlite3.Error as e:
+            raise ApiError(503, "unavailable", f"ledger: unavailable, outcome unknown ({e})") from None
+        return Reply(200, {"sale_id": sale_id, "change": change, "qty": qty, "warehouse": c.as_dict()})
 
     async def _dispatch(self, sale_id: str, call: Callable[[Strategy], Awaitable[Reply]]) -> Reply:
         name = self._strategy_of.get(sale_id)

@@ -14,6 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SALES = "os:sales"  # set of every sale id, the reaper's list of sales
+# the stock sync worker's controls and report (reference_backend/sync.py), global
+SYNC_DELAY_MS = "os:sync:delay_ms"  # int: apply a change no earlier than this long after it happened
+SYNC_STALL = "os:sync:stall"  # "1": apply nothing until the key goes (a stalled sync, for chaos)
+SYNC_LAG_MS = "os:sync:lag_ms"  # int: the worst sale's current lag, as the worker last saw it
+ORDER_GROUP = "orders"  # consumer group of the asynchronous order processors
+SYNC_GROUP = "sync"  # consumer group of the stock sync worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,28 @@ class SaleKeys:
     @property
     def profiles(self) -> str:
         return self.prefix + "profiles"  # hash user id -> profile (scalper policy input)
+
+    # Warehouse sync and asynchronous orders (part B of issue 3; see reference_backend/README.md)
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"  # stream: front sales (sold/unsold) for the sync worker, when synced
+
+    @property
+    def sync(self) -> str:
+        return self.prefix + "sync"  # hash: the sync worker's last_lag_ms, at_ms
+
+    @property
+    def front_applied(self) -> str:
+        return self.prefix + "front_applied"  # int: last ledger outbox id applied to this front
+
+    @property
+    def confirming(self) -> str:
+        return self.prefix + "confirming"  # zset order id -> ms: payments being confirmed with the ledger
+
+    @property
+    def order_queue(self) -> str:
+        return self.prefix + "order_queue"  # stream: accepted asynchronous orders not yet processed
 
     @property
     def order_prefix(self) -> str:

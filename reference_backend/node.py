@@ -24,8 +24,11 @@ from redis import exceptions as rx
 
 from .app import REDIS_DOWN, App
 from .monitor import watch
+from .ledger import SqliteLedger
 from .store import Store
 from .strategies import StrategyOptions, discover
+from .strategies.pre_deduct_ledger import settle_forever
+from .warehouse import AsyncLedger, Warehouse
 from .webhook import forward_warnings
 
 log = logging.getLogger("reference_backend")
@@ -46,6 +49,7 @@ class NodeConfig:
     redis_max_connections: int = 64
     redis_timeout_ms: int = 2000
     backlog: int = 1024
+    ledger_path: str | None = None  # the warehouse ledger (SQLite file), shared by every node and the sync worker
 
 
 async def reaper(store: Store, interval_s: float) -> None:
@@ -70,9 +74,11 @@ async def serve(cfg: NodeConfig) -> None:
     store = Store.connect(
         cfg.redis_url, max_connections=cfg.redis_max_connections, timeout_s=cfg.redis_timeout_ms / 1000
     )
-    options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000)
+    ledger = AsyncLedger(SqliteLedger(cfg.ledger_path)) if cfg.ledger_path else None
+    options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000, ledger=ledger)
     strategies = {name: cls(store, options) for name, cls in discover().items()}
-    app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token)
+    app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token,
+              warehouse=Warehouse(ledger, store.redis) if ledger else None)
     server = Server(
         app,
         address=cfg.host,
@@ -91,8 +97,10 @@ async def serve(cfg: NodeConfig) -> None:
         asyncio.create_task(watch(store, strategies, cfg.monitor_interval_ms / 1000)),
         asyncio.create_task(forward_warnings(store, cfg.node_name, cfg.monitor_interval_ms / 1000)),
     ]
+    if ledger is not None:  # payments whose payer went away mid-confirmation (pre_deduct_ledger)
+        watching.append(asyncio.create_task(settle_forever(strategies, cfg.monitor_interval_ms / 1000)))
     print(
-        f"node {cfg.node_name} on http://{cfg.host}:{cfg.port} redis={cfg.redis_url} "
+        f"node {cfg.node_name} on http://{cfg.host}:{cfg.port} redis={cfg.redis_url} ledger={cfg.ledger_path} "
         f"strategies={','.join(sorted(strategies))}",
         flush=True,
     )
@@ -105,4 +113,6 @@ async def serve(cfg: NodeConfig) -> None:
             task.cancel()
         await asyncio.gather(*watching, return_exceptions=True)
         await store.close()
+        if ledger is not None:
+            ledger.close()
         print(f"node {cfg.node_name} stopped", flush=True)

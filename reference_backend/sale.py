@@ -38,6 +38,11 @@ class SaleConfig:
     warn_webhook_url: str | None = None
     scalper_policy: ScalperPolicy | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)  # loaded with the sale, not a setting
+    # asynchronous order mode (异步处理订单): orders are queued (202) and applied by order processors
+    async_orders: bool = False
+    # set by a node with a warehouse ledger, not by the body: names this incarnation of the
+    # sale in the ledger and on its sync events (reference_backend/warehouse.py)
+    epoch: str = ""
 
     @classmethod
     def from_body(cls, body: dict[str, Any], *, strategies: Iterable[str]) -> "SaleConfig":
@@ -58,6 +63,7 @@ class SaleConfig:
                 None if body.get("scalper_policy") is None else ScalperPolicy.from_body(body["scalper_policy"])
             ),
             profiles={} if body.get("profiles") is None else profiles_from_body(body["profiles"]),
+            async_orders=validate.bool_field(body, "async_orders", default=False),
         )
 
     def as_meta(self) -> dict[str, str | int]:
@@ -65,6 +71,7 @@ class SaleConfig:
         meta: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "profiles"}
         meta.update(
             refunds=int(self.refunds),
+            async_orders=int(self.async_orders),
             warn_thresholds=",".join(str(t) for t in sorted(self.warn_thresholds, reverse=True)),
             warn_webhook_url=self.warn_webhook_url or "",
             # '' = no policy; Lua compares this exact text with what a node judged by

@@ -24,7 +24,7 @@ from redis.commands.core import AsyncScript
 
 from . import lua
 from .errors import ApiError
-from .keys import SALES, SaleKeys
+from .keys import ORDER_GROUP, SALES, SYNC_GROUP, SaleKeys
 from .policy import PolicyCache, Profile
 from .replies import ORDER_HASH_FIELDS, Reply, from_stored, order_body, order_from_hash
 from .sale import SaleConfig
@@ -90,6 +90,10 @@ class Store:
                 pipe.hset(k.profiles, mapping={u: p.encode() for u, p in cfg.profiles.items()})
             if cfg.warn_webhook_url:  # the group the nodes share the warnings through (webhook.py)
                 pipe.xgroup_create(k.warnings, WEBHOOK_GROUP, id="0", mkstream=True)
+            if cfg.async_orders:  # the order processors' group, before the first order is queued
+                pipe.xgroup_create(k.order_queue, ORDER_GROUP, id="0", mkstream=True)
+            if cfg.epoch:  # synced with the warehouse: the sync worker's group
+                pipe.xgroup_create(k.events, SYNC_GROUP, id="0", mkstream=True)
             pipe.mset({k.avail: cfg.stock, k.held: 0, k.sold: 0})
             pipe.sadd(SALES, sale_id)  # another slot than the sale's keys: fine outside a cluster
             await pipe.execute()

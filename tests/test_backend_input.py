@@ -41,6 +41,7 @@ def snapshot(r: redis.Redis) -> dict:
         value = {
             b"string": r.get, b"hash": r.hgetall, b"set": r.smembers,
             b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
+            b"stream": lambda k: (r.xrange(k), r.xinfo_groups(k)),
         }[kind](key)
         out[key] = (kind, value)
     return out
@@ -222,6 +223,31 @@ CASES = [
     ("sale-broken", "PUT", "/v1/sales/s", AJ, b"{stock: 1}", 400, "bad_request", "body"),
     ("sale-bad-id", "PUT", "/v1/sales/a~b", AJ, js(stock=1, hold_ttl_ms=1, strategy="naive"),
      400, "bad_request", "sale_id"),
+    # asynchronous orders and the warehouse ledger (these nodes have none)
+    ("sale-async-str", "PUT", "/v1/sales/s", AJ, js(stock=1, hold_ttl_ms=1, strategy="pre_deduct", async_orders="yes"),
+     400, "bad_request", "async_orders"),
+    ("sale-async-int", "PUT", "/v1/sales/s", AJ, js(stock=1, hold_ttl_ms=1, strategy="pre_deduct", async_orders=1),
+     400, "bad_request", "async_orders"),
+    ("sale-async-naive", "PUT", "/v1/sales/s", AJ, js(stock=1, hold_ttl_ms=1, strategy="naive", async_orders=True),
+     400, "bad_request", "async_orders"),
+    ("sale-ledger-missing", "PUT", "/v1/sales/s", AJ, js(stock=1, hold_ttl_ms=1, strategy="pre_deduct_ledger"),
+     400, "bad_request", "strategy"),
+    *[(f"{change}-{case}", "POST", f"/v1/sales/s/{change}", headers, body, status, code, field)
+      for change in ("restock", "in_transit", "receive")
+      for case, headers, body, status, code, field in [
+        ("no-qty", AJ, js(), 400, "bad_request", "qty"),
+        ("qty-zero", AJ, js(qty=0), 400, "bad_request", "qty"),
+        ("qty-neg", AJ, js(qty=-3), 400, "bad_request", "qty"),
+        ("qty-str", AJ, js(qty="2"), 400, "bad_request", "qty"),
+        ("qty-float", AJ, b'{"qty":2.0}', 400, "bad_request", "qty"),
+        ("qty-big", AJ, js(qty=10**9 + 1), 400, "bad_request", "qty"),
+        ("body-empty", AJ, b"", 400, "bad_request", "body"),
+        ("ctype", ADMIN | {"Content-Type": "text/plain"}, js(qty=1), 415, "unsupported_media_type", "Content-Type"),
+        ("no-admin", J, js(qty=1), 401, "unauthorized", "Authorization"),
+        ("no-ledger", AJ, js(qty=1), 409, "no_ledger", "ledger"),
+    ]],
+    ("restock-get", "GET", "/v1/sales/s/restock", ADMIN, None, 405, "method_not_allowed", "method"),
+    ("restock-bad-sale", "POST", "/v1/sales/a.b/restock", AJ, js(qty=1), 400, "bad_request", "sale_id"),
 ]
 
 
@@ -305,4 +331,38 @@ def test_redis_unreachable_is_503_and_only_then(redis_server, tmp_path, admin_to
         assert (status, body["error"]["code"]) == (400, "bad_request")
         assert client.request("GET", "/v1/sales/s/audit")[0] == 401
     finally:
+        node.stop()
+
+
+def test_bad_warehouse_changes_move_neither_redis_nor_the_ledger(redis_url, tmp_path, admin_token):
+    """On a node with a ledger: refused restocks, in-transit and receives leave both stores as they were."""
+    from reference_backend.ledger import SqliteLedger
+
+    path = tmp_path / "ledger.sqlite3"
+    node = BackendNode.start(redis_url, name="ledger-input", admin_token=admin_token, log_dir=tmp_path,
+                             extra_args=("--ledger", str(path)))
+    r = redis.Redis.from_url(redis_url)
+    led = SqliteLedger(path)
+    try:
+        client = node.client()
+        assert client.put_sale("s", stock=5, hold_ttl_ms=60_000, strategy="pre_deduct")[0] == 200
+        assert client.request("POST", "/v1/sales/s/in_transit", {"qty": 2}, admin=True)[0] == 200
+        before, ledger_before, outbox = snapshot(r), led.counters("s"), led.pending_outbox()
+        for path_, body, status, code, field in [
+            ("/v1/sales/s/receive", js(qty=3), 409, "not_in_transit", "qty"),
+            ("/v1/sales/s/restock", js(qty=0), 400, "bad_request", "qty"),
+            ("/v1/sales/s/in_transit", js(qty="1"), 400, "bad_request", "qty"),
+            ("/v1/sales/nope/restock", js(qty=1), 404, "unknown_sale", "sale_id"),
+        ]:
+            got_status, got, _ = raw(node, "POST", path_, body, AJ)
+            assert (got_status, got["error"]["code"]) == (status, code), got
+            assert field in got["error"]["message"], got
+        assert snapshot(r) == before
+        assert led.counters("s") == ledger_before and led.pending_outbox() == outbox
+        assert led.counters("nope") is None
+        status, _, _ = raw(node, "POST", "/v1/sales/s/receive", js(qty=2), AJ)  # control: a good one moves it
+        assert status == 200 and led.counters("s").in_transit == 0
+    finally:
+        led.close()
+        r.close()
         node.stop()

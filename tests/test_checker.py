@@ -468,7 +468,8 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     assert v.verdict == "inconclusive"
     assert statuses(v) == {"no_oversell": "pass", "no_lost_sale": "unknown", "no_phantom_sale": "unknown",
                            "conservation": "unknown", "holds_returned": "unknown", "single_payment": "unknown",
-                           "sells_out": "unknown", "refunds_compensated": "unknown", "per_user_limits": "pass"}
+                           "sells_out": "unknown", "refunds_compensated": "unknown", "per_user_limits": "pass",
+                           "ledger_no_oversell": "pass", "stock_converges": "pass"}
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "
         "is within stock 3.")
@@ -897,3 +898,109 @@ def test_per_user_limit_comes_from_the_counters_without_sale_settings():
     f = replace(f, counters={**f.counters, "per_user_limit": 2})
     assert check(h.ops, f).invariant("per_user_limits").status == "fail"
     assert check(h.ops, replace(f, audit=None)).invariant("per_user_limits").status == "unknown"
+
+
+# --------------------------------------------------------------------------- the warehouse ledger
+
+
+def with_ledger(f: FinalState, stock: int, sold: list[tuple[str, int]], *, sold_counter: int | None = None,
+                refused: list[tuple[str, int]] = (), in_transit: int = 0, lag: int | None = 40,
+                front: dict[str, Any] | None = None) -> FinalState:
+    """``f`` with a warehouse ledger in its audit, and the counters a node with a ledger reports."""
+    counter = sum(q for _, q in sold) if sold_counter is None else sold_counter
+    ledger = {"stock": stock, "sold": counter, "in_transit": in_transit, "refused": sum(q for _, q in refused),
+              "sold_orders": [{"order_id": o, "qty": q} for o, q in sold],
+              "refused_orders": [{"order_id": o, "qty": q} for o, q in refused]}
+    counters = {**f.counters, "stock": f.stock, "in_transit": in_transit, "sync_lag_ms": lag,
+                "warehouse": {k: ledger[k] for k in ("stock", "sold", "in_transit", "refused")}, **(front or {})}
+    return replace(f, counters=counters, audit=dict(f.audit, ledger=ledger))
+
+
+def test_without_a_ledger_the_ledger_invariants_are_not_checked():
+    h, f = clean_sale()
+    v = check(h.ops, f)
+    for name in ("ledger_no_oversell", "stock_converges"):
+        assert v.invariant(name).status == "pass"
+        assert v.invariant(name).message == "Not checked: the backend reports no warehouse ledger."
+    assert (v.totals["ledger_sold"], v.totals["ledger_stock"], v.totals["sync_lag_ms"]) == (None, None, None)
+
+
+def test_a_ledger_within_stock_that_agrees_with_the_front_passes_and_reports_the_lag():
+    h, f = clean_sale()
+    v = check(h.ops, with_ledger(f, 3, [("o1", 1), ("o2", 1), ("o3", 1)], lag=40))
+    assert v.verdict == "pass"
+    assert v.invariant("ledger_no_oversell").message == (
+        "The warehouse ledger sold 3 of its stock 3 (3 orders), and its sold orders add up.")
+    assert v.invariant("stock_converges").message == (
+        "Front and warehouse agree: stock 3, 3 sold orders (3 units) (sync lag 40 ms at the final read).")
+    assert (v.totals["ledger_sold"], v.totals["ledger_stock"], v.totals["sync_lag_ms"]) == (3, 3, 40)
+
+
+def test_a_ledger_past_its_stock_fails_and_names_the_orders_past_the_line():
+    h, f = clean_sale()
+    v = check(h.ops, with_ledger(f, 2, [("o1", 1), ("o2", 1), ("o3", 1)]))
+    inv = v.invariant("ledger_no_oversell")
+    assert inv.status == "fail" and v.verdict == "fail"
+    assert inv.message == "The warehouse ledger oversold: the ledger sold 3 units of its stock 2, 1 oversold."
+    assert [(c["order_id"], c["ledger_sold_through"]) for c in inv.counterexamples] == [("o3", 3)]
+    assert inv.counterexamples[0]["order_op_id"] is not None  # traced back to the client that ordered it
+
+
+def test_a_ledger_whose_counter_and_orders_disagree_fails():
+    h, f = clean_sale()
+    v = check(h.ops, with_ledger(f, 3, [("o1", 1), ("o2", 1), ("o3", 1)], sold_counter=2))
+    inv = v.invariant("ledger_no_oversell")
+    assert inv.status == "fail"
+    assert inv.message == "The warehouse ledger oversold: its sold counter is 2 but its sold orders add up to 3."
+    assert inv.counterexamples[0] == {"ledger_sold": 2, "ledger_sold_orders_qty": 3}
+    twice = check(h.ops, with_ledger(f, 3, [("o1", 1), ("o1", 1)], sold_counter=2)).invariant("ledger_no_oversell")
+    assert twice.status == "fail" and "1 orders are recorded as sold more than once" in twice.message
+
+
+def test_a_ledger_strategy_without_a_ledger_in_the_audit_is_unknown():
+    h, f = clean_sale()
+    v = check(h.ops, replace(f, extra={"sale": {"strategy": "pre_deduct_ledger"}}))
+    assert v.verdict == "inconclusive"
+    assert v.invariant("ledger_no_oversell").message == (
+        "A warehouse ledger is expected (the strategy pre_deduct_ledger writes every sale to it) but the audit "
+        "does not show it, so what the warehouse sold is unknown.")
+    assert v.invariant("stock_converges").status == "unknown"
+    counters_say = replace(f, counters=dict(f.counters, warehouse={"stock": 3, "sold": 3}))
+    assert check(h.ops, counters_say).invariant("stock_converges").status == "unknown"
+
+
+def test_front_and_warehouse_that_disagree_fail_with_the_orders_on_one_side():
+    h, f = clean_sale()
+    # the warehouse refused o3 (no stock for it), and was restocked without the front hearing of it
+    v = check(h.ops, with_ledger(f, 5, [("o1", 1), ("o2", 1)], refused=[("o3", 1)], lag=900,
+                                 front={"stock": 3}))
+    inv = v.invariant("stock_converges")
+    assert inv.status == "fail" and v.verdict == "fail"
+    assert inv.message == (
+        "Front and warehouse disagree: front stock 3 but warehouse stock 5; front sold 3 but warehouse sold 2; "
+        "1 sold orders are on the front only (1 refused by the warehouse) (sync lag 900 ms at the final read).")
+    assert inv.counterexamples[0] == {"front_stock": 3, "ledger_stock": 5}
+    assert inv.counterexamples[1]["order_id"] == "o3"
+    assert inv.counterexamples[1]["why"] == "refused by the warehouse (no stock left)"
+    assert v.invariant("ledger_no_oversell").status == "pass"  # the warehouse itself did not oversell
+
+
+def test_a_warehouse_only_sale_and_unsynced_in_transit_units_fail_to_converge():
+    h, f = clean_sale()
+    v = check(h.ops, with_ledger(f, 4, [("o1", 1), ("o2", 1), ("o3", 1), ("o9", 1)], in_transit=2,
+                                 front={"stock": 4, "in_transit": 0, "available": 1}))
+    inv = v.invariant("stock_converges")
+    assert inv.status == "fail"
+    assert inv.message == (
+        "Front and warehouse disagree: front in transit 0 but warehouse in transit 2; front sold 3 but warehouse "
+        "sold 4; 1 sold orders are in the warehouse only (sync lag 40 ms at the final read).")
+    assert [c.get("order_id") for c in inv.counterexamples] == [None, "o9"]
+
+
+def test_a_malformed_ledger_is_bad_input():
+    h, f = clean_sale()
+    with pytest.raises(BadInput, match=r"audit\.ledger\.sold"):
+        check(h.ops, replace(f, audit=dict(f.audit, ledger={"stock": 3, "sold": "3"})))
+    with pytest.raises(BadInput, match=r"audit\.ledger\.sold_orders\[0\]\.qty"):
+        check(h.ops, replace(f, audit=dict(f.audit, ledger={"stock": 3, "sold": 1,
+                                                            "sold_orders": [{"order_id": "o1", "qty": None}]})))

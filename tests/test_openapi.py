@@ -103,6 +103,7 @@ def test_every_error_code_of_the_spec_is_in_the_document():
         "unknown_order", "not_found", "method_not_allowed", "sold_out", "limit_exceeded", "hold_expired",
         "order_cancelled", "already_paid", "idempotency_conflict", "unavailable",
         "risk_rejected", "order_refunded", "not_refundable",
+        "order_pending", "not_in_transit", "no_ledger",
     }
 
 
@@ -115,6 +116,7 @@ def test_the_backend_conforms(backend, tmp_path, admin_token):
     conf = Conformance()
     exercise_live(backend[0], conf)
     exercise_unavailable(conf, tmp_path, admin_token)
+    exercise_warehouse(backend[0], conf, tmp_path, admin_token)
     documented = {
         (method.upper(), template, int(status))
         for template, item in DOC["paths"].items()
@@ -269,3 +271,58 @@ def exercise_unavailable(conf: Conformance, tmp_path: Path, admin_token: str) ->
         assert call(node, conf, "PUT", "/v1/sales/u/profiles", {"profiles": {}}, ADMIN)[0] == 503
     finally:
         node.stop()
+
+
+CHANGES = ("restock", "in_transit", "receive")
+
+
+def exercise_warehouse(live: BackendNode, conf: Conformance, tmp_path: Path, admin_token: str) -> None:
+    """Asynchronous orders, and the warehouse ledger: nodes with one, without one, and with Redis down."""
+    sale = {"stock": 2, "hold_ttl_ms": 30_000, "strategy": "pre_deduct", "async_orders": True}
+    status, body = call(live, conf, "PUT", "/v1/sales/q", sale, ADMIN)
+    assert status == 200 and body["async_orders"] is True and body["queued"] == 0
+    status, order = call(live, conf, "POST", "/v1/sales/q/orders", {"user_id": "u", "qty": 1})
+    assert (status, order["status"]) == (202, "pending")
+    assert call(live, conf, "GET", f"/v1/sales/q/orders/{order['order_id']}")[1]["status"] == "pending"
+    assert call(live, conf, "POST", f"/v1/sales/q/orders/{order['order_id']}/pay")[0] == 409  # order_pending
+    assert call(live, conf, "GET", "/v1/sales/q")[1]["queued"] == 1
+    for change in CHANGES:  # no ledger on this node: every change is refused, after the usual checks
+        path = f"/v1/sales/q/{change}"
+        status, body = call(live, conf, "POST", path, {"qty": 1}, ADMIN)
+        assert (status, body["error"]["code"]) == (409, "no_ledger")
+        assert call(live, conf, "POST", path, {"qty": 0}, ADMIN)[0] == 400
+        assert call(live, conf, "POST", path, {"qty": 1})[0] == 401
+        assert call(live, conf, "GET", path, None, ADMIN)[0] == 405
+        assert call(live, conf, "POST", path, {"qty": 1, "pad": "x" * 20_000}, ADMIN)[0] == 413
+        assert call(live, conf, "POST", path, None, ADMIN | {"Content-Type": "text/plain"}, b"x")[0] == 415
+
+    node = BackendNode.start(live.redis_url, name="with-ledger", admin_token=admin_token, log_dir=tmp_path,
+                             extra_args=("--ledger", str(tmp_path / "ledger.sqlite3")))
+    try:
+        sale = {"stock": 1, "hold_ttl_ms": 30_000, "strategy": "pre_deduct_ledger"}
+        status, body = call(node, conf, "PUT", "/v1/sales/w", sale, ADMIN)
+        assert status == 200 and body["warehouse"]["stock"] == 1
+        status, order = call(node, conf, "POST", "/v1/sales/w/orders", {"user_id": "u", "qty": 1})
+        assert call(node, conf, "POST", f"/v1/sales/w/orders/{order['order_id']}/pay")[0] == 200
+        status, audit = call(node, conf, "GET", "/v1/sales/w/audit", None, ADMIN)
+        assert audit["ledger"]["sold_orders"] == [{"order_id": order["order_id"], "qty": 1}]
+        for change in CHANGES:
+            assert call(node, conf, "POST", f"/v1/sales/none/{change}", {"qty": 1}, ADMIN)[0] == 404
+        assert call(node, conf, "POST", "/v1/sales/w/receive", {"qty": 1}, ADMIN)[0] == 409  # not_in_transit
+        for change, stock in (("restock", 3), ("in_transit", 3), ("receive", 5)):
+            status, body = call(node, conf, "POST", f"/v1/sales/w/{change}", {"qty": 2}, ADMIN)
+            assert (status, body["warehouse"]["stock"]) == (200, stock)
+        status, body = call(node, conf, "GET", "/v1/sales/w")
+        assert body["warehouse"] == {"stock": 5, "sold": 1, "in_transit": 0, "refused": 0}
+        assert body["sync_lag_ms"] >= 0  # no sync worker here: the changes wait in the outbox
+    finally:
+        node.stop()
+
+    dead = BackendNode.start(f"redis://127.0.0.1:{free_port()}/0", name="ledger-no-redis", admin_token=admin_token,
+                             log_dir=tmp_path, extra_args=("--redis-timeout-ms", "300",
+                                                           "--ledger", str(tmp_path / "ledger.sqlite3")))
+    try:
+        for change in CHANGES:
+            assert call(dead, conf, "POST", f"/v1/sales/w/{change}", {"qty": 1}, ADMIN)[0] == 503
+    finally:
+        dead.stop()

@@ -115,3 +115,25 @@ def test_protection_settings_problems_name_their_fields():
         "sale.refunds", "sale.payment_delay_ms", "sale.warn_thresholds", "sale.scalper_policy.low_activity",
         "sale.scalper_policy.colour", "sale.scalper_policy.suspect_limit"])
     assert problems_of({"sale": {"scalper_policy": [1]}}) == ["sale.scalper_policy: must be a mapping, got list"]
+
+
+def test_warehouse_and_async_settings():
+    s = parse_scenario({"sale": {"strategy": "pre_deduct_ledger", "async_orders": True},
+                        "backend": {"sync_interval_ms": 50, "sync_delay_ms": 200, "order_workers": 3}})
+    assert s.uses_ledger and s.sale.settings()["async_orders"] is True
+    assert (s.backend.ledger, s.backend.sync_interval_ms, s.backend.sync_delay_ms, s.backend.order_workers) == (
+        False, 50, 200, 3)
+    assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
+    assert not Scenario().uses_ledger and "async_orders" not in Scenario().sale.settings()
+    assert parse_scenario({"backend": {"ledger": True}}).uses_ledger  # any strategy, synced to a warehouse
+    with pytest.raises(ScenarioError, match="cannot queue orders"):
+        s.with_overrides(strategy="naive")
+
+
+def test_warehouse_and_async_problems_name_their_fields():
+    problems = problems_of({"sale": {"strategy": "order_deduct", "async_orders": "yes"},
+                            "backend": {"ledger": 1, "sync_delay_ms": -1, "order_workers": 0, "sync": 1}})
+    assert sorted(p.split(":")[0] for p in problems) == sorted([
+        "sale.async_orders", "backend.ledger", "backend.sync_delay_ms", "backend.order_workers", "backend.sync"])
+    assert problems_of({"sale": {"strategy": "naive", "async_orders": True}}) == [
+        "sale.async_orders: strategy naive cannot queue orders; use one of pre_deduct, pre_deduct_ledger"]

@@ -5,6 +5,8 @@
 --         9 idempotency key, 10 order key (order placement: the order key prefix)
 --   ARGV: 1 strategy expected, 2 sale id, 3 '1' if an idempotency key was given,
 --         4 request fingerprint, 5 order key prefix, 6 user id or order id, 7 qty
+--         (an order also: 10 the order id assigned up front, when an asynchronous
+--         order's processor applies it; see async_accept)
 -- and answer {'r', fingerprint .. '\n' .. json} or {'s', actual_strategy} when
 -- the sale now has another strategy than the caller thought.
 
@@ -132,11 +134,24 @@ local function release(o, status)
   o.status = status
 end
 
+-- Stock sync (数据实时同步): on a sale synced with the warehouse ledger (its meta
+-- has an 'epoch', set by a node started with --ledger), every sale ('sold') and
+-- unsale ('unsold', e.g. a refund of a sold order) is appended to the sale's
+-- event stream in the caller's atomic step, so the stream the sync worker
+-- carries to the warehouse never misses nor invents one.
+local function sync_event(kind, o)
+  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+  if epoch and epoch ~= '' then
+    redis.call('XADD', skey('events'), '*', 'type', kind, 'order', o.order_id, 'qty', o.qty, 'epoch', epoch)
+  end
+end
+
 local function mark_paid(o, now)
   redis.call('HSET', KEYS[10], 'status', 'paid', 'paid_ms', now)
   redis.call('HSET', KEYS[7], o.order_id, o.qty)
   o.status = 'paid'
   o.paid_ms = now
+  sync_event('sold', o)
 end
 
 -- Refund a captured payment (or a sold order) and compensate its buyer with a
@@ -150,4 +165,62 @@ local function refund_and_compensate(o, price, coupon, reason, now)
   redis.call('HSET', skey('refunds'), o.order_id, cjson.encode(refund))
   redis.call('HSET', skey('compensations'), o.order_id, cjson.encode(comp))
   return refund, comp
+end
+
+-- Asynchronous orders (异步处理订单). With the sale's async_orders = 1 an order
+-- script does not apply the order at once: async_accept gives it its id, records
+-- it as 'pending' and appends it to the sale's order queue, all in this step (an
+-- accepted order is queued exactly once; a retry under the same Idempotency-Key
+-- gets the same 202). An order processor later runs the same order script with
+-- that id in ARGV[10]: the order is applied if it is still pending, else it is
+-- answered as it is, unstored, so a queue entry delivered twice applies once.
+-- An order script that supports this calls async_accept right after sale_meta
+-- and takes its id from new_order_id.
+local function async_accept()
+  local given = ARGV[10]
+  if given and given ~= '' then
+    local o = load_order(ARGV[5] .. given, given, ARGV[2])
+    if not o then
+      return answer({s = 404, e = 'unknown_order', m = 'order_id: no order ' .. given .. ' in sale ' .. ARGV[2]},
+                    false)
+    end
+    if o.status ~= 'pending' then return answer({s = 200, o = o}, false) end
+    return nil
+  end
+  if redis.call('HGET', KEYS[1], 'async_orders') ~= '1' then return nil end
+  local now = now_ms()
+  local id = tostring(redis.call('INCR', KEYS[5]))
+  redis.call('HSET', ARGV[5] .. id, 'user_id', ARGV[6], 'qty', ARGV[7], 'status', 'pending', 'created_ms', now,
+             'queued_ms', now)
+  redis.call('XADD', skey('order_queue'), '*', 'order', id, 'user', ARGV[6], 'qty', ARGV[7])
+  return ok(202, {order_id = id, sale_id = ARGV[2], user_id = ARGV[6], qty = tonumber(ARGV[7]),
+                  status = 'pending', created_ms = now, expires_ms = cjson.null, paid_ms = cjson.null})
+end
+
+local function new_order_id()
+  local given = ARGV[10]
+  if given and given ~= '' then return given end
+  return tostring(redis.call('INCR', KEYS[5]))
+end
+
+-- A pay or cancel of an order still queued ('pending') or turned down by its
+-- processor ('rejected'): there is no hold to pay. Cancelling a queued order
+-- withdraws it (its processor then finds it cancelled and skips it).
+local function queued_order(o, op)
+  if o.status == 'pending' then
+    if op == 'cancel' then
+      redis.call('HSET', KEYS[10], 'status', 'cancelled')
+      o.status = 'cancelled'
+      return ok(200, o)
+    end
+    return refuse(409, 'order_pending', 'order_id: order ' .. o.order_id .. ' is still queued; '
+                  .. 'poll it until it is held')
+  end
+  if o.status == 'rejected' then
+    if op == 'cancel' then return ok(200, o) end
+    local why = redis.call('HMGET', KEYS[10], 'error_code', 'error_message')
+    return refuse(409, why[1] or 'sold_out', 'order_id: order ' .. o.order_id .. ' was rejected: '
+                  .. (why[2] or 'no reason recorded'))
+  end
+  return nil
 end

@@ -16,9 +16,14 @@ for i = 1, #entries, 2 do
   sold[#sold + 1] = f[2] or '0'
 end
 local holds = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+local listed = redis.call('ZRANGE', KEYS[6], 0, -1)
+-- a hold whose pre_deduct_ledger payment is being confirmed with the warehouse ledger is still held
+for _, id in ipairs(redis.call('ZRANGE', string.sub(ARGV[1], 1, -3) .. 'confirming', 0, -1)) do
+  listed[#listed + 1] = id
+end
+for _, id in ipairs(listed) do
   local f = redis.call('HMGET', ARGV[1] .. id, 'status', 'user_id', 'qty', 'created_ms', 'expires_ms')
-  if f[1] == 'held' then
+  if f[1] == 'held' or f[1] == 'confirming' then
     holds[#holds + 1] = id
     holds[#holds + 1] = f[2]
     holds[#holds + 1] = f[3]

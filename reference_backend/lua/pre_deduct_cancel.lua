@@ -7,8 +7,11 @@ local meta, early = sale_meta()
 if not meta then return early end
 local o, missing = order_or_404()
 if not o then return missing end
+local queued = queued_order(o, 'cancel')
+if queued then return queued end
 
-if o.status == 'paid' or o.status == 'refunded' then
+-- confirming: pre_deduct_ledger is settling its payment with the warehouse ledger
+if o.status == 'paid' or o.status == 'refunded' or o.status == 'confirming' then
   return refuse(409, 'already_paid', 'order_id: order ' .. o.order_id .. ' is ' .. o.status)
 end
 if o.status == 'held' then

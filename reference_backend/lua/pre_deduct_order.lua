@@ -4,6 +4,8 @@ local prev = replayed()
 if prev then return prev end
 local meta, early = sale_meta()
 if not meta then return early end
+local queued = async_accept()  -- async_orders: queue it now, apply it when its processor comes
+if queued then return queued end
 
 local user, qty = ARGV[6], tonumber(ARGV[7])
 local gated = policy_gate(meta, user)
@@ -17,7 +19,7 @@ end
 
 local now = now_ms()
 local expires = now + meta.ttl
-local id = tostring(redis.call('INCR', KEYS[5]))
+local id = new_order_id()
 take(meta, qty, 'order')
 redis.call('INCRBY', KEYS[3], qty)
 redis.call('HINCRBY', KEYS[8], user, qty)

@@ -8,6 +8,8 @@ local meta, early = sale_meta()
 if not meta then return early end
 local o, missing = order_or_404()
 if not o then return missing end
+local queued = queued_order(o, 'pay')
+if queued then return queued end
 
 if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the first one stands
 if o.status == 'cancelled' then

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ApiError, StrategyMoved
 from ..keys import SaleKeys
@@ -30,6 +30,9 @@ class StrategyOptions:
     """Node-wide knobs a strategy may read (from the node's command line)."""
 
     naive_delay_s: float = 0.005
+    # the warehouse ledger (reference_backend.warehouse.AsyncLedger) of a node started
+    # with --ledger; pre_deduct_ledger needs it, the others ignore it
+    ledger: Any = None
 
 
 class Strategy:
@@ -40,12 +43,19 @@ class Strategy:
     """
 
     name: ClassVar[str]
+    # its order step can queue an order and apply it later under its given id
+    # (the sale setting async_orders; see async_accept in lua/_prelude.lua)
+    supports_async: ClassVar[bool] = False
+    # it cannot run without the node's warehouse ledger (--ledger)
+    needs_ledger: ClassVar[bool] = False
 
     def __init__(self, store: Store, options: StrategyOptions) -> None:
         self.store = store
         self.options = options
 
-    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None) -> Reply:
+    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None,
+                    order_id: str | None = None) -> Reply:
+        """Place an order; ``order_id`` is given only when an order processor applies a queued order."""
         raise NotImplementedError
 
     async def pay(self, sale_id: str, order_id: str, key: str | None) -> Reply:
@@ -104,7 +114,8 @@ class LuaStrategy(Strategy):
 
     scripts: ClassVar[dict[str, str]]  # op -> script name in reference_backend/lua/
 
-    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None) -> Reply:
+    async def order(self, sale_id: str, user_id: str, qty: int, key: str | None,
+                    order_id: str | None = None) -> Reply:
         # The scalper policy is judged here, by the node, and the verdict goes into
         # the script (ARGV 8, with the policy text judged by as ARGV 9), so that a
         # lowered limit is enforced in the same atomic step as the deduction.
@@ -115,7 +126,9 @@ class LuaStrategy(Strategy):
                 found = await self.store.redis.hget(SaleKeys(sale_id).profiles, user_id)
                 verdict = policy.verdict(Profile.decode(found) if found else None).lua_arg()
             try:
-                return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty, verdict, raw)
+                queued = () if order_id is None else (order_id,)  # ARGV 10: an async order's id
+                return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty, verdict, raw,
+                                       *queued)
             except PolicyMoved as moved:  # this node's policy was stale: judge again by the sale's
                 self.store.policies.put(sale_id, moved.raw)
         raise ApiError(503, "unavailable", f"scalper_policy: sale {sale_id} keeps changing its policy")

@@ -19,4 +19,5 @@ class PreDeduct(LuaStrategy):
     """Atomic pre-deduction into a hold with a TTL, confirmed at payment."""
 
     name = "pre_deduct"
+    supports_async = True  # its order script calls async_accept / new_order_id
     scripts = {"order": "pre_deduct_order", "pay": "pre_deduct_pay", "cancel": "pre_deduct_cancel"}

@@ -1,0 +1,60 @@
+-- pre_deduct_ledger pay, step 1 of 3: take the order out of everyone else's
+-- hands before the node asks the warehouse ledger (step 2) and settles (step 3,
+-- pre_deduct_ledger_commit.lua). A live hold becomes 'confirming' (still held
+-- units, no longer the reaper's, not cancellable); a hold past its expiry is
+-- released as pre_deduct would and then refused (hold_expired) or, with
+-- pay_after_expiry = fresh_stock, units available now are taken into a
+-- confirming hold. An order already confirming (a retry, a second payer, a node
+-- that died mid-payment) is confirmed again: the ledger's write is idempotent
+-- per order id, and only one commit can move it on.
+-- Answers like pre_deduct pay, or {'c', qty} when the ledger must be asked.
+local prev = replayed()
+if prev then return prev end
+local meta, early = sale_meta()
+if not meta then return early end
+local o, missing = order_or_404()
+if not o then return missing end
+local queued = queued_order(o, 'pay')
+if queued then return queued end
+
+if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the first one stands
+if o.status == 'confirming' then return {'c', tostring(o.qty)} end
+if o.status == 'cancelled' then
+  local why = redis.call('HGET', KEYS[10], 'refused')  -- cancelled by the ledger's refusal, not by its buyer
+  if why then
+    return refuse(409, 'sold_out', 'order_id: the warehouse ledger refused order ' .. o.order_id .. ' ('
+                  .. o.qty .. ' units): ' .. why)
+  end
+  return refuse(409, 'order_cancelled', 'order_id: order ' .. o.order_id .. ' was cancelled')
+end
+if o.status == 'refunded' then
+  return refuse(409, 'order_refunded', 'order_id: order ' .. o.order_id .. ' was refunded')
+end
+
+local now = now_ms()
+local function confirming()
+  redis.call('ZREM', KEYS[6], o.order_id)
+  redis.call('ZADD', skey('confirming'), now, o.order_id)
+  redis.call('HSET', KEYS[10], 'status', 'confirming')
+  return {'c', tostring(o.qty)}
+end
+
+if o.status == 'held' and now < o.expires_ms then return confirming() end
+if o.status == 'held' then release(o, 'expired') end  -- the reaper has not come by yet
+
+if meta.pay_after_expiry ~= 'fresh_stock' then
+  return refuse(409, 'hold_expired', 'order_id: the hold of order ' .. o.order_id .. ' expired at '
+                .. o.expires_ms)
+end
+local limited = over_limit(meta, o.user_id, o.qty)
+if limited then return limited end
+local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+if avail < o.qty then
+  return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
+                .. avail .. ' of ' .. o.qty .. ' units are available')
+end
+-- fresh units go into a hold first, so a refusing ledger gives them back like any hold
+take(meta, o.qty, 'pay')
+redis.call('INCRBY', KEYS[3], o.qty)
+redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
+return confirming()
