@@ -7,6 +7,7 @@ Exit status: 0 every invariant and threshold holds; 1 an invariant is violated;
 Usage::
 
     oversold run scenarios/flash_sale.yaml --strategy naive --out runs/naive
+    OVERSOLD_ADMIN_TOKEN=secret oversold run scenarios/flash_sale.yaml --host http://127.0.0.1:8000
     oversold check runs/naive
 """
 
@@ -14,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
+from urllib.parse import urlsplit
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
+
+ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.run and the reference backend read it
 
 if TYPE_CHECKING:
     from .thresholds import ThresholdResult
@@ -48,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run directory (default runs/<name>-<strategy>-<time>)")
     r.add_argument("--seed", type=int, help="seed of the swarm's random choices (overrides seed)")
     r.add_argument("--redis-url", help="use this Redis instead of starting one (overrides redis.url)")
+    r.add_argument("--host", metavar="URL",
+                   help="test your own backend at this http:// URL that speaks the contract; no reference "
+                        "backend is started (overrides backend.url; admin token from $OVERSOLD_ADMIN_TOKEN)")
     r.add_argument("--duration", type=float, help="upper bound of the swarm in seconds (overrides swarm.duration_s)")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the verdict summary")
 
@@ -89,10 +97,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .scenario import load_scenario
 
     scenario = load_scenario(args.scenario).with_overrides(
-        strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration
+        strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration,
+        backend_url=_host_url(args.host),
     )
+    if scenario.backend.url and not os.environ.get(ADMIN_TOKEN_ENV):
+        print(f"oversold: note: ${ADMIN_TOKEN_ENV} is not set; the admin calls to {scenario.backend.url} "
+              "(create the sale, audit) go without your backend's token", file=sys.stderr)
     out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
+    # absolute: the swarm runs in another working directory and must find the run's files
+    out = out.resolve()
     if args.quiet:
         result = run_scenario(scenario, out)
     else:
@@ -126,6 +140,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
     evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None)
     print(format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
     return exit_status(verdict.verdict, evaluation.thresholds)
+
+
+def _host_url(host: str | None) -> str | None:
+    """``--host``: an ``http://host[:port][/prefix]`` URL (the harness's clients speak plain HTTP)."""
+    if host is None:
+        return None
+    parts = urlsplit(host)
+    if parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
+        raise BadInput(f"--host: must be an http://host[:port] URL of a backend that speaks the contract, got {host!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise BadInput(f"--host: bad port in {host!r}") from None
+    return host.rstrip("/")
 
 
 def exit_status(verdict: str, thresholds: Sequence[ThresholdResult] = ()) -> int:

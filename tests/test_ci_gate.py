@@ -1,0 +1,140 @@
+"""The CI gate: `oversold run --host` against a backend somebody else runs, and the example
+GitHub Actions workflow's steps run as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oversold.results import validate_results
+from tiny_scenario import write_tiny
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOW = REPO / "examples" / "github-actions.yml"
+VENV_BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.e2e
+
+
+def oversold(*args: str, token: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("OVERSOLD_ADMIN_TOKEN", None)
+    if token is not None:
+        env["OVERSOLD_ADMIN_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "oversold.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+# --------------------------------------------------------------------------- --host
+
+
+def test_run_against_your_own_backend_passes_without_starting_one(backend, admin_token, tmp_path):
+    """The user's backend: a reference node this test started, not the harness."""
+    out = tmp_path / "run"
+    r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url + "/", "--out", str(out),
+                 token=admin_token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "node(s)" not in r.stdout
+    assert not list((out / "logs").glob("node*.log")), "the harness started a backend node of its own"
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    assert results["verdict"] == "pass" and results["totals"]["sold"] == 60
+
+
+def test_run_against_a_backend_that_oversells_exits_1(backend, admin_token, tmp_path):
+    out = tmp_path / "run"
+    r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url, "--strategy", "naive",
+                 "--out", str(out), token=admin_token)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "verdict: FAIL" in r.stdout and "no_oversell" in r.stdout
+    assert json.loads((out / "results.json").read_text())["totals"]["oversold_units"] > 0
+
+
+def test_a_wrong_admin_token_is_a_stand_up_failure(backend, tmp_path):
+    r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url, "--out", str(tmp_path / "run"),
+                 token="not-the-token")
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "401" in r.stderr
+
+
+def test_without_a_token_the_cli_says_so(backend, tmp_path):
+    r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url, "--out", str(tmp_path / "run"))
+    assert r.returncode == 5
+    assert "OVERSOLD_ADMIN_TOKEN is not set" in r.stderr
+
+
+@pytest.mark.parametrize("host", ["ftp://127.0.0.1:1", "127.0.0.1:8000", "https://127.0.0.1:8443",
+                                  "http://127.0.0.1:port", "http://127.0.0.1:1/?a=b"])
+def test_a_bad_host_is_exit_4(host):
+    r = oversold("run", "scenarios/flash_sale.yaml", "--host", host)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "--host" in r.stderr
+
+
+# --------------------------------------------------------------------------- the example workflow
+
+
+def workflow_steps() -> list[dict]:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    (job,) = doc["jobs"].values()
+    return job["steps"]
+
+
+def test_the_example_workflow_has_the_steps_a_reader_expects():
+    steps = workflow_steps()
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
+    assert str(setup["with"]["python-version"]) == "3.11"
+    assert "pip install" in next(s for s in steps if s.get("id") == "install")["run"]
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "always()" in str(upload.get("if")), "a failed sale must still upload its counterexamples"
+    sale = next(s for s in steps if s.get("id") == "sale")
+    assert sale["run"].strip() == "oversold run scenarios/flash_sale.yaml --out run"
+    assert "shell" not in sale  # GitHub's default bash fails the step, so the job, on a non-zero exit
+
+
+def run_step(command: str, workspace: Path, *extra: str) -> subprocess.CompletedProcess:
+    """One `run:` step the way GitHub runs it (bash -e), in a checkout-like workspace."""
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("OVERSOLD_ADMIN_TOKEN", None)
+    script = command.rstrip() + "".join(f" {a}" for a in extra)
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=workspace,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    """What the checkout step gives the later steps: the repository's scenarios at the root."""
+    ws = tmp_path / "workspace"
+    shutil.copytree(REPO / "scenarios", ws / "scenarios")
+    return ws
+
+
+def artifact_dir(workspace: Path) -> Path:
+    upload = next(s for s in workflow_steps() if s.get("uses", "").startswith("actions/upload-artifact@"))
+    return workspace / upload["with"]["path"]
+
+
+def test_the_workflow_sale_step_passes_and_leaves_the_artifact(workspace):
+    sale = next(s for s in workflow_steps() if s.get("id") == "sale")
+    r = run_step(sale["run"], workspace, "--duration", "40")  # the scenario's bound is 60 s
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = artifact_dir(workspace)
+    for name in ("results.json", "report.html", "junit.xml", "history.jsonl", "scenario.yaml"):
+        assert (run / name).stat().st_size > 0, name
+    assert json.loads((run / "results.json").read_text())["verdict"] == "pass"
+
+
+def test_the_workflow_sale_step_fails_the_job_when_the_backend_oversells(workspace):
+    sale = next(s for s in workflow_steps() if s.get("id") == "sale")
+    r = run_step(sale["run"], workspace, "--strategy", "naive", "--duration", "10")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (artifact_dir(workspace) / "results.json").exists(), "the artifact to upload is there on failure too"
