@@ -410,7 +410,11 @@ class SqliteLedger:
             db.executemany("UPDATE outbox SET done = 1 WHERE id = ?", [(i,) for i in ids])
 
     def oldest_outbox_ms(self, sku: str) -> int | None:
+        return self.outbox_state(sku)[1]
+
+    def outbox_state(self, sku: str) -> tuple[int, int | None]:
+        """(rows the front has not applied yet, the oldest one's created_ms) of one sale."""
         row = self._conn().execute(
-            "SELECT MIN(created_ms) FROM outbox WHERE sku = ? AND done = 0", (sku,)
+            "SELECT COUNT(*), MIN(created_ms) FROM outbox WHERE sku = ? AND done = 0", (sku,)
         ).fetchone()
-        return row[0] if row and row[0] is not None else None
+        return int(row[0]), row[1]

@@ -104,13 +104,14 @@ class Warehouse:
         k = SaleKeys(sale_id)
         async with self.redis.pipeline(transaction=False) as p:
             p.xrange(k.events, count=1)
+            p.xlen(k.events)
             p.hmget(k.sync, "last_lag_ms", "at_ms")
             p.hget(k.meta, "in_transit")
             p.time()
-            first, (last_lag, at), in_transit, (sec, usec) = await p.execute()
+            first, unapplied, (last_lag, at), in_transit, (sec, usec) = await p.execute()
         now = sec * 1000 + usec // 1000
         wh = await self.ledger.counters(sale_id)
-        outbox_ms = await self.ledger.run(self.ledger.ledger.oldest_outbox_ms, sale_id)
+        outbox_rows, outbox_ms = await self.ledger.run(self.ledger.ledger.outbox_state, sale_id)
         oldest = [stream_ms(first[0][0])] if first else []
         if outbox_ms is not None:
             oldest.append(outbox_ms)
@@ -118,6 +119,8 @@ class Warehouse:
             "in_transit": int(in_transit or 0),
             "warehouse": wh.as_dict() if wh is not None else None,
             "sync_lag_ms": lag_ms(now, min(oldest) if oldest else None, int(last_lag) if last_lag else None),
+            # changes not yet carried across (sales to the warehouse, restocks to the front): 0 = settled
+            "sync_pending": int(unapplied) + outbox_rows,
             "sync_at_ms": int(at) if at else None,
         }
 

@@ -68,6 +68,7 @@ def test_sales_reach_the_ledger_only_through_the_worker_and_the_lag_is_reported(
     assert ledger_view(path, "s")[0]["sold"] == 0  # no worker, no sync: the front ran ahead
     lagging = counters(a, "s")["sync_lag_ms"]
     assert lagging >= 200  # the oldest unapplied sale is that old
+    assert counters(a, "s")["sync_pending"] == 4
     start()
     assert wait_for(lambda: in_sync(a, path, "s"), timeout=5)
     assert ledger_view(path, "s")[1] == {o: 1 for o in bought}
@@ -77,7 +78,7 @@ def test_sales_reach_the_ledger_only_through_the_worker_and_the_lag_is_reported(
     assert r.get(SYNC_LAG_MS) is not None
     r.close()
     c = counters(b, "s")
-    assert c["warehouse"] == {"stock": 5, "sold": 4, "in_transit": 0, "refused": 0}
+    assert c["warehouse"] == {"stock": 5, "sold": 4, "in_transit": 0, "refused": 0} and c["sync_pending"] == 0
     assert lagging <= c["sync_lag_ms"] < lagging + 5000 and c["sync_at_ms"] is not None
 
 
@@ -132,6 +133,7 @@ def test_stall_and_delay_hold_the_sync_back_and_the_lag_shows_it(env):
     assert change(a, "s", "restock", 1)[0] == 200
     time.sleep(0.6)
     assert ledger_view(path, "s")[0]["sold"] == 2 and counters(a, "s")["stock"] == 5  # stalled both ways
+    assert counters(a, "s")["sync_pending"] == 2  # one sale, one restock
     assert counters(a, "s")["sync_lag_ms"] >= 550
     assert wait_for(lambda: int(r.get(SYNC_LAG_MS) or 0) >= 550)  # the worker reports while stalled
     r.delete(SYNC_STALL)
