@@ -124,10 +124,10 @@ def test_cancel_while_queued_withdraws_the_order(env):
 def test_a_killed_processor_leaves_pending_orders_that_another_reclaims(env):
     (a, b), r, start = env
     put(a, stock=5)
-    # a slow processor: it holds each order 400 ms between taking it and applying it
-    slow = start("slow", "--apply-delay-ms", "400", "--batch", "10")
     ids = [a.order("s", f"u{i}", 1)[1]["order_id"] for i in range(8)]
-    assert wait_for(lambda: r.xpending(QUEUE, "orders")["pending"] >= 6, timeout=3)
+    # a slow processor: it takes all eight at once, then holds each 400 ms before applying it
+    slow = start("slow", "--apply-delay-ms", "400", "--batch", "10")
+    assert wait_for(lambda: r.xpending(QUEUE, "orders")["pending"] >= 6, timeout=5)
     slow.signal(signal.SIGKILL)
     slow.popen.wait(5)
     pending = r.xpending(QUEUE, "orders")

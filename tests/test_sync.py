@@ -114,19 +114,22 @@ def test_restock_and_in_transit_stock_flow_to_the_front(env):
 def test_stall_and_delay_hold_the_sync_back_and_the_lag_shows_it(env):
     (a, _), path, redis_url, start = env
     r = raw_redis(redis_url)
-    start(delay_ms=500)
+    start(delay_ms=800)
     put(a, "s", stock=5, strategy="pre_deduct")
     t0 = time.monotonic()
     assert buy(a, "s", "u1")
-    time.sleep(0.25)
+    time.sleep(0.2)
     assert ledger_view(path, "s")[0]["sold"] == 0  # --delay-ms holds it back
     assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 1, timeout=5)
-    assert time.monotonic() - t0 >= 0.45
-    assert int(r.hget("os:{s}:sync", "last_lag_ms")) >= 450
+    assert time.monotonic() - t0 >= 0.75
+    assert int(r.hget("os:{s}:sync", "last_lag_ms")) >= 750
 
-    r.set(SYNC_DELAY_MS, 0)  # the runtime key overrides the command line
+    r.set(SYNC_DELAY_MS, 60_000)  # the runtime key overrides the command line ...
     assert buy(a, "s", "u2")
-    assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 2, timeout=0.4)
+    time.sleep(1.2)
+    assert ledger_view(path, "s")[0]["sold"] == 1  # --delay-ms 800 alone would have let it through
+    r.set(SYNC_DELAY_MS, 0)  # ... both ways
+    assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 2, timeout=5)
 
     r.set(SYNC_STALL, 1)
     assert buy(a, "s", "u3")
