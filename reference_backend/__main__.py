@@ -19,7 +19,9 @@ from .node import NodeConfig, serve
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m reference_backend", description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--redis-url", required=True)
+    p.add_argument("--redis-url", required=True,
+                   help="redis://host:port/db, or redis+sentinel://host:port[,host:port...]/service[/db] "
+                        "to follow the primary the Sentinels name across failovers")
     p.add_argument("--node-name", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--reap-interval-ms", type=int, default=100)
@@ -35,6 +37,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
     if args.monitor_interval_ms < 1:
         p.error("--monitor-interval-ms must be >= 1")
+    if args.redis_url.startswith("redis+sentinel://"):
+        from chaos.sentinel import parse_sentinel_url
+        from oversold.errors import BadInput
+
+        try:
+            parse_sentinel_url(args.redis_url)  # a bad URL is a usage error now, not a 503 on every request
+        except BadInput as e:
+            p.error(str(e))
     if args.naive_delay_ms < 0:
         p.error("--naive-delay-ms must be >= 0")
     return args

@@ -25,6 +25,7 @@ from redis import exceptions as rx
 from .app import REDIS_DOWN, App
 from .monitor import watch
 from .ledger import SqliteLedger
+from .sentinel_pool import is_sentinel_url, sentinel_client
 from .store import Store
 from .strategies import StrategyOptions, discover
 from .strategies.pre_deduct_ledger import settle_forever
@@ -71,9 +72,13 @@ async def reaper(store: Store, interval_s: float) -> None:
 
 
 async def serve(cfg: NodeConfig) -> None:
-    store = Store.connect(
-        cfg.redis_url, max_connections=cfg.redis_max_connections, timeout_s=cfg.redis_timeout_ms / 1000
-    )
+    if is_sentinel_url(cfg.redis_url):  # follow the primary the Sentinels name, across failovers
+        store = Store(sentinel_client(cfg.redis_url, max_connections=cfg.redis_max_connections,
+                                      timeout_s=cfg.redis_timeout_ms / 1000))
+    else:
+        store = Store.connect(
+            cfg.redis_url, max_connections=cfg.redis_max_connections, timeout_s=cfg.redis_timeout_ms / 1000
+        )
     ledger = AsyncLedger(SqliteLedger(cfg.ledger_path)) if cfg.ledger_path else None
     options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000, ledger=ledger)
     strategies = {name: cls(store, options) for name, cls in discover().items()}
