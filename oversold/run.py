@@ -1,17 +1,30 @@
-"""The orchestrator: stand the system up, run the swarm, read the final state, check.
+"""The orchestrator: stand the system up, run the swarm and the fault schedule, read the final state, check.
 
-A plain process supervisor. Everything it starts is a child process it owns and
-stops again on return, on error and on Ctrl-C (the ``ExitStack`` unwinds).
+A plain process supervisor. In order:
+
+1. plan the fault schedule (pure: ``oversold.chaos_spec.schedule``) and write
+   the scenario *as it will run* -- concrete fault times and targets -- into
+   the run directory, so ``oversold run RUN_DIR/scenario.yaml`` replays it;
+2. sweep what earlier runs that were killed left behind (``oversold.leftovers``)
+   and open this run's state file;
+3. stand the topology up (``oversold.topology``): every child recorded in the
+   state file, every part registered by role with a fault driver;
+4. run the swarm (Locust) and, beside it, the schedule (``oversold.fault_runner``);
+5. heal every fault, settle, read the final state, tear everything down --
+   the ``ExitStack`` also does the healing and the teardown on an error, on
+   Ctrl-C and on SIGTERM (the CLI turns it into ``KeyboardInterrupt``);
+6. check, and write results, junit.xml and report.html.
 
 Usage::
 
-    scenario = load_scenario(Path("scenarios/flash_sale.yaml"))
+    scenario = load_scenario(Path("scenarios/node_kill.yaml"))
     result = run_scenario(scenario, Path("runs/demo"))
-    print(result.verdict.verdict, result.verdict.totals["oversold_units"])
+    print(result.verdict.verdict, result.verdict.totals["oversold_units"], result.faults)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -20,20 +33,22 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import redis
+from chaos.nemesis import Nemesis
 
+from .chaos_spec import FaultSpec, schedule
 from .checker import Verdict, check
 from .contract import ContractClient, TransportError
-from .errors import HarnessError, RedisUnavailable, StandUpError
+from .errors import HarnessError, StandUpError
+from .fault_runner import FaultLog, FaultRunner
 from .history import FinalState, read_history
-from .nodes import BackendNode
+from .leftovers import RunState, sweep_dead_runs
 from .procs import LOOPBACK, Child, free_port
-from .redis_server import RedisServer
 from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
+from .topology import Topology, stand_up
 
 if TYPE_CHECKING:
     from .progress import RunObserver
@@ -43,6 +58,7 @@ ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "flash_sale.py"
+FAULTS_FILE = "faults.jsonl"
 
 Progress = Callable[[str], None]
 
@@ -57,10 +73,16 @@ class RunResult:
     ops: int
     elapsed_s: float
     evaluation: Evaluation | None = None  # metrics and thresholds (oversold.results)
+    faults: tuple[dict[str, Any], ...] = ()  # faults.jsonl: one period per injection
 
 
 def _say_nothing(_: str) -> None:
     pass
+
+
+def new_run_id() -> str:
+    """Unique per run on this machine: it names the state file and the containers' label value."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def run_scenario(
@@ -73,58 +95,62 @@ def run_scenario(
 ) -> RunResult:
     """Run one scenario end to end and write the run directory; returns the verdict."""
     started = time.monotonic()
+    planned = schedule(scenario)  # a fault that cannot run is bad input (exit 4), before anything starts
+    scenario = dataclasses.replace(scenario, faults=tuple(FaultSpec.of(f) for f in planned))
     run_dir.mkdir(parents=True, exist_ok=True)
-    logs = run_dir / "logs"
     scenario_path = run_dir / "scenario.yaml"
     scenario_path.write_text(dump_scenario(scenario), encoding="utf-8")
     history_path = run_dir / "history.jsonl"
-    history_path.unlink(missing_ok=True)
-    (run_dir / "timeline.jsonl").unlink(missing_ok=True)
+    for stale in (history_path, run_dir / "timeline.jsonl", run_dir / FAULTS_FILE):
+        stale.unlink(missing_ok=True)
+
+    sweep_dead_runs(say=progress)  # what runs killed earlier left running
+    run = RunState.open(new_run_id(), run_dir=run_dir)
+    # a backend somebody else runs takes their admin token (the contract's variable)
+    token = (os.environ.get(ADMIN_TOKEN_ENV) if scenario.backend.url else None) or secrets.token_urlsafe(24)
 
     with ExitStack() as stack:
-        redis_url = scenario.redis.url
-        if redis_url is None:
-            server = RedisServer.start(log_dir=logs)
-            stack.callback(server.stop)
-            redis_url = server.url
-            progress(f"redis: started {redis_url} (pid {server.child.pid})")
-        _check_redis(redis_url)
-
-        # a backend somebody else runs takes their admin token (the contract's variable)
-        token = (os.environ.get(ADMIN_TOKEN_ENV) if scenario.backend.url else None) or secrets.token_urlsafe(24)
-        if scenario.backend.url:
-            urls = [scenario.backend.url.rstrip("/")]
-            progress(f"backend: using {urls[0]}")
-        else:
-            urls = []
-            for i in range(scenario.backend.nodes):
-                node = BackendNode.start(redis_url, name=f"node{i + 1}", admin_token=token, log_dir=logs)
-                stack.callback(node.stop)
-                urls.append(node.url)
-            progress(f"backend: {len(urls)} node(s) {', '.join(urls)}")
-
-        admin = ContractClient(urls[0], admin_token=token)
+        stack.callback(run.finish)  # runs last: only what is really gone leaves the state file
+        topo = stand_up(scenario, run_dir, stack=stack, run=run, admin_token=token, progress=progress)
+        admin = ContractClient(topo.node_urls[0], admin_token=token)
         _setup_sale(admin, scenario)
         progress(
             f"sale: {scenario.sale.id} stock={scenario.sale.stock} strategy={scenario.sale.strategy} "
             f"ttl={scenario.sale.hold_ttl_ms}ms"
         )
 
-        sampler = CounterSampler(admin, scenario.sale.id, run_dir / "timeline.jsonl").start()
+        sampler = CounterSampler(AnyNode(topo.node_urls, token), scenario.sale.id, run_dir / "timeline.jsonl").start()
         stack.callback(sampler.stop)
-        locust = _start_locust(scenario, locustfile, urls, scenario_path, history_path, logs)
+        nemesis = Nemesis(*topo.drivers)
+        log = FaultLog(run_dir / FAULTS_FILE, nemesis)
+        stack.callback(log.write)  # after the heal below: the log shows every end
+        stack.enter_context(nemesis)  # heal_all on the way out, on success, error or Ctrl-C
+        locust = _start_locust(scenario, locustfile, topo.node_urls, scenario_path, history_path, run_dir / "logs")
+        run.state.record_child(locust)
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
         if observer is not None:  # the live display (oversold.progress) reads the run directory
             observer.swarm_started(scenario, run_dir)
             stack.callback(observer.stop)
-        _wait_locust(locust, scenario)
+        runner = FaultRunner(nemesis, planned, log=log,
+                             load_started=_load_started(AnyNode(topo.node_urls, token), scenario))
+        stack.callback(runner.stop)  # before the nemesis heals: nothing is injected after the heal
+        runner.start()
+        if planned:
+            progress(f"chaos: {len(planned)} fault(s) planned: " + "; ".join(_describe(f) for f in planned[:6])
+                     + (" ..." if len(planned) > 6 else ""))
+        _wait_locust(locust, scenario, runner)
+        runner.stop()
+        nemesis.heal_all()  # the final state is read from a healed system
+        faults = tuple(log.write(force=True))
+        if planned:
+            progress(f"chaos: {len(faults)} fault(s) injected, every one healed")
         if not history_path.exists():
             raise HarnessError(f"the swarm wrote no history ({history_path}); locust log:\n{locust.log_tail(30)}")
         ops = read_history(history_path)
         progress(f"swarm: done, {len(ops)} history records")
 
-        final = _settle_and_read(admin, scenario)
+        final = _settle(topo, scenario, token, progress)
         sampler.stop()
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
 
@@ -133,7 +159,7 @@ def run_scenario(
     # metrics, thresholds, results.json, junit.xml and report.html
     evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed)
     return RunResult(verdict=verdict, run_dir=run_dir, final=final, ops=len(ops), elapsed_s=elapsed,
-                     evaluation=evaluation)
+                     evaluation=evaluation, faults=faults)
 
 
 def write_results(run_dir: Path, scenario: Scenario, verdict: Verdict, *, elapsed_s: float | None,
@@ -145,26 +171,61 @@ def write_results(run_dir: Path, scenario: Scenario, verdict: Verdict, *, elapse
     return path
 
 
-def _check_redis(url: str) -> None:
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-        client.ping()
-        client.close()
-    except (redis.RedisError, ValueError) as e:
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {e}") from None
+class AnyNode:
+    """Reads a sale's counters from the first node that answers: a node may be down on purpose.
+
+    Usage::
+
+        CounterSampler(AnyNode(urls, token), "moutai", path)
+    """
+
+    def __init__(self, urls: list[str], token: str) -> None:
+        self._clients = [ContractClient(u, admin_token=token, timeout=2.0) for u in urls]
+        self._first = 0  # start with the node that answered last
+
+    def sale(self, sale_id: str) -> tuple[int, dict]:
+        return self._ask(lambda c: c.sale(sale_id))
+
+    def audit(self, sale_id: str) -> tuple[int, dict]:
+        return self._ask(lambda c: c.audit(sale_id))
+
+    def _ask(self, call: Callable[[ContractClient], tuple[int, dict]]) -> tuple[int, dict]:
+        error: TransportError | None = None
+        answer: tuple[int, dict] | None = None
+        for k in range(len(self._clients)):
+            i = (self._first + k) % len(self._clients)
+            try:
+                answer = call(self._clients[i])
+            except TransportError as e:
+                error = e
+                continue
+            if answer[0] < 500:
+                self._first = i
+                return answer
+        if answer is None:
+            raise error or TransportError("no node to ask", maybe_applied=False)
+        return answer
+
+
+def _load_started(nodes: AnyNode, scenario: Scenario) -> Callable[[], bool]:
+    """True once the sale's counters moved: the swarm's first holds are in."""
+    def started() -> bool:
+        status, body = nodes.sale(scenario.sale.id)
+        return status == 200 and (body.get("available", scenario.sale.stock) < scenario.sale.stock
+                                  or body.get("held", 0) > 0 or body.get("sold", 0) > 0)
+    return started
+
+
+def _describe(f: Any) -> str:
+    target = list(f.target) if isinstance(f.target, tuple) else f.target
+    span = f"for {f.duration_s:g}s" if f.duration_s is not None else "until the end"
+    return f"{f.action} {f.role}{target} at {f.start_s:g}s {span}"
 
 
 def _setup_sale(admin: ContractClient, scenario: Scenario) -> None:
     sale = scenario.sale
     try:
-        status, body = admin.put_sale(
-            sale.id,
-            stock=sale.stock,
-            hold_ttl_ms=sale.hold_ttl_ms,
-            strategy=sale.strategy,
-            per_user_limit=sale.per_user_limit,
-            pay_after_expiry=sale.pay_after_expiry,
-        )
+        status, body = admin.put_sale(sale.id, **sale.settings())
     except TransportError as e:
         raise StandUpError(f"cannot create the sale on {admin.base_url}: {e}") from None
     if status != 200:
@@ -196,31 +257,74 @@ def _start_locust(
     return Child.start(argv, name="locust", log_dir=logs, cwd=REPO_ROOT)
 
 
-def _wait_locust(locust: Child, scenario: Scenario) -> None:
+def _wait_locust(locust: Child, scenario: Scenario, runner: FaultRunner) -> None:
+    """Until the swarm ends; a fault that could not be injected ends the run (after healing) as an error."""
     # the duration, the stop timeout and start-up, with room to spare on a busy machine
     limit = scenario.swarm.duration_s + scenario.swarm.request_timeout_s + 60
-    try:
-        locust.popen.wait(timeout=limit)
-    except Exception:
-        raise HarnessError(f"the swarm did not finish within {limit:.0f}s; locust log:\n{locust.log_tail(30)}") from None
+    deadline = time.monotonic() + limit
+    while locust.alive():
+        if runner.error is not None:
+            raise runner.error
+        if time.monotonic() > deadline:
+            raise HarnessError(f"the swarm did not finish within {limit:.0f}s; locust log:\n{locust.log_tail(30)}")
+        time.sleep(0.1)
+    locust.popen.wait()
+    if runner.error is not None:
+        raise runner.error
 
 
-def _settle_and_read(admin: ContractClient, scenario: Scenario) -> FinalState:
-    """Wait until no hold is left (paid, cancelled or expired), then read counters and audit."""
+def _settle(topo: Topology, scenario: Scenario, token: str, progress: Progress) -> FinalState:
+    """Settle holds and read the final state; with a sync worker, wait for front and warehouse to converge."""
+    nodes = AnyNode(topo.node_urls, token)
+    final = _settle_and_read(nodes, scenario)
+    if not topo.has_sync:
+        return final
+    began = time.monotonic()
+    deadline = began + scenario.checker.quiesce_timeout_s
+    converged = _converged(final.counters)
+    while not converged and time.monotonic() < deadline:
+        time.sleep(0.1)
+        converged = _converged(_read(nodes.sale, scenario.sale.id))
+    waited = round(time.monotonic() - began, 3)
+    if waited > 0.05:
+        final = _settle_and_read(nodes, scenario)  # the converged (or the last) state
+        converged = _converged(final.counters)
+    c = final.counters or {}
+    wh = c.get("warehouse") or {}
+    sync = {"converged": converged, "waited_s": waited, "sync_lag_ms": c.get("sync_lag_ms"),
+            "front": {"stock": c.get("stock"), "sold": c.get("sold")},
+            "warehouse": {"stock": wh.get("stock"), "sold": wh.get("sold")}}
+    progress(f"sync: front and warehouse {'converged' if converged else 'did NOT converge'} "
+             f"(front sold {c.get('sold')}, warehouse sold {wh.get('sold')}, waited {waited:g}s)")
+    return dataclasses.replace(final, extra={**final.extra, "sync": sync})
+
+
+def _settle_and_read(nodes: AnyNode, scenario: Scenario) -> FinalState:
+    """Wait until nothing that can lapse is held (paid, cancelled or expired), then read counters and audit.
+
+    Holds that never expire by design (``order_deduct``: ``expires_ms`` null in
+    the audit) are not waited for. Any node that answers will do.
+    """
     sale = scenario.sale
     deadline = time.monotonic() + sale.hold_ttl_ms / 1000 + scenario.checker.grace_ms / 1000 + scenario.checker.quiesce_timeout_s
-    counters = None
+    next_audit = time.monotonic()
     while time.monotonic() < deadline:
-        counters = _read(admin.sale, sale.id)
+        counters = _read(nodes.sale, sale.id)
         if counters is not None and counters.get("held") == 0:
             break
+        if counters is not None and time.monotonic() >= next_audit:
+            next_audit = time.monotonic() + 1.0  # the audit is heavier: look at the holds' expiry now and then
+            holds = (_read(nodes.audit, sale.id) or {}).get("holds")
+            if isinstance(holds, list) and all(isinstance(h, dict) and h.get("expires_ms") is None for h in holds):
+                break
         time.sleep(0.1)
-    counters = _read(admin.sale, sale.id)
-    audit = _read(admin.audit, sale.id)
+    counters = _read(nodes.sale, sale.id)
+    audit = _read(nodes.audit, sale.id)
     read_ms = audit.get("now_ms") if audit else (counters.get("now_ms") if counters else None)
     return FinalState(
         sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
-        counters=counters, audit=audit, read_ms=read_ms,
+        counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
+        extra={"sale": sale.settings()},  # the checker reads the sale's settings from here
     )
 
 
@@ -231,3 +335,12 @@ def _read(fn: Callable[[str], tuple[int, dict]], sale_id: str) -> dict | None:
     except TransportError:
         return None
     return body if status == 200 else None
+
+
+def _converged(counters: dict[str, Any] | None) -> bool:
+    """Front (Redis) and warehouse (ledger) agree on stock and sold, and nothing waits to be synced."""
+    if not counters or not isinstance(counters.get("warehouse"), dict):
+        return False
+    wh = counters["warehouse"]
+    return (wh.get("sold") == counters.get("sold") and wh.get("stock") == counters.get("stock")
+            and not counters.get("sync_pending"))  # changes not yet carried across (0 once settled)

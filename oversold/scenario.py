@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import yaml
 
+from .chaos_spec import (PERSISTENCE, TOPOLOGIES, ChaosConfig, FaultSpec, chaos_problems, parse_chaos,
+                         parse_faults)
 from .errors import ScenarioError
 from .thresholds import parse_thresholds
 
@@ -67,11 +69,15 @@ class Backend:
     sync_interval_ms: int = 100
     sync_delay_ms: int = 0  # the sync applies a change no earlier than this after it happened
     order_workers: int = 2  # order processors started when sale.async_orders is on
+    redis_timeout_ms: int = 2000  # a node's Redis calls (and wait for a pooled connection) time out after this
 
 
 @dataclass(frozen=True)
 class RedisConfig:
     url: str | None = None  # an existing server; else the harness starts its own
+    topology: str = "single"  # single | sentinel (primary + replica + 3 Sentinels; nodes follow failovers)
+    proxy: bool = False  # nodes reach Redis through the fault proxy (role "proxy": one link per node)
+    persistence: str = "none"  # none | aof (appendfsync always: a killed Redis restarts with its data)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class BuyerConfig:
     wait_ms: tuple[int, int] = (50, 300)  # think time between purchases
     pay_delay_ms: tuple[int, int] = (20, 300)  # between the hold and the payment
     cancel_rate: float = 0.0
+    pay_retries: int = 2  # a payment with an unknown outcome (timeout, 503) is sent again, same key, up to this
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,9 @@ class Scenario:
     checker: CheckerConfig = CheckerConfig()
     # metric name -> k6-style expressions as written; validated at load (oversold.thresholds)
     thresholds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the nemesis (oversold/chaos_spec.py, docs/chaos.md): which driver, and the fault schedule
+    chaos: ChaosConfig = ChaosConfig()
+    faults: tuple[FaultSpec, ...] = ()
 
     @property
     def uses_ledger(self) -> bool:
@@ -139,7 +149,7 @@ class Scenario:
         if overrides.get("seed") is not None:
             s = dataclasses.replace(s, seed=int(overrides["seed"]))
         if overrides.get("redis_url") is not None:
-            s = dataclasses.replace(s, redis=RedisConfig(url=overrides["redis_url"]))
+            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=overrides["redis_url"]))
         if overrides.get("backend_url") is not None:
             s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=overrides["backend_url"]))
         if overrides.get("duration_s") is not None:
@@ -229,8 +239,8 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 
 def _url(v: Any) -> str | None:
-    if not isinstance(v, str) or not re.match(r"^(redis|rediss|http|https)://", v):
-        return "must be a URL (redis://… or http://…)"
+    if not isinstance(v, str) or not re.match(r"^(redis|rediss|redis\+sentinel|http|https)://", v):
+        return "must be a URL (redis://…, redis+sentinel://… or http://…)"
     return None
 
 
@@ -278,7 +288,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         data = {}
     if not isinstance(data, dict):
         raise ScenarioError(source, [f"(top level): must be a mapping, got {_kind(data)}"])
-    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker", "thresholds"), "")
+    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker", "thresholds", "chaos", "faults"), "")
 
     d = Scenario()
     name = r.get(data, "name", "", d.name, lambda v: None if isinstance(v, str) and v else "must be a non-empty string")
@@ -312,11 +322,20 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         sync_interval_ms=r.get(bd, "sync_interval_ms", "backend", d.backend.sync_interval_ms, _int(1, 60_000)),
         sync_delay_ms=r.get(bd, "sync_delay_ms", "backend", d.backend.sync_delay_ms, _int(0, 3_600_000)),
         order_workers=r.get(bd, "order_workers", "backend", d.backend.order_workers, _int(1, 64)),
+        redis_timeout_ms=r.get(bd, "redis_timeout_ms", "backend", d.backend.redis_timeout_ms, _int(1, 600_000)),
     )
 
     rd = r.section(data, "redis", "")
-    r.unknown(rd, ("url",), "redis")
-    redis_cfg = RedisConfig(url=r.get(rd, "url", "redis", None, _url))
+    r.unknown(rd, tuple(f.name for f in dataclasses.fields(RedisConfig)), "redis")
+    redis_cfg = RedisConfig(
+        url=r.get(rd, "url", "redis", None, _url),
+        topology=r.get(rd, "topology", "redis", d.redis.topology, _one_of(TOPOLOGIES)),
+        proxy=r.get(rd, "proxy", "redis", d.redis.proxy, _bool),
+        persistence=r.get(rd, "persistence", "redis", d.redis.persistence, _one_of(PERSISTENCE)),
+    )
+    chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
+    faults, bad_faults = parse_faults(data.get("faults"), "faults")
+    r.problems.extend(bad_chaos + bad_faults)
 
     wd = r.section(data, "swarm", "")
     r.unknown(wd, tuple(f.name for f in dataclasses.fields(Swarm)), "swarm")
@@ -339,6 +358,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         wait_ms=tuple(r.get(byd, "wait_ms", "swarm.buyer", d.swarm.buyer.wait_ms, _range_ms)),
         pay_delay_ms=tuple(r.get(byd, "pay_delay_ms", "swarm.buyer", d.swarm.buyer.pay_delay_ms, _range_ms)),
         cancel_rate=r.get(byd, "cancel_rate", "swarm.buyer", d.swarm.buyer.cancel_rate, _num(0.0, 1.0)),
+        pay_retries=r.get(byd, "pay_retries", "swarm.buyer", d.swarm.buyer.pay_retries, _int(0, 100)),
     )
     hd = r.section(wd, "hoarder", "swarm")
     r.unknown(hd, tuple(f.name for f in dataclasses.fields(HoarderConfig)), "swarm.hoarder")
@@ -372,8 +392,12 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
 
     if r.problems:
         raise ScenarioError(source, r.problems)
-    return Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm, checker=checker,
-                    thresholds=thresholds)
+    scenario = Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm,
+                        checker=checker, thresholds=thresholds, chaos=chaos_cfg, faults=faults)
+    cross = chaos_problems(scenario)  # topology options together, fault roles against the topology
+    if cross:
+        raise ScenarioError(source, cross)
+    return scenario
 
 
 def load_scenario(path: Path) -> Scenario:

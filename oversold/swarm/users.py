@@ -85,16 +85,18 @@ class SwarmUser(FastHttpUser):
         """Place an order (a hold under pre_deduct)."""
         return self._call("order", f"/v1/sales/{self.sale_id}/orders", {"user_id": self.user_id, "qty": qty}, qty)
 
-    def pay(self, order_id: str, qty: int) -> Outcome:
-        return self._call("pay", f"/v1/sales/{self.sale_id}/orders/{_seg(order_id)}/pay", {}, qty, order_id)
+    def pay(self, order_id: str, qty: int, *, key: str | None = None) -> Outcome:
+        """Pay; ``key`` repeats an earlier payment's idempotency key (a retry after an unknown outcome)."""
+        return self._call("pay", f"/v1/sales/{self.sale_id}/orders/{_seg(order_id)}/pay", {}, qty, order_id, key)
 
     def cancel(self, order_id: str, qty: int) -> Outcome:
         return self._call("cancel", f"/v1/sales/{self.sale_id}/orders/{_seg(order_id)}/cancel", {}, qty, order_id)
 
-    def _call(self, op: str, path: str, body: dict[str, Any], qty: int, order_id: str | None = None) -> Outcome:
+    def _call(self, op: str, path: str, body: dict[str, Any], qty: int, order_id: str | None = None,
+              key: str | None = None) -> Outcome:
         rec = self.swarm.recorder
         op_id = rec.next_op_id(self.user_id)
-        key = self.swarm.idempotency_key(op_id)
+        key = key or self.swarm.idempotency_key(op_id)
         pending = rec.invoke(
             op_id=op_id, process=self.user_id, user_id=self.user_id, kind=self.kind, op=op,
             sku=self.sale_id, qty=qty, order_id=order_id, key=key,
@@ -153,7 +155,16 @@ class Buyer(SwarmUser):
         if self.cfg.cancel_rate > 0 and self.rng.random() < self.cfg.cancel_rate:
             self.cancel(order_id, self.cfg.qty)
         else:
-            self.pay(order_id, self.cfg.qty)
+            # the key chosen here, not per request, so a retry can repeat it
+            key = self.swarm.idempotency_key(self.swarm.recorder.next_op_id(f"{self.user_id}.k"))
+            paid = self.pay(order_id, self.cfg.qty, key=key)
+            for _ in range(self.cfg.pay_retries):
+                # unknown outcome (timeout, 503): a real client asks again with the SAME key, so the
+                # backend can answer the first outcome instead of paying twice
+                if paid.type != "info" or self.swarm.draining:
+                    break
+                gevent.sleep(self.rng.uniform(0.02, 0.08))
+                paid = self.pay(order_id, self.cfg.qty, key=key)
 
 
 class HoldHoarder(SwarmUser):
