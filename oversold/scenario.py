@@ -28,7 +28,7 @@ from .thresholds import parse_thresholds
 STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct", "pre_deduct_ledger")
 LEDGER_STRATEGIES = ("pre_deduct_ledger",)  # cannot run without the warehouse ledger
 ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger")  # can queue orders (sale.async_orders)
-USER_KINDS = ("buyer", "hoarder")
+USER_KINDS = ("buyer", "hoarder", "scalper", "double_clicker", "late_payer", "simultaneous_payer")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -86,6 +86,7 @@ class BuyerConfig:
     wait_ms: tuple[int, int] = (50, 300)  # think time between purchases
     pay_delay_ms: tuple[int, int] = (20, 300)  # between the hold and the payment
     cancel_rate: float = 0.0
+    browse_rate: float = 0.0  # share of purchases with a read of the sale before and of the order after
     pay_retries: int = 2  # a payment with an unknown outcome (timeout, 503) is sent again, same key, up to this
 
 
@@ -93,6 +94,43 @@ class BuyerConfig:
 class HoarderConfig:
     qty: int = 2
     wait_ms: tuple[int, int] = (20, 100)
+    burst: int = 1  # holds taken at once, in parallel (aggressiveness, with qty and wait_ms)
+    accounts: int = 0  # 0: one account per user; N: a farm hoarder-farm-0..N-1 shared by every hoarder
+    register_profiles: bool = False  # register the farm with the scalper profile (oversold.swarm.profiles)
+
+
+# The other kinds' settings (oversold/swarm/users.py says what each does).
+@dataclass(frozen=True)
+class ScalperConfig:
+    qty: int = 1
+    wait_ms: tuple[int, int] = (100, 500)
+    pay_delay_ms: tuple[int, int] = (0, 50)
+    parallel: int = 4  # orders in flight at once, each from another farm account
+    retries: int = 3  # further tries of an order refused as sold out or with an unknown outcome
+    accounts: int = 20  # the farm: scalper-farm-0..N-1, shared by every scalper
+    register_profiles: bool = True
+
+
+@dataclass(frozen=True)
+class DoubleClickerConfig:
+    qty: int = 1
+    wait_ms: tuple[int, int] = (200, 800)
+    pay_delay_ms: tuple[int, int] = (20, 200)
+    clicks: int = 2  # concurrent requests with one idempotency key
+    new_key_rate: float = 0.3  # share of orders and payments sent once more with a fresh key
+
+
+@dataclass(frozen=True)
+class LatePayerConfig:
+    qty: int = 1
+    wait_ms: tuple[int, int] = (200, 800)
+    late_ms: tuple[int, int] = (100, 500)  # pays this long after the hold expired
+
+
+@dataclass(frozen=True)
+class SimultaneousPayerConfig:
+    qty: int = 1
+    lead_ms: int = 1000  # the pay instant: this long after every user was spawned
 
 
 @dataclass(frozen=True)
@@ -105,6 +143,10 @@ class Swarm:
     mix: dict[str, int] = field(default_factory=lambda: {"buyer": 4, "hoarder": 1})
     buyer: BuyerConfig = BuyerConfig()
     hoarder: HoarderConfig = HoarderConfig()
+    scalper: ScalperConfig = ScalperConfig()
+    double_clicker: DoubleClickerConfig = DoubleClickerConfig()
+    late_payer: LatePayerConfig = LatePayerConfig()
+    simultaneous_payer: SimultaneousPayerConfig = SimultaneousPayerConfig()
     stop_when_sold_out: bool = True
 
 
@@ -281,6 +323,14 @@ def _range_ms(v: Any) -> str | None:
     return None
 
 
+def _kind_section(r: _Reader, wd: dict, name: str, cls: type, checks: dict[str, Callable[[Any], str | None]]) -> Any:
+    """``swarm.<name>``: one user kind's settings, each field checked, defaults from ``cls``."""
+    data, path, default = r.section(wd, name, "swarm"), f"swarm.{name}", cls()
+    r.unknown(data, tuple(checks), path)
+    values = {k: r.get(data, k, path, getattr(default, k), check) for k, check in checks.items()}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     """Build a Scenario from plain data (a parsed YAML document), or raise ScenarioError."""
     r = _Reader()
@@ -358,6 +408,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         wait_ms=tuple(r.get(byd, "wait_ms", "swarm.buyer", d.swarm.buyer.wait_ms, _range_ms)),
         pay_delay_ms=tuple(r.get(byd, "pay_delay_ms", "swarm.buyer", d.swarm.buyer.pay_delay_ms, _range_ms)),
         cancel_rate=r.get(byd, "cancel_rate", "swarm.buyer", d.swarm.buyer.cancel_rate, _num(0.0, 1.0)),
+        browse_rate=r.get(byd, "browse_rate", "swarm.buyer", d.swarm.buyer.browse_rate, _num(0.0, 1.0)),
         pay_retries=r.get(byd, "pay_retries", "swarm.buyer", d.swarm.buyer.pay_retries, _int(0, 100)),
     )
     hd = r.section(wd, "hoarder", "swarm")
@@ -365,7 +416,21 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     hoarder = HoarderConfig(
         qty=r.get(hd, "qty", "swarm.hoarder", d.swarm.hoarder.qty, _int(1, 1000)),
         wait_ms=tuple(r.get(hd, "wait_ms", "swarm.hoarder", d.swarm.hoarder.wait_ms, _range_ms)),
+        burst=r.get(hd, "burst", "swarm.hoarder", d.swarm.hoarder.burst, _int(1, 100)),
+        accounts=r.get(hd, "accounts", "swarm.hoarder", d.swarm.hoarder.accounts, _int(0, 100_000)),
+        register_profiles=r.get(hd, "register_profiles", "swarm.hoarder", d.swarm.hoarder.register_profiles, _bool),
     )
+    if hoarder.register_profiles and not hoarder.accounts:
+        r.problems.append("swarm.hoarder.register_profiles: needs a farm of accounts (swarm.hoarder.accounts > 0)")
+    qty, ms, share = _int(1, 1000), _range_ms, _num(0.0, 1.0)
+    scalper = _kind_section(r, wd, "scalper", ScalperConfig, {
+        "qty": qty, "wait_ms": ms, "pay_delay_ms": ms, "parallel": _int(1, 100), "retries": _int(0, 100),
+        "accounts": _int(1, 100_000), "register_profiles": _bool})
+    double_clicker = _kind_section(r, wd, "double_clicker", DoubleClickerConfig, {
+        "qty": qty, "wait_ms": ms, "pay_delay_ms": ms, "clicks": _int(1, 20), "new_key_rate": share})
+    late_payer = _kind_section(r, wd, "late_payer", LatePayerConfig, {"qty": qty, "wait_ms": ms, "late_ms": ms})
+    simultaneous_payer = _kind_section(r, wd, "simultaneous_payer", SimultaneousPayerConfig, {
+        "qty": qty, "lead_ms": _int(0, 600_000)})
     swarm = Swarm(
         users=r.get(wd, "users", "swarm", d.swarm.users, _int(1, 100_000)),
         spawn_rate=r.get(wd, "spawn_rate", "swarm", d.swarm.spawn_rate, _num(0.1, 100_000)),
@@ -375,6 +440,10 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         mix=mix or dict(d.swarm.mix),
         buyer=buyer,
         hoarder=hoarder,
+        scalper=scalper,
+        double_clicker=double_clicker,
+        late_payer=late_payer,
+        simultaneous_payer=simultaneous_payer,
         stop_when_sold_out=r.get(wd, "stop_when_sold_out", "swarm", d.swarm.stop_when_sold_out, _bool),
     )
 

@@ -7,7 +7,7 @@ another machine needs neither the scenario file nor the node list.
 Usage::
 
     config = SwarmConfig.from_options(environment.parsed_options, host=environment.host)
-    config.scenario.sale.id, config.nodes, config.request_timeout_s
+    config.scenario.sale.id, config.nodes, config.request_timeout_s, config.adapter
     assert SwarmConfig.from_wire(config.to_wire()).nodes == config.nodes
 """
 
@@ -22,6 +22,7 @@ from ..errors import BadInput
 from ..scenario import Scenario, load_scenario, parse_scenario
 
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
+DEFAULT_ADAPTER = "oversold.adapters.contract:ContractAdapter"
 
 
 def parse_nodes(text: str | None, host: str | None = None) -> tuple[str, ...]:
@@ -49,6 +50,9 @@ class SwarmConfig:
     history_path: Path | None = None
     setup_sale: bool = False
     admin_token: str | None = None
+    adapter: str = DEFAULT_ADAPTER  # "module:Class" of an oversold.adapters.Adapter
+    check: bool = True  # check the run at its end and set Locust's exit code from the verdict
+    results_dir: Path | None = None  # where results.json, final_state.json, report.html... go
 
     @property
     def sale_id(self) -> str:
@@ -72,6 +76,10 @@ class SwarmConfig:
         if not nodes:
             raise BadInput("no backend: pass --host or --oversold-nodes")
         history = getattr(options, "oversold_history", None)
+        results = getattr(options, "oversold_results", None)
+        if results and not history:
+            history = str(Path(results) / "history.jsonl")
+        adapter = getattr(options, "oversold_adapter", None) or DEFAULT_ADAPTER
         token = getattr(options, "oversold_admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV) or None
         setup = bool(getattr(options, "oversold_setup_sale", False))
         if setup and not token:
@@ -82,12 +90,16 @@ class SwarmConfig:
             history_path=Path(history) if history else None,
             setup_sale=setup,
             admin_token=token,
+            adapter=adapter,
+            check=not bool(getattr(options, "oversold_no_check", False)),
+            results_dir=Path(results) if results else None,
         )
 
     def to_wire(self) -> dict[str, Any]:
         """What a worker needs, as msgpack-able data (no history path, no admin token)."""
-        return {"scenario": self.scenario.to_dict(), "nodes": list(self.nodes)}
+        return {"scenario": self.scenario.to_dict(), "nodes": list(self.nodes), "adapter": self.adapter}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "SwarmConfig":
-        return cls(scenario=parse_scenario(data["scenario"], "scenario from master"), nodes=tuple(data["nodes"]))
+        return cls(scenario=parse_scenario(data["scenario"], "scenario from master"), nodes=tuple(data["nodes"]),
+                   adapter=data.get("adapter") or DEFAULT_ADAPTER, check=False)

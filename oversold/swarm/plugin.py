@@ -20,21 +20,33 @@ End of run (any role), in Locust's own stop sequence:
    users and, on a master, tell workers to quit (after which its receiving
    greenlet dies, which is why the handshake must happen here).
 2. ``test_stop``: a worker ships its final batch again (anything new); the
-   master or local runner writes the history (atomically) to ``--oversold-history``.
+   master or local runner writes the history (atomically) to ``--oversold-history``,
+   then (unless ``--oversold-no-check``) waits for the sale to settle, reads the
+   final state through the adapter, checks it, prints the verdict and sets
+   Locust's exit code from it (``oversold.swarm.verdict``).
 3. ``quitting``: a worker that quits on its own (signal) drains and ships its
    final batch *before* Locust tells the master it quit (same socket, so the
    master sees the rows first).
 
+Around the test: at its start the master (or local runner) sets the sale up
+(``--oversold-setup-sale``) and registers the bot farms' profiles (when the
+adapter can and there is an admin token); once every user is spawned it picks
+the simultaneous payers' pay instant and broadcasts it (``oversold_pay_at``).
+
+Locust reads ``--help`` before it imports the locustfile, so the options below
+are not in ``locust -f x.py --help``; ``locust -f x.py --oversold-help`` prints
+the whole help with them.
+
 Usage (``locustfiles/my_scenario.py``)::
 
-    from oversold.swarm import plugin
-    from oversold.swarm.users import Buyer, HoldHoarder  # noqa: F401
+    from oversold.swarm import Buyer, HoldHoarder, plugin  # noqa: F401
 
     plugin.install()
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import sys
@@ -48,10 +60,12 @@ from locust import stats as locust_stats
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
-from ..contract import ContractClient
+from ..adapters.base import load_adapter
+from ..adapters.http import AdapterClient
 from ..errors import OversoldError
 from .collector import Collector
-from .config import ADMIN_TOKEN_ENV, SwarmConfig
+from .config import ADMIN_TOKEN_ENV, DEFAULT_ADAPTER, SwarmConfig
+from .profiles import batches, bot_profiles
 from .runtime import SwarmRuntime, attach, runtime_of
 from .soldout import SoldOutWatch
 
@@ -62,6 +76,7 @@ MSG_CONFIG = "oversold_config"
 MSG_ROWS = "oversold_rows"
 MSG_FINAL = "oversold_final"
 MSG_DRAIN = "oversold_drain"
+MSG_PAY_AT = "oversold_pay_at"
 SHIP_INTERVAL_S = 1.0
 HANDSHAKE_MARGIN_S = 5.0  # on top of the workers' drain: message latency, a busy machine
 
@@ -91,6 +106,29 @@ def add_arguments(parser: Any) -> None:
         help="Create/reset the sale through the contract when the test starts (needs the admin token).")
     add("--oversold-admin-token", metavar="TOKEN", env_var=ADMIN_TOKEN_ENV, default=None, secret=True,
         help=f"Admin bearer token of the backend (default: ${ADMIN_TOKEN_ENV}).")
+    add("--oversold-adapter", metavar="MODULE:CLASS", env_var="LOCUST_OVERSOLD_ADAPTER", default=None,
+        help=f"How to speak to a backend with another API: an oversold.adapters.Adapter subclass "
+             f"(default: {DEFAULT_ADAPTER}).")
+    add("--oversold-results", metavar="DIR", env_var="LOCUST_OVERSOLD_RESULTS", default=None,
+        help="Write a run directory there at the end: results.json, final_state.json, junit.xml, report.html, "
+             "scenario.yaml and (unless --oversold-history says otherwise) history.jsonl.")
+    add("--oversold-no-check", action="store_true", env_var="LOCUST_OVERSOLD_NO_CHECK", default=False,
+        help="Do not check the run at its end (the orchestrator checks it itself); the exit code is Locust's.")
+    help_action = group.add_argument(
+        "--oversold-help", action=_FullHelp, help="Show this help with the oversold options, and exit.")
+    help_action.include_in_web_ui = False
+
+
+class _FullHelp(argparse.Action):
+    """``--oversold-help``: Locust answers ``--help`` before it imports the locustfile (so before
+    plugins add their options); this one is parsed after, so its help lists them."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        parser.print_help()
+        parser.exit()
 
 
 def install(events: Any = None) -> None:
@@ -139,7 +177,9 @@ class _Node:
         self.collector = Collector()
         self.watch: SoldOutWatch | None = None
         self.shipper: gevent.Greenlet | None = None
-        self._readers: list[ContractClient] = []
+        self._readers: list[AdapterClient] = []
+        self._started: float | None = None
+        self._setup_failed = False
 
     # -- set-up --------------------------------------------------------------------
 
@@ -155,9 +195,12 @@ class _Node:
         if self.rt.role == "worker":
             self.runner.register_message(MSG_CONFIG, self._on_config)
             self.runner.register_message(MSG_DRAIN, self._on_drain, concurrent=True)
+            self.runner.register_message(MSG_PAY_AT, self._on_pay_at)
             self.runner.send_message(MSG_HELLO, {})
             self.shipper = gevent.spawn(self._ship_loop)
         ev.test_start.add_listener(self._on_test_start)
+        if self.rt.role != "worker":
+            ev.spawning_complete.add_listener(self._on_spawning_complete)
         ev.test_stopping.add_listener(self._on_test_stopping)
         ev.test_stop.add_listener(self._on_test_stop)
         # added after the runner's own listeners; quitting fires in reverse, so ours run first
@@ -166,10 +209,10 @@ class _Node:
     def _configure_from_options(self) -> None:
         try:
             config = SwarmConfig.from_options(self.env.parsed_options, host=self.env.host)
+            self.rt.configure(config)  # loads the adapter: a bad --oversold-adapter stops here
         except OversoldError as e:
             log.error("oversold: %s", e)
             sys.exit(1)
-        self.rt.configure(config)
         log.info(
             "oversold: sale %s, %d node(s), history %s",
             config.sale_id, len(config.nodes), config.history_path or "(not written: no --oversold-history)",
@@ -179,6 +222,13 @@ class _Node:
         """User weights from ``swarm.mix``; -u/-r/-t from the scenario where not given."""
         config = self.rt.require_config()
         sw = config.scenario.swarm
+        have = {getattr(cls, "kind", None) for cls in self.env.user_classes}
+        absent = sorted(k for k, w in sw.mix.items() if w > 0 and k not in have)
+        if absent:
+            # a scenario run with the wrong locustfile would quietly leave its bots out
+            log.error("oversold: swarm.mix names %s but the locustfile has no user class of that kind "
+                      "(import it from oversold.swarm, or use locustfiles/<scenario>.py)", ", ".join(absent))
+            sys.exit(1)
         for cls in self.env.user_classes:
             kind = getattr(cls, "kind", None)
             if kind in sw.mix:
@@ -196,6 +246,10 @@ class _Node:
             opts.spawn_rate = sw.spawn_rate
         if getattr(opts, "headless", False) and not getattr(opts, "run_time", None):
             opts.run_time = int(math.ceil(sw.duration_s))
+        if self.env.shape_class is not None and not self.env.stop_timeout:
+            # a shape stops users as the crowd thins: let them finish their purchase instead of
+            # killing them mid-request (the master sends its stop timeout to the workers)
+            self.env.stop_timeout = config.drain_timeout_s
 
     # -- messages ------------------------------------------------------------------
 
@@ -214,6 +268,21 @@ class _Node:
     def _on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
         self._drain()
         self._ship_final()
+
+    def _on_pay_at(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.rt.set_pay_instant(float(msg.data["at"]))
+
+    def _on_spawning_complete(self, user_count: int = 0, **_: Any) -> None:
+        """Every user is spawned: pick the simultaneous payers' instant and tell every process."""
+        if self.rt.pay_at is not None or self.rt.config is None:
+            return
+        if not any(getattr(c, "kind", None) == "simultaneous_payer" for c in self.env.user_classes):
+            return
+        at = time.time() + self.rt.config.scenario.swarm.simultaneous_payer.lead_ms / 1000.0
+        self.rt.set_pay_instant(at)  # the master's own gate only marks the instant as taken
+        if self.rt.role == "master":
+            self.runner.send_message(MSG_PAY_AT, {"at": at})
+        log.info("oversold: simultaneous payers pay at %.3f (in %.0f ms)", at, (at - time.time()) * 1000)
 
     # -- worker shipping -----------------------------------------------------------
 
@@ -244,49 +313,81 @@ class _Node:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self.rt.reset_drain()
+        self.rt.reset_pay_instant()
         if self.rt.role == "worker":
             if self.rt.config is None:  # no config message (an older master?): use the options it sent
                 self.rt.configure(SwarmConfig.from_options(self.env.parsed_options, host=self.env.host))
             return
+        self._started = time.time()
         config = self.rt.require_config()
-        if config.setup_sale:
-            self._setup_sale(config)
+        self._setup_failed = config.setup_sale and not self._setup_sale(config)
+        if self._setup_failed:
+            return
+        self._register_profiles(config)
         if config.scenario.swarm.stop_when_sold_out:
             self.watch = SoldOutWatch(read=self._read_counters, on_sold_out=self._stop_sold_out)
             self.watch.start()
 
-    def _setup_sale(self, config: SwarmConfig) -> None:
+    def _admin_client(self, config: SwarmConfig) -> AdapterClient:
+        return AdapterClient(load_adapter(config.adapter, admin_token=config.admin_token), config.nodes[0],
+                             timeout=max(5.0, config.request_timeout_s))
+
+    def _setup_sale(self, config: SwarmConfig) -> bool:
         sale = config.scenario.sale
-        client = ContractClient(config.nodes[0], admin_token=config.admin_token,
-                                timeout=max(5.0, config.request_timeout_s))
+        client = self._admin_client(config)
         try:
-            status, body = client.put_sale(
-                sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms, strategy=sale.strategy,
-                per_user_limit=sale.per_user_limit, pay_after_expiry=sale.pay_after_expiry,
-            )
-        except (OversoldError, OSError) as e:
-            status, body = 0, str(e)
+            outcome = client.setup_sale(sale.id, sale.settings())
         finally:
             client.close()
-        if status != 200:
-            log.error("oversold: setting up sale %s failed: HTTP %s %s", sale.id, status, body)
+        if outcome is None:
+            log.warning("oversold: the adapter %s cannot set a sale up; sale %s must exist already",
+                        config.adapter, sale.id)
+            return True
+        if outcome.type != "ok":
+            log.error("oversold: setting up sale %s failed: HTTP %s %s", sale.id, outcome.status,
+                      outcome.body or outcome.error)
             self.env.process_exit_code = 1
             gevent.spawn(self.runner.quit)
+            return False
+        log.info("oversold: sale %s set up: %s", sale.id, outcome.body)
+        return True
+
+    def _register_profiles(self, config: SwarmConfig) -> None:
+        """Give the bot farms the scalper profile before any of them orders (when the backend can)."""
+        profiles = bot_profiles(config.scenario)
+        if not profiles:
             return
-        log.info("oversold: sale %s set up: %s", sale.id, body)
+        if not config.admin_token:
+            log.warning("oversold: %d bot profiles not registered: no admin token", len(profiles))
+            return
+        client = self._admin_client(config)
+        try:
+            for batch in batches(profiles):
+                outcome = client.load_profiles(config.sale_id, batch)
+                if outcome is None:
+                    log.warning("oversold: the adapter %s has no user profiles; bot profiles not registered",
+                                config.adapter)
+                    return
+                if outcome.type != "ok":
+                    log.warning("oversold: registering bot profiles failed: HTTP %s %s", outcome.status,
+                                outcome.body or outcome.error)
+                    return
+        finally:
+            client.close()
+        log.info("oversold: %d bot accounts registered with the scalper profile", len(profiles))
 
     def _read_counters(self) -> dict[str, Any] | None:
         config = self.rt.require_config()
         if not self._readers:
             # one keep-alive client per node, made once: the watch polls four times a second
-            self._readers = [ContractClient(u, timeout=min(2.0, config.request_timeout_s)) for u in config.nodes]
+            adapter = self.rt.adapter
+            assert adapter is not None
+            self._readers = [AdapterClient(adapter, u, timeout=min(2.0, config.request_timeout_s))
+                             for u in config.nodes]
         # try each node in turn: one may be down on purpose
         for client in self._readers:
-            try:
-                status, counters = client.sale(config.sale_id)
-            except (OversoldError, OSError):
-                continue
-            if status == 200:
+            counters = client.counters(config.sale_id)
+            if counters is not None:
                 return counters
         return None
 
@@ -350,6 +451,24 @@ class _Node:
             self._ship_final()
             return
         self._write()
+        config = self.rt.config
+        if config is not None and config.check and not self._setup_failed:
+            self._check(config)
+
+    def _check(self, config: SwarmConfig) -> None:
+        """Settle, read, check; the verdict becomes the exit code (oversold.swarm.verdict)."""
+        from .verdict import finish_run  # the checker, results and report: only where a run ends
+
+        log.info("oversold: waiting for sale %s to settle, then checking the run", config.sale_id)
+        try:
+            outcome = finish_run(config, self.collector.rows, started=self._started)
+        except OversoldError as e:
+            log.error("oversold: cannot check the run: %s", e)
+            self.env.process_exit_code = 2
+            return
+        print(outcome.summary, flush=True)
+        log.info("oversold: verdict %s, exit code %d", outcome.verdict.verdict, outcome.exit_code)
+        self.env.process_exit_code = outcome.exit_code
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
         if self.rt.role == "worker":

@@ -71,7 +71,7 @@ def _refused(error: BaseException) -> bool:
     return False
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """An invoked, not yet completed operation (handed back by ``Recorder.invoke``)."""
 

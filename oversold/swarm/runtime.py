@@ -1,4 +1,4 @@
-"""The per-process state of a swarm: config, recorder, drain flag, account numbering.
+"""The per-process state of a swarm: config, adapter, recorder, drain flag, account numbering, pay instant.
 
 One ``SwarmRuntime`` lives on each Locust environment (``attach``/``runtime_of``);
 the user classes read it in their constructor, the plugin drives it from
@@ -10,6 +10,7 @@ Usage::
     rt.configure(config)
     rt.next_index("buyer")          # 0, 1, 2, ... per kind, per process
     rt.start_drain(); rt.wait_drained(timeout=5.0)
+    rt.set_pay_instant(time.time() + 1.0); rt.wait_pay_instant(timeout=5.0)   # SimultaneousPayer
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import gevent
 from gevent.event import Event
 
+from ..adapters.base import Adapter, load_adapter
 from .config import SwarmConfig
 from .recorder import Recorder
 
@@ -44,10 +46,15 @@ class SwarmRuntime:
     # a per-process random nonce in every idempotency key, so keys never repeat
     # across runs even when the sale is not reset (op ids do repeat: they are seeded)
     nonce: str = field(default_factory=lambda: os.urandom(4).hex())
+    adapter: Adapter | None = None  # how users say each operation to the backend (no admin token here)
+    pay_at: float | None = None  # the wall-clock instant simultaneous payers pay at (one per test)
     _draining: Event = field(default_factory=Event)
     _indexes: dict[str, itertools.count] = field(default_factory=dict)
+    _pay_gate: Event = field(default_factory=Event)
+    _pay_timer: gevent.Greenlet | None = None
 
     def configure(self, config: SwarmConfig) -> None:
+        self.adapter = load_adapter(config.adapter)
         self.config = config
 
     def require_config(self) -> SwarmConfig:
@@ -77,6 +84,25 @@ class SwarmRuntime:
 
     def reset_drain(self) -> None:
         self._draining.clear()
+
+    def set_pay_instant(self, at: float) -> None:
+        """Open the pay gate at wall-clock ``at`` (the first instant of a test wins)."""
+        if self.pay_at is not None:
+            return
+        self.pay_at = at
+        # one timer per process opens the gate for every payer at once; each payer
+        # sleeping on its own timer would add one timer's jitter per payer
+        self._pay_timer = gevent.spawn_later(max(0.0, at - time.time()), self._pay_gate.set)
+
+    def wait_pay_instant(self, timeout: float | None = None) -> bool:
+        """Block until the pay instant (True), or ``timeout`` passed without one (False)."""
+        return self._pay_gate.wait(timeout)
+
+    def reset_pay_instant(self) -> None:
+        if self._pay_timer is not None:
+            self._pay_timer.kill(block=False)
+        self._pay_timer, self.pay_at = None, None
+        self._pay_gate.clear()
 
     def wait_drained(self, timeout: float) -> int:
         """Wait until no operation is in flight or ``timeout`` passed; returns how many still are."""

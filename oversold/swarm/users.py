@@ -1,21 +1,35 @@
-"""Locust user classes of the swarm: each user is one account driving the HTTP contract.
+"""Locust user classes of the swarm: buyers and bots, each driving the backend through the adapter.
 
-Every order/pay/cancel is recorded (invoke + completion) and carries its own
-``Idempotency-Key``. Requests never retry silently: geventhttpclient only
-retries idempotent methods, and ``max_retries = 0`` besides. Each user talks
-to one backend node (``index % len(nodes)``), has a stable account id
-``<kind>-<worker>-<n>`` and its own ``random.Random`` seeded from the scenario
-seed and that id, so a run is reproducible as far as timing allows.
+Every order/pay/cancel (and every read) is recorded as an invoke and a
+completion. Each carries its own idempotency key unless a user means to
+repeat one (``DoubleClicker``, a ``Scalper`` retrying an unknown outcome).
+Requests never retry silently: ``max_retries = 0``. Requests are shaped by
+the run's adapter (``--oversold-adapter``, the contract by default) and sent
+through Locust's own client, so Locust's statistics count them. Each user
+talks to one backend node (``index % len(nodes)``), has a stable account id
+``<kind>-<worker>-<n>`` (bots may act as accounts of a shared farm instead,
+``oversold.swarm.profiles``) and its own ``random.Random`` seeded from the
+scenario seed and that id, so a run is reproducible as far as timing allows.
+
+=====================  ====================  ==================================================
+class                  kind (swarm.mix)      what it does
+=====================  ====================  ==================================================
+``Buyer``              ``buyer``             reads the sale, holds, pays within a think time, sometimes cancels
+``HoldHoarder``        ``hoarder``           takes holds (``burst`` at once) and never pays
+``Scalper``            ``scalper``           farm accounts, ``parallel`` orders at once, retries, pays at once
+``DoubleClicker``      ``double_clicker``    the same order and payment twice with one key, and with a new one
+``LatePayer``          ``late_payer``        pays after its hold expired
+``SimultaneousPayer``  ``simultaneous_payer`` holds (or orders), then pays at the master's one instant
+=====================  ====================  ==================================================
 
 Write your own kinds by subclassing ``SwarmUser`` (set ``kind``, read your
-settings in ``configure``, write ``@task`` methods that call ``order``/``pay``/
-``cancel``), import them into a locustfile and call
+settings in ``configure``, write ``@task`` methods that call ``hold``/``pay``/
+``cancel``/``read_sale``), import them into a locustfile and call
 ``oversold.swarm.plugin.install()`` there.
 
 Usage (a locustfile)::
 
-    from oversold.swarm import plugin
-    from oversold.swarm.users import Buyer, HoldHoarder  # noqa: F401 (Locust finds them)
+    from oversold.swarm import Buyer, HoldHoarder, plugin  # noqa: F401 (Locust finds the classes)
 
     plugin.install()
 """
@@ -23,33 +37,37 @@ Usage (a locustfile)::
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
-from urllib.parse import quote
+import time
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 import gevent
 from locust import FastHttpUser, task
 
-from .recorder import Outcome, outcome_of
+from ..adapters.base import Adapter, Request
+from .profiles import farm_account
+from .recorder import Outcome
 from .runtime import SwarmRuntime, runtime_of
 
+T = TypeVar("T")
 
-def _seg(value: str) -> str:
-    """One path segment: an order id from another backend may hold any character."""
-    return quote(value, safe="")
+PENDING_POLL_S = 0.02  # an asynchronous order (202 pending) is read again this often until applied
+RETRY_PAUSE_MS = (20, 80)  # a scalper's pause before it tries again after sold_out
 
 
 class SwarmUser(FastHttpUser):
-    """Base of every swarm user: one account, one node, recorded operations.
+    """Base of every swarm user: one account (or a farm of them), one node, recorded operations.
 
     Usage::
 
-        class Scalper(SwarmUser):
-            kind = "scalper"
+        class Flipper(SwarmUser):
+            kind = "flipper"
 
             @task
-            def grab(self) -> None:
+            def flip(self) -> None:
                 if not self.swarm.draining:
-                    self.order(qty=5)
+                    placed = self.hold(1)
+                    if placed.type == "ok":
+                        self.cancel(placed.order_id, 1)
     """
 
     abstract = True
@@ -61,11 +79,17 @@ class SwarmUser(FastHttpUser):
     def __init__(self, environment: Any) -> None:
         self.swarm: SwarmRuntime = runtime_of(environment)
         config = self.swarm.require_config()
+        assert self.swarm.adapter is not None  # set with the config
+        self.adapter: Adapter = self.swarm.adapter
         self.index = self.swarm.next_index(self.kind)
         self.user_id = f"{self.kind}-{self.swarm.worker_tag}-{self.index}"
         # str seeds hash the same in every process (unlike hash()), so the stream is replayable
         self.rng = random.Random(f"{config.scenario.seed}/{self.user_id}")
         self.sale_id = config.sale_id
+        self.scenario = config.scenario
+        self.farm_size = 0  # > 0: operations are made as farm accounts (next_account)
+        self._farm_next = 0
+        self._children: list[gevent.Greenlet] = []
         # instance attributes, read by FastHttpUser.__init__ below
         self.host = config.nodes[self.index % len(config.nodes)]
         self.network_timeout = config.request_timeout_s
@@ -76,41 +100,111 @@ class SwarmUser(FastHttpUser):
     def configure(self, scenario: Any) -> None:
         """Read this kind's settings from the scenario (override in subclasses)."""
 
-    def sleep_ms(self, bounds: tuple[int, int]) -> None:
+    def use_farm(self, size: int) -> None:
+        """Act as the accounts of the ``<kind>-farm-*`` farm (``size`` > 0), starting at a random one."""
+        self.farm_size = size
+        if size:
+            self._farm_next = self.rng.randrange(size)
+
+    def next_account(self) -> str:
+        """The account of the next operation: the user's own, or the next one of its farm."""
+        if not self.farm_size:
+            return self.user_id
+        account = farm_account(self.kind, self._farm_next % self.farm_size)
+        self._farm_next += 1
+        return account
+
+    def sleep_ms(self, bounds: Sequence[int]) -> None:
         gevent.sleep(self.rng.uniform(bounds[0], bounds[1]) / 1000.0)
 
-    # -- the operations of the contract, each recorded ------------------------------
+    def think(self, bounds: Sequence[int]) -> float:
+        return self.rng.uniform(bounds[0], bounds[1]) / 1000.0
 
-    def order(self, qty: int) -> Outcome:
-        """Place an order (a hold under pre_deduct)."""
-        return self._call("order", f"/v1/sales/{self.sale_id}/orders", {"user_id": self.user_id, "qty": qty}, qty)
+    def new_key(self) -> str:
+        """A fresh idempotency key, for an operation a user means to send more than once."""
+        return self.swarm.idempotency_key(self.swarm.recorder.next_op_id(f"{self.user_id}.k"))
 
-    def pay(self, order_id: str, qty: int, *, key: str | None = None) -> Outcome:
-        """Pay; ``key`` repeats an earlier payment's idempotency key (a retry after an unknown outcome)."""
-        return self._call("pay", f"/v1/sales/{self.sale_id}/orders/{_seg(order_id)}/pay", {}, qty, order_id, key)
+    def parallel(self, calls: Sequence[Callable[[], T]]) -> list[T | None]:
+        """Run ``calls`` at once (one greenlet each) and wait for all; None for one that died.
 
-    def cancel(self, order_id: str, qty: int) -> Outcome:
-        return self._call("cancel", f"/v1/sales/{self.sale_id}/orders/{_seg(order_id)}/cancel", {}, qty, order_id)
+        When this user is stopped meanwhile, the calls are killed with it (their
+        requests stay as lone invokes: unknown outcomes).
+        """
+        if len(calls) == 1:
+            return [calls[0]()]
+        greenlets = [gevent.spawn(c) for c in calls]
+        self._children.extend(greenlets)
+        try:
+            gevent.joinall(greenlets)
+        finally:
+            for g in greenlets:
+                if not g.dead:
+                    g.kill(block=False)
+            self._children = [g for g in self._children if not g.dead]
+        return [g.value if g.successful() else None for g in greenlets]
 
-    def _call(self, op: str, path: str, body: dict[str, Any], qty: int, order_id: str | None = None,
-              key: str | None = None) -> Outcome:
+    def on_stop(self) -> None:
+        for g in self._children:
+            g.kill(block=False)
+
+    # -- the operations, each recorded ---------------------------------------------------
+
+    def order(self, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
+        """Place an order (a hold under pre_deduct) as ``account`` (default: this user's)."""
+        account = account or self.user_id
+        key = key or self.new_key()
+        return self._call("order", "order", self.adapter.order(self.sale_id, account, qty, key), qty, account, key=key)
+
+    def hold(self, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
+        """``order``, then, for an asynchronous order (``pending``), read it until it is applied."""
+        placed = self.order(qty, key=key, account=account)
+        if placed.type != "ok" or placed.order_id is None or not _pending(placed):
+            return placed
+        deadline = time.monotonic() + self.swarm.require_config().drain_timeout_s
+        while time.monotonic() < deadline and not self.swarm.draining:
+            gevent.sleep(PENDING_POLL_S)
+            seen = self.read_order(placed.order_id, account=account)
+            if seen.type == "ok" and not _pending(seen):
+                return seen if seen.order_id else placed
+        return placed
+
+    def pay(self, order_id: str, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
+        key = key or self.new_key()
+        return self._call("pay", "pay", self.adapter.pay(self.sale_id, order_id, key), qty, account or self.user_id,
+                          order_id, key)
+
+    def cancel(self, order_id: str, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
+        key = key or self.new_key()
+        return self._call("cancel", "cancel", self.adapter.cancel(self.sale_id, order_id, key), qty,
+                          account or self.user_id, order_id, key)
+
+    def read_order(self, order_id: str, *, account: str | None = None) -> Outcome:
+        """Look at one's order (recorded as ``read``: it changes nothing)."""
+        return self._call("read", "read_order", self.adapter.read_order(self.sale_id, order_id), 0,
+                          account or self.user_id, order_id)
+
+    def read_sale(self) -> Outcome:
+        """Look at the sale's counters, as a browsing buyer does (recorded as ``read``)."""
+        return self._call("read", "counters", self.adapter.counters(self.sale_id), 0, self.user_id)
+
+    def _call(self, op: str, adapter_op: str, req: Request, qty: int, account: str,
+              order_id: str | None = None, key: str | None = None) -> Outcome:
         rec = self.swarm.recorder
-        op_id = rec.next_op_id(self.user_id)
-        key = key or self.swarm.idempotency_key(op_id)
         pending = rec.invoke(
-            op_id=op_id, process=self.user_id, user_id=self.user_id, kind=self.kind, op=op,
+            process=self.user_id, user_id=account, kind=self.kind, op=op,
             sku=self.sale_id, qty=qty, order_id=order_id, key=key,
         )
         try:
-            with self.client.post(
-                path, json=body, name=op, catch_response=True, headers={"Idempotency-Key": key}
+            with self.client.request(
+                req.method, req.path, name=req.name or op, catch_response=True,
+                headers=dict(req.headers) if req.headers else None, json=req.body,
             ) as resp:
                 status = resp.status_code or 0
                 try:
                     content = resp.content if status else None
                 except Exception:  # noqa: BLE001 - the status line came, the body broke off: judge by status
                     content = None
-                outcome = outcome_of(status, content, getattr(resp, "error", None))
+                outcome = self.adapter.outcome(adapter_op, status, content, getattr(resp, "error", None))
                 rec.complete(
                     pending, outcome.type, status=outcome.status or None, code=outcome.code,
                     order_id=outcome.order_id if op == "order" else order_id,
@@ -126,10 +220,30 @@ class SwarmUser(FastHttpUser):
             rec.abandon(pending)
 
 
-class Buyer(SwarmUser):
-    """A buyer: order a hold, wait ``pay_delay_ms``, pay (or cancel with ``cancel_rate``), think ``wait_ms``.
+def _pending(outcome: Outcome) -> bool:
+    return outcome.body is not None and outcome.body.get("status") == "pending"
 
-    On ``sold_out`` it keeps trying after its think time: expiring holds give stock back.
+
+def _expiry_ms(outcome: Outcome) -> int | None:
+    """How long the hold in an order answer lives (server clock), or None when it does not say."""
+    body = outcome.body or {}
+    created, expires = body.get("created_ms"), body.get("expires_ms")
+    if isinstance(created, int) and isinstance(expires, int):
+        return max(0, expires - created)
+    return None
+
+
+class Buyer(SwarmUser):
+    """A buyer: (reads the sale,) holds, waits ``pay_delay_ms``, pays or cancels (``cancel_rate``),
+    (reads its order,) thinks ``wait_ms``. ``browse_rate`` is the share of purchases with the reads.
+
+    On ``sold_out`` it keeps trying after its think time: expiring holds give stock back. A payment
+    whose outcome is unknown is sent again with the same idempotency key, up to ``pay_retries`` times.
+
+    Usage (scenario)::
+
+        swarm: {mix: {buyer: 4}, buyer: {qty: 1, wait_ms: [50, 300], pay_delay_ms: [20, 300],
+                                        cancel_rate: 0.05, browse_rate: 0.5}}
     """
 
     kind = "buyer"
@@ -138,14 +252,16 @@ class Buyer(SwarmUser):
         self.cfg = scenario.swarm.buyer
 
     def wait_time(self) -> float:
-        lo, hi = self.cfg.wait_ms
-        return self.rng.uniform(lo, hi) / 1000.0
+        return self.think(self.cfg.wait_ms)
 
     @task
     def buy(self) -> None:
         if self.swarm.draining:
             return
-        placed = self.order(self.cfg.qty)
+        browse = self.cfg.browse_rate > 0 and self.rng.random() < self.cfg.browse_rate
+        if browse:
+            self.read_sale()
+        placed = self.hold(self.cfg.qty)
         order_id = placed.order_id
         if placed.type != "ok" or order_id is None:
             return
@@ -154,33 +270,212 @@ class Buyer(SwarmUser):
             return  # the hold lapses back to stock; no new request once a stop began
         if self.cfg.cancel_rate > 0 and self.rng.random() < self.cfg.cancel_rate:
             self.cancel(order_id, self.cfg.qty)
-        else:
-            # the key chosen here, not per request, so a retry can repeat it
-            key = self.swarm.idempotency_key(self.swarm.recorder.next_op_id(f"{self.user_id}.k"))
+            return
+        key = self.new_key()
+        paid = self.pay(order_id, self.cfg.qty, key=key)
+        for _ in range(self.cfg.pay_retries):
+            # unknown outcome (timeout, 503): a real client asks again with the SAME key, so the
+            # backend can answer the first outcome instead of paying twice
+            if paid.type != "info" or self.swarm.draining:
+                break
+            self.sleep_ms(RETRY_PAUSE_MS)
             paid = self.pay(order_id, self.cfg.qty, key=key)
-            for _ in range(self.cfg.pay_retries):
-                # unknown outcome (timeout, 503): a real client asks again with the SAME key, so the
-                # backend can answer the first outcome instead of paying twice
-                if paid.type != "info" or self.swarm.draining:
-                    break
-                gevent.sleep(self.rng.uniform(0.02, 0.08))
-                paid = self.pay(order_id, self.cfg.qty, key=key)
+        if browse and paid.type == "ok" and not self.swarm.draining:
+            self.read_order(order_id)
 
 
 class HoldHoarder(SwarmUser):
-    """A hoarder: takes holds of ``qty`` and never pays; keeps ordering every ``wait_ms``,
-    so it takes stock again as soon as its (and others') holds expire."""
+    """A hoarder: takes holds of ``qty`` and never pays; every ``wait_ms`` it takes ``burst`` more at once,
+    so it takes stock again as soon as its (and others') holds expire. With ``accounts`` > 0 the holds
+    are spread over a farm of accounts (past per-user limits), ``register_profiles`` gives the farm
+    the scalper profile.
+
+    Usage (scenario)::
+
+        swarm: {mix: {hoarder: 1}, hoarder: {qty: 2, wait_ms: [20, 100], burst: 4, accounts: 50}}
+    """
 
     kind = "hoarder"
 
     def configure(self, scenario: Any) -> None:
         self.cfg = scenario.swarm.hoarder
+        self.use_farm(self.cfg.accounts)
 
     def wait_time(self) -> float:
-        lo, hi = self.cfg.wait_ms
-        return self.rng.uniform(lo, hi) / 1000.0
+        return self.think(self.cfg.wait_ms)
 
     @task
     def hoard(self) -> None:
+        if self.swarm.draining:
+            return
+        accounts = [self.next_account() for _ in range(self.cfg.burst)]
+        self.parallel([lambda a=a: self.order(self.cfg.qty, account=a) for a in accounts])
+
+
+class Scalper(SwarmUser):
+    """A scalper (黄牛): buys as much as it can, ``parallel`` orders at once, each as another account of
+    the scalper farm (``accounts``, registered with the scalper profile when ``register_profiles``).
+    An order refused as ``sold_out`` is tried again (new key, short pause), one with an unknown
+    outcome again with the *same* key (a true retry), one refused for the account (``risk_rejected``,
+    ``limit_exceeded``) again as the next account: up to ``retries`` more times. Holds are paid at once.
+
+    Usage (scenario)::
+
+        swarm: {mix: {scalper: 1}, scalper: {parallel: 4, retries: 3, accounts: 20}}
+    """
+
+    kind = "scalper"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.scalper
+        self.use_farm(self.cfg.accounts)
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def rush(self) -> None:
         if not self.swarm.draining:
-            self.order(self.cfg.qty)
+            self.parallel([self._grab] * self.cfg.parallel)
+
+    def _grab(self) -> None:
+        account = self.next_account()
+        key = self.new_key()
+        placed: Outcome | None = None
+        for _ in range(1 + self.cfg.retries):
+            if self.swarm.draining:
+                return
+            placed = self.hold(self.cfg.qty, key=key, account=account)
+            if placed.type == "ok" or placed.type == "info":
+                if placed.type == "ok":
+                    break
+                continue  # unknown: the same request again, under the same key
+            if placed.code in ("risk_rejected", "limit_exceeded"):
+                account, key = self.next_account(), self.new_key()
+            elif placed.code == "sold_out":
+                key = self.new_key()
+                self.sleep_ms(RETRY_PAUSE_MS)
+            else:
+                return
+        if placed is None or placed.type != "ok" or placed.order_id is None:
+            return
+        self.sleep_ms(self.cfg.pay_delay_ms)
+        pay_key = self.new_key()
+        for _ in range(1 + self.cfg.retries):
+            if self.swarm.draining:
+                return
+            paid = self.pay(placed.order_id, self.cfg.qty, key=pay_key, account=account)
+            if paid.type != "info":
+                return
+
+
+class DoubleClicker(SwarmUser):
+    """A double-clicker: sends each order ``clicks`` times at once with one idempotency key (one order
+    must come of it), and with ``new_key_rate`` once more with a fresh key (a second order, which it
+    cancels); pays the same way (``clicks`` concurrent pays with one key, sometimes one more with a new
+    key: the order must be charged once).
+
+    Usage (scenario)::
+
+        swarm: {mix: {double_clicker: 1}, double_clicker: {clicks: 2, new_key_rate: 0.3}}
+    """
+
+    kind = "double_clicker"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.double_clicker
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def click(self) -> None:
+        if self.swarm.draining:
+            return
+        qty, key = self.cfg.qty, self.new_key()
+        placed = [o for o in self.parallel([lambda: self.hold(qty, key=key)] * self.cfg.clicks)
+                  if o is not None and o.type == "ok" and o.order_id]
+        if not placed:
+            return
+        order_id = placed[0].order_id
+        assert order_id is not None
+        again = self.hold(qty) if self.rng.random() < self.cfg.new_key_rate else None
+        self.sleep_ms(self.cfg.pay_delay_ms)
+        if self.swarm.draining:
+            return
+        pay_key = self.new_key()
+        self.parallel([lambda: self.pay(order_id, qty, key=pay_key)] * self.cfg.clicks)
+        if self.rng.random() < self.cfg.new_key_rate and not self.swarm.draining:
+            self.pay(order_id, qty)
+        if again is not None and again.type == "ok" and again.order_id and not self.swarm.draining:
+            self.cancel(again.order_id, qty)
+
+
+class LatePayer(SwarmUser):
+    """A late payer: holds, waits until the hold expired (its TTL from the answer, else the sale's
+    ``hold_ttl_ms``) plus ``late_ms``, then pays: the loophole a backend must not let resurrect a
+    released hold (``pay_after_expiry: refuse`` answers ``hold_expired``; ``fresh_stock`` may sell
+    from stock available then).
+
+    Usage (scenario)::
+
+        swarm: {mix: {late_payer: 1}, late_payer: {late_ms: [100, 500]}}
+    """
+
+    kind = "late_payer"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.late_payer
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def pay_late(self) -> None:
+        if self.swarm.draining:
+            return
+        placed = self.hold(self.cfg.qty)
+        if placed.type != "ok" or placed.order_id is None:
+            return
+        ttl = _expiry_ms(placed)
+        ttl = self.scenario.sale.hold_ttl_ms if ttl is None else ttl
+        gevent.sleep(ttl / 1000.0 + self.think(self.cfg.late_ms))
+        if not self.swarm.draining:
+            self.pay(placed.order_id, self.cfg.qty)
+
+
+class SimultaneousPayer(SwarmUser):
+    """A simultaneous payer: holds once (for ``payment_deduct``: orders, which holds nothing), then waits
+    for the pay instant and pays. The master picks the instant (``lead_ms`` after every user was
+    spawned) and broadcasts it; every process opens its payers' gate at that wall-clock moment, so
+    the payments of all processes land together. One purchase per user and test.
+
+    Usage (scenario)::
+
+        swarm: {mix: {simultaneous_payer: 1}, simultaneous_payer: {qty: 1, lead_ms: 1000}}
+    """
+
+    kind = "simultaneous_payer"
+    IDLE_S = 0.25  # after its one purchase the user only idles (it is not stopped: Locust would respawn)
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.simultaneous_payer
+        self.done = False
+
+    def wait_time(self) -> float:
+        return self.IDLE_S if self.done else 0.0
+
+    @task
+    def pay_together(self) -> None:
+        if self.done or self.swarm.draining:
+            return
+        self.done = True
+        placed = self.hold(self.cfg.qty)
+        if placed.type != "ok" or placed.order_id is None:
+            return
+        # bounded by the run: a stop opens nothing, so look at the drain flag now and then
+        while not self.swarm.wait_pay_instant(timeout=0.5):
+            if self.swarm.draining:
+                return
+        if not self.swarm.draining:
+            self.pay(placed.order_id, self.cfg.qty)

@@ -1,0 +1,130 @@
+"""``AdapterClient``: an adapter's requests over the standard library's HTTP client.
+
+What the harness itself sends outside the swarm: setting the sale up,
+registering profiles, and reading the final state after a run (the Locust
+master, the orchestrator, tests). Swarm users send theirs through Locust's
+client instead (``oversold.swarm.users``). One keep-alive connection per
+thread (per greenlet under gevent's monkey-patching), like ``ContractClient``.
+
+Usage::
+
+    client = AdapterClient(ContractAdapter(admin_token="secret"), "http://127.0.0.1:8001")
+    client.counters("moutai")        # {"available": ..., "held": ..., "sold": ..., ...} or None
+    client.audit("moutai")           # the audit, or None (unreadable, or the backend has none)
+    client.close()
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from ..swarm.recorder import Outcome
+from .base import Adapter, Request
+
+# a kept-alive connection the server had closed in the meantime
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class AdapterClient:
+    """Sends an adapter's requests to one base URL; every answer comes back as an ``Outcome``."""
+
+    def __init__(self, adapter: Adapter, base_url: str, timeout: float = 5.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"base_url: must be http://host:port, got {base_url!r}")
+        self.adapter = adapter
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._host, self._port, self._prefix = parts.hostname, parts.port or 80, parts.path.rstrip("/")
+        self._local = threading.local()
+
+    # -- operations ------------------------------------------------------------------
+
+    def order(self, sale_id: str, user_id: str, qty: int, key: str) -> Outcome:
+        return self._must("order", self.adapter.order(sale_id, user_id, qty, key))
+
+    def pay(self, sale_id: str, order_id: str, key: str) -> Outcome:
+        return self._must("pay", self.adapter.pay(sale_id, order_id, key))
+
+    def cancel(self, sale_id: str, order_id: str, key: str) -> Outcome:
+        return self._must("cancel", self.adapter.cancel(sale_id, order_id, key))
+
+    def read_order(self, sale_id: str, order_id: str) -> Outcome:
+        return self._must("read_order", self.adapter.read_order(sale_id, order_id))
+
+    def setup_sale(self, sale_id: str, settings: Mapping[str, Any]) -> Outcome | None:
+        """None when the backend has no admin reset (the sale must then exist already)."""
+        return self.send("setup_sale", self.adapter.setup_sale(sale_id, settings))
+
+    def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Outcome | None:
+        return self.send("profiles", self.adapter.load_profiles(sale_id, profiles))
+
+    # -- reads of the final state (oversold.settle.StateReader) ------------------------
+
+    def counters(self, sale_id: str) -> dict[str, Any] | None:
+        """The sale's counters, or None when they could not be read."""
+        return self._body(self.send("counters", self.adapter.counters(sale_id)))
+
+    def audit(self, sale_id: str) -> dict[str, Any] | None:
+        """The audit, or None when it could not be read or the backend has no audit read."""
+        return self._body(self.send("audit", self.adapter.audit(sale_id)))
+
+    @property
+    def has_audit(self) -> bool:
+        return self.adapter.audit("-") is not None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def send(self, op: str, request: Request | None) -> Outcome | None:
+        """Send one request (None: the adapter has no such operation, nothing is sent)."""
+        if request is None:
+            return None
+        payload = None
+        headers = dict(request.headers)
+        if request.body is not None:
+            payload = json.dumps(request.body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            status, content = self._exchange(request.method, request.path, payload, headers)
+        except (http.client.HTTPException, OSError) as e:
+            return self.adapter.outcome(op, 0, None, e)
+        return self.adapter.outcome(op, status, content, None)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _must(self, op: str, request: Request | None) -> Outcome:
+        outcome = self.send(op, request)
+        if outcome is None:
+            raise NotImplementedError(f"{type(self.adapter).__name__} has no {op} request")
+        return outcome
+
+    @staticmethod
+    def _body(outcome: Outcome | None) -> dict[str, Any] | None:
+        return outcome.body if outcome is not None and outcome.type == "ok" else None
+
+    def _exchange(self, method: str, path: str, payload: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+        # resending is harmless only for reads and PUT; a POST may have been applied
+        retry_safe = method in ("GET", "PUT", "HEAD")
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                conn = self._local.conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            try:
+                conn.request(method, self._prefix + path, body=payload, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                if attempt == 1 and reused and retry_safe and isinstance(e, _STALE):
+                    continue
+                raise
+        raise AssertionError("unreachable")
