@@ -123,18 +123,27 @@ class SentinelDriver:
             self._state.record_child(node.child)
 
     def _failover(self, node: Node) -> None:
-        asked = False
-        for s in self.topology.sentinel_nodes:
-            client = redis.Redis(host=s.host, port=s.port, socket_timeout=2, socket_connect_timeout=2,
-                                 retry=Retry(NoBackoff(), 0))
-            try:
-                client.execute_command("SENTINEL", "FAILOVER", self.topology.master_name)
-                asked = True
-                break
-            except redis.RedisError:
-                continue  # this Sentinel is down or busy: ask the next
-            finally:
-                client.close()
-        if not asked:
-            raise ChaosError(f"no Sentinel of {self.topology.master_name} accepted SENTINEL FAILOVER")
-        self.topology.wait_failover(self._failover_timeout_s, old=node.addr)
+        """``SENTINEL FAILOVER``, asked again until one Sentinel takes it.
+
+        Right after an earlier failover a Sentinel refuses (``-INPROG``, or
+        ``-NOGOODSLAVE`` until it has seen a replica with a healthy link again),
+        so the request is repeated until ``failover_timeout_s``.
+        """
+        deadline = time.monotonic() + self._failover_timeout_s
+        refusals: list[str] = []
+        while True:
+            for s in self.topology.sentinel_nodes:
+                client = redis.Redis(host=s.host, port=s.port, socket_timeout=2, socket_connect_timeout=2,
+                                     retry=Retry(NoBackoff(), 0))
+                try:
+                    client.execute_command("SENTINEL", "FAILOVER", self.topology.master_name)
+                    self.topology.wait_failover(self._failover_timeout_s, old=node.addr)
+                    return
+                except redis.RedisError as e:
+                    refusals.append(f"{s.name}: {e}")  # down, or not now: ask the next, then again
+                finally:
+                    client.close()
+            if time.monotonic() > deadline:
+                raise ChaosError(f"no Sentinel of {self.topology.master_name} accepted SENTINEL FAILOVER "
+                                 f"within {self._failover_timeout_s:g}s (last: {refusals[-3:]})")
+            time.sleep(0.2)

@@ -40,6 +40,7 @@ ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "redis-primary": NODE_ACTIONS + ("failover",),    # the Redis the nodes write to (whoever is primary)
     "sentinel": NODE_ACTIONS,                         # Sentinel processes (topology: sentinel)
     "proxy": ("toxic", "down"),                       # each node's link to Redis through the fault proxy
+    "replication": ("toxic", "down"),                 # the replica's link to the primary (redis.replication_proxy)
     "sync": NODE_ACTIONS + ("delay", "stall"),        # the stock sync worker
 }
 DRIVERS = ("process", "docker")
@@ -219,6 +220,8 @@ def expected_roles(scenario: "Scenario") -> dict[str, int]:
         roles["redis-primary"] = 1
         if scenario.redis.topology == "sentinel":
             roles["sentinel"] = 3
+            if scenario.redis.replication_proxy:
+                roles["replication"] = 1
     if scenario.redis.proxy and own_nodes:
         roles["proxy"] = scenario.backend.nodes
     if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
@@ -242,6 +245,8 @@ def topology_problems(scenario: "Scenario") -> list[str]:
         out.append("redis.proxy: the fault proxy needs one fixed upstream, so not with redis.topology: sentinel")
     if sentinel and docker:
         out.append("chaos.driver: docker runs a single Redis; use driver: process with redis.topology: sentinel")
+    if s.redis.replication_proxy and not sentinel:
+        out.append("redis.replication_proxy: needs redis.topology: sentinel (a replica to partition)")
     if sentinel and s.redis.persistence != "none":
         out.append("redis.persistence: the sentinel topology runs without persistence (replicas resync)")
     if s.redis.proxy and s.backend.url is not None:

@@ -48,7 +48,7 @@ from .procs import LOOPBACK, Child, free_port
 from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
-from .topology import Topology, stand_up
+from .topology import Topology, stand_up, start_workers
 
 if TYPE_CHECKING:
     from .progress import RunObserver
@@ -118,6 +118,7 @@ def run_scenario(
             f"sale: {scenario.sale.id} stock={scenario.sale.stock} strategy={scenario.sale.strategy} "
             f"ttl={scenario.sale.hold_ttl_ms}ms"
         )
+        start_workers(topo, scenario, run_dir, stack=stack, run=run, progress=progress)  # they need the sale
 
         sampler = CounterSampler(AnyNode(topo.node_urls, token), scenario.sale.id, run_dir / "timeline.jsonl").start()
         stack.callback(sampler.stop)

@@ -78,6 +78,9 @@ class RedisConfig:
     topology: str = "single"  # single | sentinel (primary + replica + 3 Sentinels; nodes follow failovers)
     proxy: bool = False  # nodes reach Redis through the fault proxy (role "proxy": one link per node)
     persistence: str = "none"  # none | aof (appendfsync always: a killed Redis restarts with its data)
+    # sentinel only: the replica replicates through the fault proxy (role "replication"), so a
+    # fault can partition it from the primary (or slow it down) before the primary dies
+    replication_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         topology=r.get(rd, "topology", "redis", d.redis.topology, _one_of(TOPOLOGIES)),
         proxy=r.get(rd, "proxy", "redis", d.redis.proxy, _bool),
         persistence=r.get(rd, "persistence", "redis", d.redis.persistence, _one_of(PERSISTENCE)),
+        replication_proxy=r.get(rd, "replication_proxy", "redis", d.redis.replication_proxy, _bool),
     )
     chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
     faults, bad_faults = parse_faults(data.get("faults"), "faults")

@@ -20,13 +20,16 @@ restarted children are stopped too (the owners' handles follow restarts).
 Usage::
 
     with ExitStack() as stack:
-        topo = stand_up(scenario, run_dir, stack=stack, run=run_state, progress=print)
+        topo = stand_up(scenario, run_dir, stack=stack, run=run_state, admin_token=token, progress=print)
+        ...                                           # create the sale
+        start_workers(topo, scenario, run_dir, stack=stack, run=run_state, progress=print)
         with Nemesis(*topo.drivers) as nemesis: ...
 """
 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,16 +111,24 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
     elif scenario.redis.topology == "sentinel":
         from chaos.sentinel import SentinelTopology
 
-        topo = SentinelTopology.start(log_dir=logs, master_name="oversold")
+        # Sentinel puts a replica that replicates from "the wrong address" (our proxy) back after
+        # failover-timeout; 15 s keeps the proxied link for the run and a failed election's retry
+        # (2 x failover-timeout) within reach
+        partitionable = scenario.redis.replication_proxy
+        topo = SentinelTopology.start(log_dir=logs, master_name="oversold",
+                                      **({"failover_timeout_ms": 15_000} if partitionable else {}))
         stack.callback(topo.stop)
         for pid_node in topo.data_nodes + topo.sentinel_nodes:
             state.record_child(pid_node.child)
         for node in topo.sentinel_nodes:
             procs.register("sentinel", node.child, port=node.port,
                            restart=lambda n=node: topo.restart(n).child)  # the topology keeps n.child current
-        drivers.append(SentinelDriver(topo, state=state))
+        drivers.append(SentinelDriver(topo, state=state, failover_timeout_s=45.0))
         redis_url = topo.url
         progress(f"redis: sentinel topology, primary {topo.primary()[1]}, {redis_url}")
+        if partitionable:
+            drivers.append(_replication_through_proxy(topo, scenario.seed, stack, state, logs))
+            progress("redis: the replica replicates through the fault proxy (role replication)")
     else:
         extra = AOF_ARGS if scenario.redis.persistence == "aof" else []
         server = RedisServer.start(log_dir=logs, extra_args=extra)
@@ -168,36 +179,76 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
     progress(f"backend: {len(nodes)} node(s) {', '.join(n.url for n in nodes)}"
              + (f", ledger {ledger.name}" if ledger else ""))
 
-    # -- workers -----------------------------------------------------------------------
-    has_sync = False
-    if ledger is not None:
-        from reference_backend.keys import SYNC_DELAY_MS, SYNC_STALL
+    return Topology([n.url for n in nodes], admin_token, redis_url, drivers, ledger, label=label)
 
-        worker = start_sync_worker(redis_url, ledger, log_dir=logs, interval_ms=scenario.backend.sync_interval_ms,
-                                   delay_ms=scenario.backend.sync_delay_ms)
-        state.record_child(worker)
-        handle = _Handle(worker)
-        stack.callback(handle.stop)
-        sync_procs = ProcessDriver(state=state, settle_s=0.5)  # no port: alive half a second later counts
-        sync_procs.register("sync", worker, on_restart=handle.set,
-                            restart=same_argv(worker, env=dict(os.environ, PYTHONUNBUFFERED="1")))
-        from reference_backend.sentinel_pool import sync_client
 
-        client = sync_client(redis_url, timeout_s=3.0)
-        stack.callback(client.close)
-        drivers.append(SyncDriver(client, delay_key=SYNC_DELAY_MS, stall_key=SYNC_STALL, processes=sync_procs))
-        has_sync = True
-        progress(f"sync: worker pid {worker.pid} (every {scenario.backend.sync_interval_ms} ms)")
-    if getattr(scenario.sale, "async_orders", False):
-        for i in range(scenario.backend.order_workers):
-            child = start_order_worker(redis_url, name=f"orders-{i + 1}", log_dir=logs)
-            state.record_child(child)
-            stack.callback(child.stop)
-        progress(f"orders: {scenario.backend.order_workers} order processor(s)")
+def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState,
+                  progress: Say) -> None:
+    """The sync worker (ledger runs) and order processors (async sale), once the sale exists.
 
-    topo = Topology([n.url for n in nodes], admin_token, redis_url, drivers, ledger, has_sync, label)
+    After the sale, not before: a sync worker that already watched the ledger would
+    create the sale's stream group between the ledger's and the front's halves of
+    the sale's creation, and the front's own creation of it then fails (BUSYGROUP).
+    Then the registered roles are checked against those the schedule was planned for.
+    """
+    logs, state, drivers = run_dir / "logs", run.state, topo.drivers
+    redis_url, ledger = topo.redis_url, topo.ledger_path
+    if scenario.backend.url is None:
+        if ledger is not None:
+            from reference_backend.keys import SYNC_DELAY_MS, SYNC_STALL
+
+            worker = start_sync_worker(redis_url, ledger, log_dir=logs, interval_ms=scenario.backend.sync_interval_ms,
+                                       delay_ms=scenario.backend.sync_delay_ms)
+            state.record_child(worker)
+            handle = _Handle(worker)
+            stack.callback(handle.stop)
+            sync_procs = ProcessDriver(state=state, settle_s=0.5)  # no port: alive half a second later counts
+            sync_procs.register("sync", worker, on_restart=handle.set,
+                                restart=same_argv(worker, env=dict(os.environ, PYTHONUNBUFFERED="1")))
+            from reference_backend.sentinel_pool import sync_client
+
+            client = sync_client(redis_url, timeout_s=3.0)
+            stack.callback(client.close)
+            drivers.append(SyncDriver(client, delay_key=SYNC_DELAY_MS, stall_key=SYNC_STALL, processes=sync_procs))
+            topo.has_sync = True
+            progress(f"sync: worker pid {worker.pid} (every {scenario.backend.sync_interval_ms} ms)")
+        if getattr(scenario.sale, "async_orders", False):
+            for i in range(scenario.backend.order_workers):
+                child = start_order_worker(redis_url, name=f"orders-{i + 1}", log_dir=logs)
+                state.record_child(child)
+                stack.callback(child.stop)
+            progress(f"orders: {scenario.backend.order_workers} order processor(s)")
+
     _check_roles(scenario, drivers)
-    return topo
+
+
+def _replication_through_proxy(topo: Any, seed: int, stack: ExitStack, state: Any, logs: Path) -> Driver:
+    """Point the replica at the primary through a fault proxy link, so a toxic can partition them."""
+    from chaos.proxy import FaultProxy, listen_port
+    from chaos.proxy_driver import ProxyDriver
+
+    fp = FaultProxy.start(log_dir=logs, seed=seed, name="replication-proxy")
+    state.record_child(fp.child)
+    stack.callback(fp.stop)
+    primary = topo.primary()
+    replica = next(n for n in topo.data_nodes if n.addr != primary)
+    port = listen_port(fp.client.create("replication", upstream=f"{primary[0]}:{primary[1]}"))
+    client = redis.Redis(host=replica.host, port=replica.port, socket_timeout=3, decode_responses=True)
+    try:
+        client.execute_command("REPLICAOF", LOOPBACK, str(port))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            info = client.info("replication")
+            if info.get("master_port") == port and info.get("master_link_status") == "up":
+                break
+            time.sleep(0.05)
+        else:
+            raise RedisUnavailable(f"the replica {replica.name} did not sync through the proxy (port {port})")
+    finally:
+        client.close()
+    driver = ProxyDriver(fp.client)
+    driver.register("replication", "replication")
+    return driver
 
 
 def _netloc(parts: Any, port: int) -> str:

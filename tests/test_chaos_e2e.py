@@ -169,12 +169,22 @@ def _failover_seen(out: Path) -> None:
     assert during, "no request saw the failover"
 
 
+def acknowledged_units(out: Path) -> int:
+    """Units of distinct acknowledged payments, by (buyer, order id): after a failover that lost
+    writes, one order id can name two buyers' orders (the id counter went back)."""
+    done = [o for o in ops_of(out) if o["type"] != "invoke"]
+    qty = {(o["user_id"], o["order_id"]): o["qty"] for o in done if o["op"] == "order" and o["type"] == "ok"}
+    return sum(qty[(o["user_id"], o["order_id"])]
+               for o in {(o["user_id"], o["order_id"]): o for o in done if o["op"] == "pay" and o["type"] == "ok"}.values())
+
+
 def test_failover_pre_deduct_ledger_never_oversells(failover_ledger):
     proc, results, out = failover_ledger
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # a lost front write may fail no_lost_sale
     st = statuses(results)
     assert st["no_oversell"] == "pass" and st["ledger_no_oversell"] == "pass", results
     assert results["totals"]["oversold_units"] == 0
+    assert acknowledged_units(out) <= results["totals"]["stock"]
     _failover_seen(out)
 
 
@@ -186,6 +196,33 @@ def test_failover_pre_deduct_completes_with_a_verdict(failover_pre_deduct):
     unknown = results["totals"]["info_ops"] + results["totals"]["unfinished_ops"]
     assert unknown > 0  # the checker got unknown outcomes to reason about
     _failover_seen(out)
+
+
+@pytest.fixture(scope="module")
+def partition_ledger(state_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("chaos") / "partition_ledger"
+    return (*run(state_dir, out, "redis_partition.yaml", "--strategy", "pre_deduct_ledger"), out)
+
+
+def test_partition_then_crash_the_ledger_never_sells_past_its_stock(partition_ledger):
+    """The replica misses ~1 s of acknowledged writes; the warehouse ledger still never passes stock."""
+    proc, results, out = partition_ledger
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    st = statuses(results)
+    assert st["ledger_no_oversell"] == "pass", results
+    final = json.loads((out / "final_state.json").read_text())
+    assert final["audit"]["ledger"]["sold"] <= final["audit"]["ledger"]["stock"]
+    assert [(r["action"], r["role"]) for r in fault_rows(out)] == [("toxic", "replication"), ("kill", "redis-primary")]
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known bug: order ids come from a Redis counter, so a failover that lost writes hands lost ids "
+    "out again, and the ledger's reserve_sold is idempotent per order id: a second buyer's payment "
+    "of a reused id is acknowledged without a ledger unit (and the checker, keyed by order id, "
+    "does not see it). Observed: ~90 of 600 units acknowledged twice per run."))
+def test_partition_then_crash_pre_deduct_ledger_acknowledges_no_more_than_stock(partition_ledger):
+    _, results, out = partition_ledger
+    assert acknowledged_units(out) <= results["totals"]["stock"]
 
 
 # -- 3. the stock sync delayed, killed and stalled -------------------------------------------
