@@ -48,6 +48,7 @@ from .procs import LOOPBACK, Child, free_port
 from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
+from .settle import settle_and_read
 from .topology import Topology, stand_up, start_workers
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def run_scenario(
     scenario: Scenario,
     run_dir: Path,
     *,
-    locustfile: Path = DEFAULT_LOCUSTFILE,
+    locustfile: Path | None = None,
     progress: Progress = _say_nothing,
     observer: "RunObserver | None" = None,
 ) -> RunResult:
@@ -126,7 +127,8 @@ def run_scenario(
         log = FaultLog(run_dir / FAULTS_FILE, nemesis)
         stack.callback(log.write)  # after the heal below: the log shows every end
         stack.enter_context(nemesis)  # heal_all on the way out, on success, error or Ctrl-C
-        locust = _start_locust(scenario, locustfile, topo.node_urls, scenario_path, history_path, run_dir / "logs")
+        locust = _start_locust(scenario, locustfile or locustfile_for(scenario), topo.node_urls, scenario_path,
+                               history_path, run_dir / "logs", admin_token=token)
         run.state.record_child(locust)
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
@@ -233,8 +235,16 @@ def _setup_sale(admin: ContractClient, scenario: Scenario) -> None:
         raise StandUpError(f"creating the sale {sale.id!r} was refused: HTTP {status} {body}")
 
 
+def locustfile_for(scenario: Scenario) -> Path:
+    """``locustfiles/<scenario name>.py`` when there is one (its user classes match the scenario's mix),
+    else the general ``flash_sale.py``."""
+    named = REPO_ROOT / "locustfiles" / f"{scenario.name}.py"
+    return named if named.exists() else DEFAULT_LOCUSTFILE
+
+
 def _start_locust(
-    scenario: Scenario, locustfile: Path, urls: list[str], scenario_path: Path, history_path: Path, logs: Path
+    scenario: Scenario, locustfile: Path, urls: list[str], scenario_path: Path, history_path: Path, logs: Path,
+    *, admin_token: str,
 ) -> Child:
     if not locustfile.exists():
         raise StandUpError(f"locustfile not found: {locustfile}")
@@ -246,6 +256,7 @@ def _start_locust(
         "--oversold-scenario", str(scenario_path),
         "--oversold-nodes", ",".join(urls),
         "--oversold-history", str(history_path),
+        "--oversold-no-check",  # the orchestrator settles and checks once, after healing every fault
         "--csv", str(logs / "locust"),  # Locust's own stats; the live display takes req/s from them
     ]
     if sw.processes > 1:
@@ -255,7 +266,9 @@ def _start_locust(
             "--processes", str(sw.processes), "--master-bind-host", LOOPBACK, "--master-bind-port", port,
             "--master-host", LOOPBACK, "--master-port", port,
         ]
-    return Child.start(argv, name="locust", log_dir=logs, cwd=REPO_ROOT)
+    # the token lets the swarm register bot accounts' profiles for the scalper policy
+    env = dict(os.environ, **{ADMIN_TOKEN_ENV: admin_token})
+    return Child.start(argv, name="locust", log_dir=logs, cwd=REPO_ROOT, env=env)
 
 
 def _wait_locust(locust: Child, scenario: Scenario, runner: FaultRunner) -> None:
@@ -301,32 +314,21 @@ def _settle(topo: Topology, scenario: Scenario, token: str, progress: Progress) 
 
 
 def _settle_and_read(nodes: AnyNode, scenario: Scenario) -> FinalState:
-    """Wait until nothing that can lapse is held (paid, cancelled or expired), then read counters and audit.
+    """Settle holds and read the final state, through the one settle step plain Locust runs use too."""
+    return settle_and_read([_StateReader(nodes)], scenario)
 
-    Holds that never expire by design (``order_deduct``: ``expires_ms`` null in
-    the audit) are not waited for. Any node that answers will do.
-    """
-    sale = scenario.sale
-    deadline = time.monotonic() + sale.hold_ttl_ms / 1000 + scenario.checker.grace_ms / 1000 + scenario.checker.quiesce_timeout_s
-    next_audit = time.monotonic()
-    while time.monotonic() < deadline:
-        counters = _read(nodes.sale, sale.id)
-        if counters is not None and counters.get("held") == 0:
-            break
-        if counters is not None and time.monotonic() >= next_audit:
-            next_audit = time.monotonic() + 1.0  # the audit is heavier: look at the holds' expiry now and then
-            holds = (_read(nodes.audit, sale.id) or {}).get("holds")
-            if isinstance(holds, list) and all(isinstance(h, dict) and h.get("expires_ms") is None for h in holds):
-                break
-        time.sleep(0.1)
-    counters = _read(nodes.sale, sale.id)
-    audit = _read(nodes.audit, sale.id)
-    read_ms = audit.get("now_ms") if audit else (counters.get("now_ms") if counters else None)
-    return FinalState(
-        sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
-        counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
-        extra={"sale": sale.settings()},  # the checker reads the sale's settings from here
-    )
+
+class _StateReader:
+    """The ``oversold.settle.StateReader`` view of the backend nodes: a dict, or None when a read fails."""
+
+    def __init__(self, nodes: AnyNode) -> None:
+        self._nodes = nodes
+
+    def counters(self, sale_id: str) -> dict[str, Any] | None:
+        return _read(self._nodes.sale, sale_id)
+
+    def audit(self, sale_id: str) -> dict[str, Any] | None:
+        return _read(self._nodes.audit, sale_id)
 
 
 def _read(fn: Callable[[str], tuple[int, dict]], sale_id: str) -> dict | None:
