@@ -14,6 +14,7 @@ import secrets
 import sys
 
 from .node import NodeConfig, serve
+from .servers import DEFAULT_SERVER, SERVERS
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -24,6 +25,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "to follow the primary the Sentinels name across failovers")
     p.add_argument("--node-name", required=True)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                   help=f"HTTP server run in this process (default {DEFAULT_SERVER}; see benchmarks/README.md)")
     p.add_argument("--reap-interval-ms", type=int, default=100)
     p.add_argument("--monitor-interval-ms", type=int, default=200,
                    help="oversell detector, stranded payments and warning webhook tick")
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,
         monitor_interval_ms=args.monitor_interval_ms,
         redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
-        ledger_path=args.ledger,
+        ledger_path=args.ledger, server=args.server,
     )
     asyncio.run(serve(cfg))
 

@@ -1,7 +1,7 @@
 """One backend node: the app, its Redis pool, its reaper, served in this process.
 
-granian's embedded server runs inside this process's own asyncio loop (no
-worker processes), so SIGKILL of this pid kills exactly one node and leaves
+The HTTP server (granian's embedded server or uvicorn's, ``--server``) runs
+inside this process's own asyncio loop (no worker processes), so SIGKILL of this pid kills exactly one node and leaves
 nothing behind; SIGTERM and SIGINT stop it cleanly.
 
 Usage::
@@ -17,15 +17,13 @@ import logging
 import signal
 from dataclasses import dataclass
 
-from granian.constants import HTTPModes, Interfaces
-from granian.log import LogLevels
-from granian.server.embed import Server
 from redis import exceptions as rx
 
 from .app import REDIS_DOWN, App
 from .monitor import watch
 from .ledger import SqliteLedger
 from .sentinel_pool import is_sentinel_url, sentinel_client
+from .servers import DEFAULT_SERVER, make_server
 from .store import Store
 from .strategies import StrategyOptions, discover
 from .strategies.pre_deduct_ledger import settle_forever
@@ -51,6 +49,7 @@ class NodeConfig:
     redis_timeout_ms: int = 2000
     backlog: int = 1024
     ledger_path: str | None = None  # the warehouse ledger (SQLite file), shared by every node and the sync worker
+    server: str = DEFAULT_SERVER  # granian | uvicorn (reference_backend.servers)
 
 
 async def reaper(store: Store, interval_s: float) -> None:
@@ -84,16 +83,7 @@ async def serve(cfg: NodeConfig) -> None:
     strategies = {name: cls(store, options) for name, cls in discover().items()}
     app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token,
               warehouse=Warehouse(ledger, store.redis) if ledger else None)
-    server = Server(
-        app,
-        address=cfg.host,
-        port=cfg.port,
-        interface=Interfaces.ASGINL,  # no lifespan: setup and teardown are right here
-        http=HTTPModes.http1,
-        websockets=False,
-        backlog=cfg.backlog,
-        log_level=LogLevels.warning,
-    )
+    server = make_server(cfg.server, app, host=cfg.host, port=cfg.port, backlog=cfg.backlog)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)

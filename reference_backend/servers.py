@@ -1,0 +1,65 @@
+"""The HTTP server a node runs its ASGI app under, inside this process's own loop.
+
+Two are offered because which is faster depends on the machine: on the machine
+the project was built on, ``benchmarks/order_path.py`` measured both against the
+same bare app (see benchmarks/README.md), and ``DEFAULT_SERVER`` is the one that
+won there. Either way a node stays one OS process with no workers, so SIGKILL of
+its pid kills exactly one node; both stop cleanly through ``stop()``.
+
+Usage::
+
+    server = make_server("uvicorn", app, host="127.0.0.1", port=8001, backlog=1024)
+    loop.add_signal_handler(signal.SIGTERM, server.stop)
+    await server.serve()
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+SERVERS = ("granian", "uvicorn")
+DEFAULT_SERVER = "granian"
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A server bound to one app: ``serve()`` runs until ``stop()`` is called."""
+
+    serve: Callable[[], Awaitable[None]]
+    stop: Callable[[], None]
+
+
+def make_server(kind: str, app: Any, *, host: str, port: int, backlog: int) -> EmbeddedServer:
+    if kind == "granian":
+        from granian.constants import HTTPModes, Interfaces
+        from granian.log import LogLevels
+        from granian.server.embed import Server
+
+        server = Server(
+            app, address=host, port=port,
+            interface=Interfaces.ASGINL,  # no lifespan: the node sets up and tears down itself
+            http=HTTPModes.http1, websockets=False, backlog=backlog, log_level=LogLevels.warning,
+        )
+        return EmbeddedServer(serve=server.serve, stop=server.stop)
+    if kind == "uvicorn":
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            # the node owns SIGTERM/SIGINT (loop handlers that call stop); uvicorn's own
+            # capture would re-raise the signal after shutdown and skip the node's cleanup
+            def capture_signals(self):  # type: ignore[override]
+                return contextlib.nullcontext()
+
+        config = uvicorn.Config(
+            app, host=host, port=port, backlog=backlog, http="httptools", loop="none", lifespan="off",
+            interface="asgi3", log_level="warning", access_log=False, server_header=False, date_header=False,
+        )
+        server = _Server(config)
+
+        def stop() -> None:
+            server.should_exit = True
+
+        return EmbeddedServer(serve=server.serve, stop=stop)
+    raise ValueError(f"server: must be one of {', '.join(SERVERS)}, got {kind!r}")
