@@ -86,7 +86,9 @@ VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "starlette": ("granian", "starlette", ("starlette",)),
     "fastapi": ("granian", "fastapi", ("fastapi",)),
 }
-ALL_CONTENDERS = ("reference", *VARIANTS)
+# the reference node under each server it can run (reference_backend.servers): the default is picked from this
+REFERENCES = {"reference": "granian", "reference_uvicorn": "uvicorn"}
+ALL_CONTENDERS = (*REFERENCES, *VARIANTS)
 
 
 class BenchError(Exception):
@@ -131,10 +133,11 @@ class Contender:
 # --- processes ------------------------------------------------------------------
 
 
-def start_reference(redis_url: str, strategy: str, log_dir: Path) -> Contender:
-    node = BackendNode.start(redis_url, name=f"reference-{strategy}", admin_token=secrets.token_urlsafe(16),
-                             log_dir=log_dir)
-    return Contender("reference", strategy, "order", "granian", "reference_backend", node.port, node)
+def start_reference(redis_url: str, strategy: str, log_dir: Path, kind: str = "reference") -> Contender:
+    server = REFERENCES[kind]
+    node = BackendNode.start(redis_url, name=f"{kind}-{strategy}", admin_token=secrets.token_urlsafe(16),
+                             log_dir=log_dir, extra_args=("--server", server))
+    return Contender(kind, strategy, "order", server, "reference_backend", node.port, node)
 
 
 def start_variant(kind: str, redis_url: str, strategy: str, script: str, log_dir: Path) -> Contender:
@@ -388,6 +391,8 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, str | None]], l
     for s in args.strategy_list:
         if "reference" in args.contender_list:
             out.append(("reference", s, None))
+        if "reference_uvicorn" in args.contender_list and s == args.strategy_list[0]:
+            out.append(("reference_uvicorn", s, None))
         if s not in lua_strategies:
             notes.append(f"{s}: no single order script, so no baseline and no ratio")
             continue
@@ -414,8 +419,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         for kind, s, script in todo:
-            if kind == "reference":
-                contenders.append(start_reference(redis_srv.url, s, log_dir))
+            if kind in REFERENCES:
+                contenders.append(start_reference(redis_srv.url, s, log_dir, kind))
             else:
                 assert script is not None
                 contenders.append(start_variant(kind, redis_srv.url, s, script, log_dir))
@@ -452,7 +457,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = [summary(c) for c in contenders]
     ratios = []
-    for ref in (c for c in contenders if c.kind == "reference"):
+    for ref in (c for c in contenders if c.kind in REFERENCES):
         base = next((c for c in contenders if c.kind == "baseline" and c.strategy == ref.strategy), None)
         if base is not None:
             ratios.append(ratio_of(ref, base))

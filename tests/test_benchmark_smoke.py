@@ -25,7 +25,7 @@ def test_order_path_benchmark_runs(tmp_path):
     out = tmp_path / "order_path.json"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--duration", "2", "--rounds", "1", "--warmup", "0", "--connections", "2",
-         "--contenders", "reference,baseline", "--min-ratio", "0", "--out", str(out)],
+         "--contenders", "reference,reference_uvicorn,baseline", "--min-ratio", "0", "--out", str(out)],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -34,7 +34,7 @@ def test_order_path_benchmark_runs(tmp_path):
         assert name in result, name
     assert result["ok"] is True
     by_kind = {c["kind"]: c for c in result["contenders"]}
-    assert set(by_kind) == {"reference", "baseline"}
+    assert set(by_kind) == {"reference", "reference_uvicorn", "baseline"}
     for c in by_kind.values():
         assert c["strategy"] == "pre_deduct" and c["op"] == "order"
         assert c["requests"] > 0 and c["errors"] == 0, c
@@ -42,9 +42,11 @@ def test_order_path_benchmark_runs(tmp_path):
         assert run["orders_placed"] >= run["requests"] > 0, run  # every answer was a real order in Redis
         for field in ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req"):
             assert run[field] is not None and run[field] > 0, (field, run)
-    (ratio,) = result["ratios"]
-    assert ratio["reference"] == "reference:pre_deduct" and ratio["baseline"] == "baseline:pre_deduct"
-    assert ratio["ratio"] is not None and ratio["ratio"] > 0
+    ratios = {r["reference"]: r for r in result["ratios"]}
+    assert set(ratios) == {"reference:pre_deduct", "reference_uvicorn:pre_deduct"}  # each server against one baseline
+    for ratio in ratios.values():
+        assert ratio["baseline"] == "baseline:pre_deduct"
+        assert ratio["ratio"] is not None and ratio["ratio"] > 0
     assert "ratio reference/baseline" in done.stdout
 
 
