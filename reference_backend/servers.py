@@ -1,9 +1,10 @@
 """The HTTP server a node runs its ASGI app under, inside this process's own loop.
 
-Two are offered because which is faster depends on the machine: on the machine
-the project was built on, ``benchmarks/order_path.py`` measured both against the
-same bare app (see benchmarks/README.md), and ``DEFAULT_SERVER`` is the one that
-won there. Either way a node stays one OS process with no workers, so SIGKILL of
+Two are offered because which is faster depends on the machine and the app:
+``benchmarks/order_path.py`` measures the reference app under both in one run. On
+the machine the project was built on they served the same requests per second
+(uvicorn with less CPU per request, granian with the better p99; see
+benchmarks/README.md), so ``DEFAULT_SERVER`` stayed granian. Either way a node stays one OS process with no workers, so SIGKILL of
 its pid kills exactly one node; both stop cleanly through ``stop()``.
 
 Usage::
