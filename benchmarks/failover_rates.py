@@ -6,13 +6,14 @@ and counts, per run, from the run directory:
 - lost acknowledged payments: (buyer, order) pairs whose payment was
   acknowledged (200) but that are not in the final audited sold set (Redis);
 - reused order ids: an order id acknowledged to two different buyers. Order
-  ids come from a Redis counter, so a failover that loses writes hands the
-  lost ids out again; keyed by order id alone, a lost sale and its
-  successor look like one order;
+  ids used to be a bare Redis counter, so a failover that lost writes handed
+  the lost ids out again; keyed by order id alone, a lost sale and its
+  successor looked like one order. They are now ``<seq>-<node nonce>``, and
+  the checker's ``unique_order_ids`` fails any reuse;
 - acknowledged units beyond stock: distinct acknowledged (buyer, order)
   payments minus stock -- what buyers were told they bought and cannot get;
-- the checker's own figure (``totals.oversold_units``, keyed by order id) and
-  the exit status.
+- the checker's own figure (``totals.oversold_units``; acknowledged payments
+  counted per order operation, not per order id) and the exit status.
 
     .venv/bin/python benchmarks/failover_rates.py                      # 10 runs per cell, ~12 min
     .venv/bin/python benchmarks/failover_rates.py --runs 3 --scenarios redis_partition

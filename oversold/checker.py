@@ -37,6 +37,7 @@ INVARIANTS = (
     "conservation",
     "holds_returned",
     "single_payment",
+    "unique_order_ids",
     "sells_out",
     "refunds_compensated",
     "per_user_limits",
@@ -235,6 +236,8 @@ class _Sale:
     audit: _Audit | None
     counters: dict[str, Any] | None  # final.counters, else the audit's own snapshot
     order_call: dict[str, _Call] = field(default_factory=dict)  # order id -> the ok order that placed it
+    # order id -> every ok order that was answered with it (more than one request: see unique_order_ids)
+    order_calls: dict[str, tuple[_Call, ...]] = field(default_factory=dict)
     pays: dict[str, tuple[_Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
     settings: dict[str, Any] = field(default_factory=dict)  # the sale's settings: final.extra["sale"]
 
@@ -253,19 +256,64 @@ class _Sale:
                 firsts.append((min(_done_time(c) for c in oks), oid))
         return tuple(oid for _, oid in sorted(firsts))
 
+    def pay_owner(self, pay: _Call) -> _Call | None:
+        """The ok order operation a pay belongs to: of the ok orders answered with its order id, the
+        latest one completed before the pay was invoked, the payer's own preferred; None if none.
+
+        An order id may name two orders when a backend reused it (a failover that rolled its id
+        counter back): keyed by id alone, the second buyer's acknowledged payment would vanish
+        into the first's.
+        """
+        cands = self.order_calls.get(pay.order_id or "", ())
+        if not cands:
+            return None
+        before = [c for c in cands if _done_time(c) <= pay.time] or list(cands)
+        own = [c for c in before if c.user_id == pay.user_id] or before
+        return max(own, key=lambda c: (_done_time(c), c.op_id))
+
+    @cached_property
+    def acked_payments(self) -> tuple[tuple[str, _Call | None, _Call], ...]:
+        """One (order id, order operation, first ok pay) per distinct order operation with an ``ok`` pay,
+        in the order they were first acknowledged: acknowledged payments keyed by (order op, order id)."""
+        firsts: dict[tuple[str, str | None], _Call] = {}
+        owner: dict[tuple[str, str | None], _Call | None] = {}
+        for oid in self.pays:
+            for c in self.ok_pays(oid):
+                oc = self.pay_owner(c)
+                k = (oid, oc.op_id if oc else None)
+                if k not in firsts or _done_time(c) < _done_time(firsts[k]):
+                    firsts[k] = c
+                    owner[k] = oc
+        ordered = sorted(firsts, key=lambda k: (_done_time(firsts[k]), k[0], k[1] or ""))
+        return tuple((k[0], owner[k], firsts[k]) for k in ordered)
+
+    def acked_qty(self, oid: str, oc: _Call | None) -> int:
+        return oc.qty if oc is not None else self.qty_of(oid)
+
     @cached_property
     def audited_qty(self) -> dict[str, int]:
         return {e.order_id: e.qty for e in self.audit.sold} if self.audit else {}
 
     @cached_property
     def acked_paid(self) -> int:
-        return sum(self.qty_of(oid) for oid in self.acked_orders)
+        """Units of acknowledged payments, one per distinct order operation (not per order id)."""
+        return sum(self.acked_qty(oid, oc) for oid, oc, _ in self.acked_payments)
 
     @cached_property
     def acked_refunded(self) -> int:
-        """Units of acknowledged paid orders that the audit lists as refunded."""
+        """Units of acknowledged paid orders that the audit lists as refunded.
+
+        A refund names an order id, so it excuses one acknowledged payment of that id (the first):
+        a reused id's second payment is never written off by the first one's refund.
+        """
         refunded = self.audit.refunded_ids if self.audit else frozenset()
-        return sum(self.qty_of(oid) for oid in self.acked_orders if oid in refunded)
+        seen: set[str] = set()
+        total = 0
+        for oid, oc, _ in self.acked_payments:
+            if oid in refunded and oid not in seen:
+                seen.add(oid)
+                total += self.acked_qty(oid, oc)
+        return total
 
     def setting(self, name: str) -> Any:
         """A sale setting: from ``final.extra["sale"]``, else as the counters (or the audit's) report it."""
@@ -389,11 +437,13 @@ def _build(ops: Iterable[Op], final: FinalState, grace_ms: int) -> tuple[_Sale, 
     calls, counts = _pair(ops, final.sale_id)
     audit = _parse_audit(final.audit)
     order_call: dict[str, _Call] = {}
+    order_calls: dict[str, list[_Call]] = defaultdict(list)
     pays: dict[str, list[_Call]] = defaultdict(list)
     for c in calls:
         oid = c.order_id
-        if c.op == "order" and c.outcome == "ok" and oid and oid not in order_call:
-            order_call[oid] = c
+        if c.op == "order" and c.outcome == "ok" and oid:
+            order_calls[oid].append(c)
+            order_call.setdefault(oid, c)
         elif c.op == "pay" and oid:
             pays[oid].append(c)
     sale = _Sale(
@@ -403,6 +453,7 @@ def _build(ops: Iterable[Op], final: FinalState, grace_ms: int) -> tuple[_Sale, 
         audit=audit,
         counters=final.counters if final.counters is not None else (audit.counters if audit else None),
         order_call=order_call,
+        order_calls={k: tuple(v) for k, v in order_calls.items()},
         pays={k: tuple(v) for k, v in pays.items()},
         settings=_sale_settings(final),
     )
@@ -518,15 +569,20 @@ def _beyond_stock_audit(s: _Sale) -> list[dict[str, Any]]:
 
 
 def _beyond_stock_history(s: _Sale) -> list[dict[str, Any]]:
-    """The acknowledged paid orders past the stock line, by time of their first ok pay."""
+    """The acknowledged payments past the stock line, one per order operation, by time of their first ok pay."""
     out, total = [], 0
     refunded = s.audit.refunded_ids if s.audit else frozenset()
-    for oid in (o for o in s.acked_orders if o not in refunded):
-        total += s.qty_of(oid)
+    excused: set[str] = set()  # a refund excuses one acknowledged payment of its id (see acked_refunded)
+    for oid, oc, first_ok in s.acked_payments:
+        if oid in refunded and oid not in excused:
+            excused.add(oid)
+            continue
+        qty = s.acked_qty(oid, oc)
+        total += qty
         if total > s.stock:
-            first_ok = min(s.ok_pays(oid), key=_done_time)
-            out.append({"order_id": oid, "user_id": s.user_of(oid), "qty": s.qty_of(oid),
-                        "paid_time": _done_time(first_ok), "sold_through": total, **_order_ref(s, oid)})
+            out.append({"order_id": oid, "user_id": oc.user_id if oc else s.user_of(oid), "qty": qty,
+                        "paid_time": _done_time(first_ok), "sold_through": total, **_order_ref(s, oid),
+                        "order_op_id": oc.op_id if oc else None, "ok_pay_op_id": first_ok.op_id})
     return out
 
 
@@ -716,6 +772,35 @@ def single_payment(s: _Sale) -> InvariantResult:
                                         f"but the audit is missing so double sales cannot be ruled out.")
     return _result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys with ok "
                                  f"outcomes, each with one outcome, and no order sold twice.")
+
+
+def unique_order_ids(s: _Sale) -> InvariantResult:
+    """No order id is handed out twice: ``ok`` orders of different requests never share one.
+
+    Two ok order completions with the same ``order_id`` are one request only when
+    they carry the same idempotency key and user (a retry gets the stored
+    answer back). Anything else is a reused id: every id-keyed record (a sold
+    set, a ledger idempotent per order id, a pay by id) then merges two orders,
+    and an acknowledged payment can vanish into the other's. A Redis failover
+    that rolls an id counter back does exactly this.
+    """
+    name = "unique_order_ids"
+    examples: list[dict[str, Any]] = []
+    for oid in sorted(s.order_calls):
+        cs = s.order_calls[oid]
+        # one request = one (user, key); without a key each operation is its own request
+        requests = {(c.user_id, c.key) if c.key is not None else ("", c.op_id) for c in cs}
+        if len(requests) > 1:
+            examples.append({"order_id": oid, "order_op_ids": [c.op_id for c in cs],
+                             "user_ids": [c.user_id for c in cs], "keys": [c.key for c in cs],
+                             "times": [_done_time(c) for c in cs],
+                             "pay_op_ids": _pay_ids(s, oid)})
+    if examples:
+        ops = sum(len(e["order_op_ids"]) for e in examples)
+        return _result(name, "fail",
+                       f"{len(examples)} order ids were returned by ok orders of different requests "
+                       f"({ops} order operations): the backend reused order ids.", examples)
+    return _result(name, "pass", f"{len(s.order_calls)} order ids, each returned by ok orders of one request.")
 
 
 def sells_out(s: _Sale, expect_sell_out: bool) -> InvariantResult:
@@ -1038,6 +1123,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         conservation(s),
         holds_returned(s),
         single_payment(s),
+        unique_order_ids(s),
         sells_out(s, expect_sell_out),
         refunds_compensated(s),
         per_user_limits(s),
@@ -1056,7 +1142,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         "refunded_units": s.audit.refunded_sold_qty if s.audit else None,
         "captured_payments": len(s.audit.payments) if s.audit and s.audit.payments is not None else None,
         "acked_paid": acked,
-        "acked_paid_orders": len(s.acked_orders),
+        "acked_paid_orders": len(s.acked_payments),  # distinct order operations with an ok pay
         "held": s.audit.held_qty if s.audit else None,
         "demand": sum(c.qty for c in s.calls if c.op == "order"),
         "ops": len(s.calls),

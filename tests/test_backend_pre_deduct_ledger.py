@@ -83,7 +83,7 @@ def test_redis_losing_acknowledged_payments_cannot_oversell_what_the_ledger_reco
     late = [o["order_id"] for s, o in concurrently([lambda i=i: (a, b)[i % 2].order("s", f"late{i}", 1)
                                                      for i in range(3)]) if s == 201]
     assert len(late) == 3  # the front really believes it has the units
-    pays = concurrently([lambda o=o: (a, b)[int(o) % 2].pay("s", o, key=f"pay-{o}") for o in late])
+    pays = concurrently([lambda i=i, o=o: (a, b)[i % 2].pay("s", o, key=f"pay-{o}") for i, o in enumerate(late)])
     acked = 3 + sum(1 for s, _ in pays if s == 200)
     if strategy == "pre_deduct":
         assert acked == 6  # the control: without the ledger, the loss turns into an oversell

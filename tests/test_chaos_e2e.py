@@ -215,14 +215,16 @@ def test_partition_then_crash_the_ledger_never_sells_past_its_stock(partition_le
     assert [(r["action"], r["role"]) for r in fault_rows(out)] == [("toxic", "replication"), ("kill", "redis-primary")]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug: order ids come from a Redis counter, so a failover that lost writes hands lost ids "
-    "out again, and the ledger's reserve_sold is idempotent per order id: a second buyer's payment "
-    "of a reused id is acknowledged without a ledger unit (and the checker, keyed by order id, "
-    "does not see it). Observed: ~90 of 600 units acknowledged twice per run."))
 def test_partition_then_crash_pre_deduct_ledger_acknowledges_no_more_than_stock(partition_ledger):
+    """Was an xfail: order ids came from the sale's Redis counter, the failover rolled it back and
+    ids were handed out again; the ledger (idempotent per order id) then acknowledged a second
+    buyer's payment without a unit. Ids are now '<seq>-<node nonce>': none is reused, so the
+    ledger takes a unit for every acknowledged payment and refuses past its stock."""
     _, results, out = partition_ledger
     assert acknowledged_units(out) <= results["totals"]["stock"]
+    st = statuses(results)
+    assert st["unique_order_ids"] == "pass" and st["no_oversell"] == "pass", results
+    assert results["totals"]["oversold_units"] == 0
 
 
 # -- 3. the stock sync delayed, killed and stalled -------------------------------------------

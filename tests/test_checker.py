@@ -468,6 +468,7 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     assert v.verdict == "inconclusive"
     assert statuses(v) == {"no_oversell": "pass", "no_lost_sale": "unknown", "no_phantom_sale": "unknown",
                            "conservation": "unknown", "holds_returned": "unknown", "single_payment": "unknown",
+                           "unique_order_ids": "pass",
                            "sells_out": "unknown", "refunds_compensated": "unknown", "per_user_limits": "pass",
                            "ledger_no_oversell": "pass", "stock_converges": "pass"}
     assert v.invariant("no_oversell").message == (
@@ -1004,3 +1005,81 @@ def test_a_malformed_ledger_is_bad_input():
     with pytest.raises(BadInput, match=r"audit\.ledger\.sold_orders\[0\]\.qty"):
         check(h.ops, replace(f, audit=dict(f.audit, ledger={"stock": 3, "sold": 1,
                                                             "sold_orders": [{"order_id": "o1", "qty": None}]})))
+
+
+# --------------------------------------------------------------------------- reused order ids
+
+
+def reused_id_sale() -> tuple[History, FinalState, dict[str, str]]:
+    """Stock 2: u1 and u2 buy o1 and o2; a failover rolls the id counter back and u3's order is
+    answered o2 again; u3's payment is acknowledged (a ledger idempotent per order id takes no unit).
+    The audit, keyed by id, lists two orders within stock."""
+    h = History()
+    ids = {}
+    ids["o1"], ids["p1"] = h.buy("u1", "o1")
+    ids["o2"], ids["p2"] = h.buy("u2", "o2")
+    ids["o3"], ids["p3"] = h.buy("u3", "o2")
+    return h, final(2, [("o1", "u1", 1), ("o2", "u3", 1)]), ids
+
+
+def test_a_reused_order_id_is_caught_and_its_payment_counted():
+    h, f, ids = reused_id_sale()
+    v = check(h.ops, f)
+    assert v.verdict == "fail"
+    assert statuses(v) == only(unique_order_ids="fail", no_oversell="fail")
+    u = v.invariant("unique_order_ids")
+    assert u.message == ("1 order ids were returned by ok orders of different requests (2 order operations): "
+                         "the backend reused order ids.")
+    assert u.counterexamples == ({"order_id": "o2", "order_op_ids": [ids["o2"], ids["o3"]],
+                                  "user_ids": ["u2", "u3"], "keys": [None, None], "times": [102.5, 104.5],
+                                  "pay_op_ids": [ids["p2"], ids["p3"]]},)
+    # three acknowledged payments of three order operations, not two order ids
+    n = v.invariant("no_oversell")
+    assert n.message == "Sold 3 units of stock 2, 1 oversold (acknowledged paid 3, audited sold 2)."
+    (ex,) = n.counterexamples
+    assert (ex["order_id"], ex["user_id"], ex["order_op_id"], ex["ok_pay_op_id"], ex["sold_through"]) == (
+        "o2", "u3", ids["o3"], ids["p3"], 3)
+    assert (v.totals["acked_paid"], v.totals["acked_paid_orders"], v.totals["oversold_units"]) == (3, 3, 1)
+
+
+def test_acknowledged_units_are_counted_per_order_operation_with_their_own_qty():
+    """u3's reused id ordered 2 units: its payment counts 2, not o2's first quantity."""
+    h = History()
+    h.buy("u1", "o1")
+    h.order("u3", "o1", qty=2)
+    h.pay("u3", "o1", qty=2)
+    h.pay("u3", "o1", qty=2)  # a repeat ok pay of the same order operation counts once
+    v = check(h.ops, final(3, [("o1", "u3", 2)]))
+    assert v.totals["acked_paid"] == 3 and v.totals["acked_paid_orders"] == 2
+    assert statuses(v)["no_oversell"] == "pass"
+    assert statuses(v)["unique_order_ids"] == "fail"
+
+
+def test_a_retry_with_its_key_may_get_the_same_order_id_back():
+    h = History()
+    h.order("u1", outcome="info", key="k1")
+    h.order("u1", "o1", key="k1")
+    h.order("u1", "o1", key="k1")  # the stored answer again
+    h.pay("u1", "o1")
+    v = check(h.ops, final(1, [("o1", "u1", 1)]))
+    assert statuses(v) == ALL_PASS
+    assert v.invariant("unique_order_ids").message == "1 order ids, each returned by ok orders of one request."
+    assert v.totals["acked_paid"] == 1
+
+
+def test_one_key_of_two_users_naming_one_order_is_a_reused_id():
+    h = History()
+    h.order("u1", "o1", key="k1")
+    h.order("u2", "o1", key="k1")
+    v = check(h.ops, final(2, []))
+    assert statuses(v)["unique_order_ids"] == "fail"
+
+
+def test_a_refund_of_a_reused_id_excuses_one_acknowledged_payment_only():
+    h, _, _ = reused_id_sale()
+    f = final(2, [("o1", "u1", 1), ("o2", "u3", 1)], refunds=[("o2", "u3", 1)], payments=[],
+              compensations=[("o2", "u3")])
+    v = check(h.ops, f)
+    # acknowledged 3, one refunded: 2 within stock 2; the reuse itself still fails
+    assert statuses(v)["no_oversell"] == "pass"
+    assert statuses(v)["unique_order_ids"] == "fail"

@@ -6,7 +6,8 @@
 --   ARGV: 1 strategy expected, 2 sale id, 3 '1' if an idempotency key was given,
 --         4 request fingerprint, 5 order key prefix, 6 user id or order id, 7 qty
 --         (an order also: 10 the order id assigned up front, when an asynchronous
---         order's processor applies it; see async_accept)
+--         order's processor applies it, else ''; see async_accept; 11 a random
+--         nonce the node drew for this order, see fresh_order_id)
 -- and answer {'r', fingerprint .. '\n' .. json} or {'s', actual_strategy} when
 -- the sale now has another strategy than the caller thought.
 
@@ -167,6 +168,19 @@ local function refund_and_compensate(o, price, coupon, reason, now)
   return refund, comp
 end
 
+-- A new order's id: the sale's seq, then '-' and the nonce the node drew (ARGV[11]).
+-- seq alone is not unique: a Sentinel failover to a replica that missed recent
+-- writes rolls seq back, and the ids it had handed out would be handed out
+-- again (the ledger, idempotent per order id, then acknowledged a second
+-- buyer's payment without a unit). The node's random nonce is no Redis state,
+-- so no failover can repeat it; seq stays in front for a rough ordering.
+local function fresh_order_id()
+  local id = tostring(redis.call('INCR', KEYS[5]))
+  local nonce = ARGV[11]
+  if nonce and nonce ~= '' then id = id .. '-' .. nonce end
+  return id
+end
+
 -- Asynchronous orders (异步处理订单). With the sale's async_orders = 1 an order
 -- script does not apply the order at once: async_accept gives it its id, records
 -- it as 'pending' and appends it to the sale's order queue, all in this step (an
@@ -189,7 +203,7 @@ local function async_accept()
   end
   if redis.call('HGET', KEYS[1], 'async_orders') ~= '1' then return nil end
   local now = now_ms()
-  local id = tostring(redis.call('INCR', KEYS[5]))
+  local id = fresh_order_id()
   redis.call('HSET', ARGV[5] .. id, 'user_id', ARGV[6], 'qty', ARGV[7], 'status', 'pending', 'created_ms', now,
              'queued_ms', now)
   redis.call('XADD', skey('order_queue'), '*', 'order', id, 'user', ARGV[6], 'qty', ARGV[7])
@@ -200,7 +214,7 @@ end
 local function new_order_id()
   local given = ARGV[10]
   if given and given ~= '' then return given end
-  return tostring(redis.call('INCR', KEYS[5]))
+  return fresh_order_id()
 end
 
 -- A pay or cancel of an order still queued ('pending') or turned down by its

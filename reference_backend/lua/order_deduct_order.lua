@@ -18,7 +18,7 @@ if avail < qty then
 end
 
 local now = now_ms()
-local id = tostring(redis.call('INCR', KEYS[5]))
+local id = fresh_order_id()  -- seq plus the node's nonce: unique across failovers
 take(meta, qty, 'order')
 redis.call('INCRBY', KEYS[3], qty)
 redis.call('HINCRBY', KEYS[8], user, qty)

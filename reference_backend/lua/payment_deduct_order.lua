@@ -18,7 +18,7 @@ if avail < qty then
 end
 
 local now = now_ms()
-local id = tostring(redis.call('INCR', KEYS[5]))
+local id = fresh_order_id()  -- seq plus the node's nonce: unique across failovers
 redis.call('HINCRBY', KEYS[8], user, qty)
 redis.call('HSET', ARGV[5] .. id, 'user_id', user, 'qty', qty, 'status', 'ordered', 'created_ms', now)
 return ok(201, {order_id = id, sale_id = ARGV[2], user_id = user, qty = qty, status = 'ordered',

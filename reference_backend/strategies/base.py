@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -126,9 +127,11 @@ class LuaStrategy(Strategy):
                 found = await self.store.redis.hget(SaleKeys(sale_id).profiles, user_id)
                 verdict = policy.verdict(Profile.decode(found) if found else None).lua_arg()
             try:
-                queued = () if order_id is None else (order_id,)  # ARGV 10: an async order's id
+                # ARGV 10: an async order's id ('' for a new order); ARGV 11: this node's random
+                # nonce for a new order's id (fresh_order_id in _prelude.lua), never Redis state, so a failover
+                # that rolls the sale's seq back cannot hand an id out twice
                 return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty, verdict, raw,
-                                       *queued)
+                                       order_id or "", new_order_nonce())
             except PolicyMoved as moved:  # this node's policy was stale: judge again by the sale's
                 self.store.policies.put(sale_id, moved.raw)
         raise ApiError(503, "unavailable", f"scalper_policy: sale {sale_id} keeps changing its policy")
@@ -152,6 +155,11 @@ class LuaStrategy(Strategy):
         if kind == b"p":
             raise PolicyMoved(payload.decode())
         return from_stored(payload, fingerprint)
+
+
+def new_order_nonce() -> str:
+    """12 random hex characters for a new order's id (``<seq>-<nonce>``): unique without Redis."""
+    return secrets.token_hex(6)
 
 
 class PolicyMoved(Exception):

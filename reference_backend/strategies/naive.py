@@ -18,7 +18,7 @@ import asyncio
 from ..errors import StrategyMoved, error_body
 from ..keys import SaleKeys
 from ..replies import ORDER_HASH_FIELDS, Reply, order_body, order_from_hash
-from .base import Strategy
+from .base import Strategy, new_order_nonce
 
 
 class Naive(Strategy):
@@ -59,8 +59,9 @@ class Naive(Strategy):
             p.time()
             *_, seq, (sec, usec) = await p.execute()
         now = sec * 1000 + usec // 1000
-        order = {"order_id": str(seq), "sale_id": sale_id, "user_id": user_id, "qty": qty, "status": "held",
-                 "created_ms": now, "expires_ms": now + int(meta[1]), "paid_ms": None}
+        # seq plus a node nonce, like the atomic strategies' ids: seq alone repeats after a failover
+        order = {"order_id": f"{seq}-{new_order_nonce()}", "sale_id": sale_id, "user_id": user_id, "qty": qty,
+                 "status": "held", "created_ms": now, "expires_ms": now + int(meta[1]), "paid_ms": None}
         async with r.pipeline(transaction=False) as p:
             p.hset(k.order(order["order_id"]), mapping={
                 "user_id": user_id, "qty": qty, "status": "held", "created_ms": now, "expires_ms": order["expires_ms"]})
