@@ -3,6 +3,9 @@
 ``POST /v1/sales/{id}/orders`` runs a strategy's order script (``pre_deduct_order``
 by default) through redis.asyncio with the same KEYS, ARGV and connection pool
 settings as a reference node, and answers the script's status and order as JSON.
+With ``--op pay`` it serves ``POST /v1/sales/{id}/orders/{order_id}/pay`` instead,
+running the strategy's single pay script (``pre_deduct_pay``, ``order_deduct_pay``)
+the way ``LuaStrategy.pay`` does.
 No validation, no error mapping: what the reference backend spends beyond
 this is what ``benchmarks/order_path.py`` measures. ``--server`` and
 ``--framework`` serve the same call other ways, to show why the reference
@@ -11,7 +14,7 @@ backend uses granian and no framework.
 Usage::
 
     python benchmarks/baseline_app.py --port 8101 --redis-url redis://127.0.0.1:6379/0 \
-        [--strategy pre_deduct --script pre_deduct_order] [--server granian|uvicorn] \
+        [--strategy pre_deduct --script pre_deduct_order] [--op order|pay] [--server granian|uvicorn] \
         [--framework bare|starlette|fastapi]
 """
 
@@ -45,6 +48,41 @@ def make_order(redis_url: str, strategy: str, script: str):
         return result["s"], orjson.dumps(result.get("o") or {"error": result.get("e")})
 
     return order
+
+
+def make_pay(redis_url: str, strategy: str, script: str):
+    """``pay(sale_id, order_id, key) -> (status, json bytes)``: the single Lua call of ``LuaStrategy.pay``."""
+    store = Store.connect(redis_url)
+    call = store.redis.register_script(lua.source(script))
+
+    async def pay(sale_id: str, order_id: str, key: str | None) -> tuple[int, bytes]:
+        k = SaleKeys(sale_id)
+        kind, payload = await call(
+            keys=k.op_keys("pay", key, order_id),
+            args=[strategy, sale_id, "1" if key is not None else "0", order_id, k.order_prefix, order_id],
+        )
+        result = orjson.loads(payload.partition(b"\n")[2])
+        return result["s"], orjson.dumps(result.get("o") or {"error": result.get("e")})
+
+    return pay
+
+
+def bare_pay(pay):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:  # no body expected; drain whatever came
+            message = await receive()
+            more = message.get("more_body", False)
+        key = next((v.decode() for k, v in scope["headers"] if k == b"idempotency-key"), None)
+        parts = scope["path"].split("/")  # "", v1, sales, {id}, orders, {order_id}, pay
+        status, out = await pay(parts[3], parts[5], key)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+
+    return app
 
 
 def bare(order):
@@ -100,7 +138,12 @@ FRAMEWORKS = {"bare": bare, "starlette": starlette, "fastapi": fastapi}
 
 
 async def serve(args: argparse.Namespace) -> None:
-    app = FRAMEWORKS[args.framework](make_order(args.redis_url, args.strategy, args.script))
+    if args.op == "pay":
+        if args.framework != "bare":
+            raise SystemExit("--op pay: only --framework bare")
+        app = bare_pay(make_pay(args.redis_url, args.strategy, args.script))
+    else:
+        app = FRAMEWORKS[args.framework](make_order(args.redis_url, args.strategy, args.script))
     if args.server == "uvicorn":
         import uvicorn
 
@@ -128,6 +171,7 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--strategy", default="pre_deduct")
     p.add_argument("--script", default="pre_deduct_order")
+    p.add_argument("--op", choices=("order", "pay"), default="order")
     p.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     p.add_argument("--framework", choices=tuple(FRAMEWORKS), default="bare")
     asyncio.run(serve(p.parse_args()))

@@ -28,6 +28,19 @@ median of the per-round ratios: each pair ran back to back on the same machine.
 The exit status is 1 when a ratio is below ``--min-ratio``, 2 when a contender
 failed (no requests, errors, a process died).
 
+``--ops order,pay`` adds the pay path: ``POST /v1/sales/{id}/orders/{order_id}/pay``
+(``benchmarks/pay.lua``). Before each pay turn ``--pay-orders`` held orders (default
+6000 per second of the turn) are made straight in Redis, by the strategy's own order
+script in pipelined batches (naive: its order hash written directly), and their ids
+are handed to wrk in a file; every request pays a different order with its own
+Idempotency-Key, and after the turn the number of orders paid (``orders_paid``, the
+sale's sold set) must be at least the requests answered. The pay baseline is the bare
+app running the strategy's single pay script; strategies whose pay is more than one
+script (``payment_deduct``: capture then settle; ``pre_deduct_ledger``: prepare, the
+warehouse ledger, commit; ``naive``) are measured without a baseline or ratio.
+``pre_deduct_ledger``'s node runs with a warehouse ledger (SQLite in the run's temp
+directory), its sale created in the ledger before each turn.
+
 Usage::
 
     .venv/bin/python benchmarks/order_path.py [--duration 10] [--rounds 5] [--connections 32]
@@ -75,7 +88,8 @@ from reference_backend.sale import SaleConfig  # noqa: E402
 from reference_backend.store import Store  # noqa: E402
 from reference_backend.strategies import LuaStrategy, discover  # noqa: E402
 
-WRK_SCRIPTS = {"order": HERE / "order.lua"}  # op -> wrk script; "pay" joins here with its own
+WRK_SCRIPTS = {"order": HERE / "order.lua", "pay": HERE / "pay.lua"}  # op -> wrk script
+OPS = tuple(WRK_SCRIPTS)
 DEFAULT_OUT = HERE / "results" / "order_path.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -107,10 +121,11 @@ class Contender:
     port: int
     process: Child | BackendNode
     runs: list[dict[str, Any]] = field(default_factory=list)
+    pay_ids: Path | None = None  # pay: the file of held order ids wrk pays this turn
 
     @property
     def name(self) -> str:
-        return f"{self.kind}:{self.strategy}"
+        return f"{self.kind}:{self.strategy}" + ("" if self.op == "order" else f":{self.op}")
 
     @property
     def pid(self) -> int:
@@ -133,23 +148,30 @@ class Contender:
 # --- processes ------------------------------------------------------------------
 
 
-def start_reference(redis_url: str, strategy: str, log_dir: Path, kind: str = "reference") -> Contender:
+def ledger_path(log_dir: Path) -> Path:
+    """The warehouse ledger of the nodes whose strategy needs one (pre_deduct_ledger)."""
+    return log_dir / "ledger.sqlite3"
+
+
+def start_reference(redis_url: str, strategy: str, log_dir: Path, kind: str = "reference", op: str = "order",
+                    needs_ledger: bool = False) -> Contender:
     server = REFERENCES[kind]
+    extra = ("--server", server, *(("--ledger", str(ledger_path(log_dir))) if needs_ledger else ()))
     node = BackendNode.start(redis_url, name=f"{kind}-{strategy}", admin_token=secrets.token_urlsafe(16),
-                             log_dir=log_dir, extra_args=("--server", server))
-    return Contender(kind, strategy, "order", server, "reference_backend", node.port, node)
+                             log_dir=log_dir, extra_args=extra)
+    return Contender(kind, strategy, op, server, "reference_backend", node.port, node)
 
 
-def start_variant(kind: str, redis_url: str, strategy: str, script: str, log_dir: Path) -> Contender:
+def start_variant(kind: str, redis_url: str, strategy: str, script: str, log_dir: Path, op: str = "order") -> Contender:
     server, framework, _ = VARIANTS[kind]
     for _attempt in range(3):  # a free port can be taken between the probe and the bind
         port = free_port()
         argv = [sys.executable, str(HERE / "baseline_app.py"), "--port", str(port), "--redis-url", redis_url,
-                "--strategy", strategy, "--script", script, "--server", server, "--framework", framework]
-        child = Child.start(argv, name=f"{kind}-{strategy}", log_dir=log_dir,
+                "--strategy", strategy, "--script", script, "--server", server, "--framework", framework, "--op", op]
+        child = Child.start(argv, name=f"{kind}-{strategy}-{op}", log_dir=log_dir,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
         if wait_for_port(port, timeout=15, child=child):
-            return Contender(kind, strategy, "order", server, framework, port, child)
+            return Contender(kind, strategy, op, server, framework, port, child)
         tail = child.log_tail()
         child.stop()
     raise BenchError(f"{kind} for {strategy} did not start; log:\n{tail}")
@@ -174,23 +196,99 @@ def machine_busy_s() -> tuple[float, float]:
 # --- one turn -------------------------------------------------------------------
 
 
-def reset_sales(redis_url: str, strategies: list[str], stock: int, hold_ttl_ms: int) -> None:
-    """An empty Redis with one fresh sale ``bench-<strategy>`` per strategy (as PUT /v1/sales does)."""
+def reset_sales(redis_url: str, strategies: list[str], stock: int, hold_ttl_ms: int,
+                ledger: Path | None = None, ledger_strategies: tuple[str, ...] = ()) -> None:
+    """An empty Redis with one fresh sale ``bench-<strategy>`` per strategy (as PUT /v1/sales does).
+
+    A strategy in ``ledger_strategies`` gets its sale created in the warehouse ledger too, with a
+    new epoch, as a node with ``--ledger`` does.
+    """
     client = redis.Redis.from_url(redis_url)
     try:
         client.flushall()
     finally:
         client.close()
+    epochs: dict[str, str] = {}
+    if ledger is not None and any(s in ledger_strategies for s in strategies):
+        from reference_backend.ledger import SqliteLedger
+
+        led = SqliteLedger(str(ledger))
+        try:
+            for s in strategies:
+                if s in ledger_strategies:
+                    epochs[s] = secrets.token_hex(8)
+                    led.create_sale(sale_id(s), stock, epochs[s])
+        finally:
+            led.close()
 
     async def put() -> None:
         store = Store.connect(redis_url)
         try:
             for s in strategies:
-                await store.put_sale(sale_id(s), SaleConfig(stock=stock, hold_ttl_ms=hold_ttl_ms, strategy=s))
+                await store.put_sale(sale_id(s), SaleConfig(stock=stock, hold_ttl_ms=hold_ttl_ms, strategy=s,
+                                                            epoch=epochs.get(s, "")))
         finally:
             await store.close()
 
     asyncio.run(put())
+
+
+def make_held_orders(redis_url: str, strategy: str, strategy_cls: type, n: int, out: Path, batch: int = 4000) -> int:
+    """``n`` unpaid orders in the sale of ``strategy``, made straight in Redis; their ids, one a line, in ``out``.
+
+    A Lua strategy's orders come from its own order script with a node's arguments (no key,
+    no policy), pipelined; naive's order hash is written as ``Naive._order`` writes it.
+    """
+    sid = sale_id(strategy)
+    k = SaleKeys(sid)
+    client = redis.Redis.from_url(redis_url)
+    ids: list[str] = []
+    try:
+        if issubclass(strategy_cls, LuaStrategy):
+            from reference_backend import lua
+
+            script = client.register_script(lua.source(strategy_cls.scripts["order"]))
+            nonce = secrets.token_hex(6)
+            for start in range(0, n, batch):
+                with client.pipeline(transaction=False) as p:
+                    for i in range(start, min(n, start + batch)):
+                        user = f"payer-{i}"
+                        script(keys=k.op_keys("order", None), client=p,
+                               args=[strategy, sid, "0", f"1:{user}", k.order_prefix, user, 1, "", "", "", nonce])
+                    for kind, payload in p.execute():
+                        result = json.loads(payload.partition(b"\n")[2]) if kind not in (b"s", b"p") else {}
+                        if result.get("s") != 201:
+                            raise BenchError(f"setup order for {strategy} answered {kind!r} {payload[:200]!r}")
+                        ids.append(result["o"]["order_id"])
+        else:
+            sec, usec = client.time()
+            now = sec * 1000 + usec // 1000
+            ttl = int(client.hget(k.meta, "hold_ttl_ms") or 3_600_000)
+            nonce = secrets.token_hex(6)
+            for start in range(0, n, batch):
+                with client.pipeline(transaction=False) as p:
+                    for i in range(start, min(n, start + batch)):
+                        oid = f"{i + 1}-{nonce}"
+                        p.hset(k.order(oid), mapping={"user_id": f"payer-{i}", "qty": 1, "status": "held",
+                                                      "created_ms": now, "expires_ms": now + ttl})
+                        p.zadd(k.holds, {oid: now + ttl})
+                        ids.append(oid)
+                    p.decrby(k.avail, min(n, start + batch) - start)
+                    p.incrby(k.held, min(n, start + batch) - start)
+                    p.execute()
+    finally:
+        client.close()
+    out.write_text("\n".join(ids) + "\n")
+    return len(ids)
+
+
+def orders_paid(redis_url: str, strategy: str) -> int:
+    """Distinct orders paid in the sale (its sold set: one entry per paid order)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.hlen(SaleKeys(sale_id(strategy)).sold_set))
+    finally:
+        client.close()
 
 
 def sale_id(strategy: str) -> str:
@@ -205,13 +303,17 @@ def orders_placed(redis_url: str, strategy: str) -> int:
         client.close()
 
 
-def probe(c: Contender) -> tuple[int, bytes]:
-    """One order, by hand: the status and body a contender answers."""
+def probe(c: Contender, order_id: str | None = None) -> tuple[int, bytes]:
+    """One order (or, for pay, one payment of ``order_id``), by hand: the status and body a contender answers."""
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
     try:
-        body = json.dumps({"user_id": f"probe-{c.kind}", "qty": 1})
-        conn.request("POST", f"/v1/sales/{sale_id(c.strategy)}/orders", body=body,
-                     headers={"Content-Type": "application/json", "Idempotency-Key": secrets.token_hex(8)})
+        if c.op == "pay":
+            conn.request("POST", f"/v1/sales/{sale_id(c.strategy)}/orders/{order_id}/pay",
+                         headers={"Idempotency-Key": secrets.token_hex(8)})
+        else:
+            body = json.dumps({"user_id": f"probe-{c.kind}", "qty": 1})
+            conn.request("POST", f"/v1/sales/{sale_id(c.strategy)}/orders", body=body,
+                         headers={"Content-Type": "application/json", "Idempotency-Key": secrets.token_hex(8)})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -219,8 +321,9 @@ def probe(c: Contender) -> tuple[int, bytes]:
 
 
 def run_wrk(c: Contender, args: argparse.Namespace, seconds: int, tag: str) -> dict[str, Any]:
+    extra = [str(c.pay_ids), str(args.threads)] if c.op == "pay" else []
     argv = [args.wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--timeout", "5s",
-            "-s", str(WRK_SCRIPTS[c.op]), c.url, "--", sale_id(c.strategy), tag]
+            "-s", str(WRK_SCRIPTS[c.op]), c.url, "--", sale_id(c.strategy), tag, *extra]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     found = re.search(r"^WRK_JSON (\{.*\})$", done.stdout, re.M)
     if done.returncode != 0 or not found:
@@ -228,9 +331,20 @@ def run_wrk(c: Contender, args: argparse.Namespace, seconds: int, tag: str) -> d
     return json.loads(found.group(1))
 
 
+def prepare_turn(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, seconds: int) -> float:
+    """A fresh sale for the turn; for pay, its held orders too. Seconds the setup took."""
+    t0 = time.monotonic()
+    reset_sales(redis_srv.url, args.strategy_list, args.stock, args.hold_ttl_ms, args.ledger, args.ledger_strategies)
+    if c.op == "pay":
+        n = args.pay_orders or max(2000, seconds * 6000)
+        assert c.pay_ids is not None
+        make_held_orders(redis_srv.url, c.strategy, args.strategy_classes[c.strategy], n, c.pay_ids)
+    return time.monotonic() - t0
+
+
 def measure(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, rnd: int) -> dict[str, Any]:
     """One timed turn of one contender on a fresh sale."""
-    reset_sales(redis_srv.url, args.strategy_list, args.stock, args.hold_ttl_ms)
+    setup_s = prepare_turn(c, args, redis_srv, args.duration)
     tag = f"r{rnd}-{c.kind}-{secrets.token_hex(3)}"
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     srv0, red0, (busy0, tot0), t0 = proc_cpu_s(c.pid), proc_cpu_s(redis_srv.child.pid), machine_busy_s(), time.monotonic()
@@ -255,6 +369,9 @@ def measure(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, rnd:
         "errors": w["errors"],
         "error_count": errors,
         "orders_placed": orders_placed(redis_srv.url, c.strategy),
+        # pay: distinct orders paid this turn (every request paid its own order: >= requests)
+        **({"orders_paid": orders_paid(redis_srv.url, c.strategy), "setup_s": round(setup_s, 2)}
+           if c.op == "pay" else {}),
         "server_cpu_us_per_req": round(server_cpu / n * 1e6, 1) if n else None,
         "redis_cpu_us_per_req": round(redis_cpu / n * 1e6, 1) if n else None,
         "server_cpu_cores": round(server_cpu / wall, 2),
@@ -358,6 +475,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the machine has few cores)")
     p.add_argument("--strategies", default="pre_deduct", help="comma list from reference_backend.strategies, or all")
+    p.add_argument("--ops", default="order", help=f"comma list of {', '.join(OPS)} (default order)")
+    p.add_argument("--pay-orders", type=int, default=0,
+                   help="held orders made before each pay turn (default 6000 per second of the turn)")
     p.add_argument("--contenders", default=",".join(ALL_CONTENDERS),
                    help=f"comma list of {', '.join(ALL_CONTENDERS)} (default all; missing packages are skipped)")
     p.add_argument("--stock", type=int, default=10**9, help="stock of each sale: never sells out")
@@ -379,32 +499,51 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--contenders: unknown {bad}, known: {', '.join(ALL_CONTENDERS)}")
     if args.duration < 1 or args.rounds < 1 or args.connections < 1 or args.threads < 1 or args.warmup < 0:
         p.error("--duration, --rounds, --connections, --threads must be >= 1, --warmup >= 0")
+    args.op_list = [o for o in args.ops.split(",") if o]
+    if not args.op_list or any(o not in OPS for o in args.op_list):
+        p.error(f"--ops: comma list of {', '.join(OPS)}")
     args.strategy_classes = known
+    args.ledger_strategies = tuple(s for s in args.strategy_list if known[s].needs_ledger)
+    args.ledger = None  # set by run(): the ledger file in the run's temp directory
     return args
 
 
-def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, str | None]], list[str]]:
-    """(kind, strategy, order script) of every contender to start, and notes on what is skipped."""
-    out: list[tuple[str, str, str | None]] = []
+def single_script(cls: type, op: str) -> str | None:
+    """The one Lua script a strategy's ``op`` runs, or None when it runs more than that."""
+    if not issubclass(cls, LuaStrategy):
+        return None
+    if op == "pay" and cls.pay is not LuaStrategy.pay:  # its own pay: several steps
+        return None
+    return cls.scripts[op]
+
+
+def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, str, str | None]], list[str]]:
+    """(kind, strategy, op, script) of every contender to start, and notes on what is skipped."""
+    out: list[tuple[str, str, str, str | None]] = []
     notes: list[str] = []
-    lua_strategies = [s for s in args.strategy_list if issubclass(args.strategy_classes[s], LuaStrategy)]
-    for s in args.strategy_list:
-        if "reference" in args.contender_list:
-            out.append(("reference", s, None))
-        if "reference_uvicorn" in args.contender_list and s == args.strategy_list[0]:
-            out.append(("reference_uvicorn", s, None))
-        if s not in lua_strategies:
-            notes.append(f"{s}: no single order script, so no baseline and no ratio")
-            continue
-        script = args.strategy_classes[s].scripts["order"]
-        for kind in VARIANTS:
-            if kind not in args.contender_list or (kind != "baseline" and s != lua_strategies[0]):
+    for op in args.op_list:
+        lua_strategies = [s for s in args.strategy_list if single_script(args.strategy_classes[s], op)]
+        for s in args.strategy_list:
+            if "reference" in args.contender_list:
+                out.append(("reference", s, op, None))
+            if "reference_uvicorn" in args.contender_list and s == args.strategy_list[0]:
+                out.append(("reference_uvicorn", s, op, None))
+            script = single_script(args.strategy_classes[s], op)
+            if script is None:
+                notes.append(f"{s} {op}: no single {op} script, so no baseline and no ratio")
                 continue
-            missing = [m for m in VARIANTS[kind][2] if importlib.util.find_spec(m) is None]
-            if missing:
-                notes.append(f"{kind}: skipped, {', '.join(missing)} not installed (pip install -e '.[bench]')")
-                continue
-            out.append((kind, s, script))
+            for kind in VARIANTS:
+                if kind not in args.contender_list or (kind != "baseline" and s != lua_strategies[0]):
+                    continue
+                if op == "pay" and VARIANTS[kind][1] != "bare":
+                    continue  # the framework variants serve the order route only
+                missing = [m for m in VARIANTS[kind][2] if importlib.util.find_spec(m) is None]
+                if missing:
+                    note = f"{kind}: skipped, {', '.join(missing)} not installed (pip install -e '.[bench]')"
+                    if note not in notes:
+                        notes.append(note)
+                    continue
+                out.append((kind, s, op, script))
     return out, notes
 
 
@@ -413,25 +552,38 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="oversold-bench-"))
+    args.ledger = ledger_path(log_dir)
     contenders: list[Contender] = []
+    nodes: dict[tuple[str, str], BackendNode] = {}  # one reference node per (kind, strategy) serves every op
     redis_srv = RedisServer.start(log_dir=log_dir)
     load_start = os.getloadavg()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
-        for kind, s, script in todo:
+        for kind, s, op, script in todo:
             if kind in REFERENCES:
-                contenders.append(start_reference(redis_srv.url, s, log_dir, kind))
+                node = nodes.get((kind, s))
+                if node is None:
+                    c = start_reference(redis_srv.url, s, log_dir, kind, op,
+                                        needs_ledger=s in args.ledger_strategies)
+                    nodes[(kind, s)] = c.process  # type: ignore[assignment]
+                else:
+                    c = Contender(kind, s, op, REFERENCES[kind], "reference_backend", node.port, node)
             else:
                 assert script is not None
-                contenders.append(start_variant(kind, redis_srv.url, s, script, log_dir))
+                c = start_variant(kind, redis_srv.url, s, script, log_dir, op)
+            if op == "pay":
+                c.pay_ids = log_dir / f"pay-ids-{kind}-{s}.txt"
+            contenders.append(c)
         print("contenders: " + ", ".join(f"{c.name} (pid {c.pid}, port {c.port})" for c in contenders), flush=True)
-        reset_sales(redis_srv.url, args.strategy_list, args.stock, args.hold_ttl_ms)
         for c in contenders:
-            status, body = probe(c)
-            if status != 201:
-                raise BenchError(f"{c.name} answers an order with {status} {body[:300]!r}; log:\n{c.log_tail()}")
+            prepare_turn(c, args, redis_srv, 1)
+            oid = c.pay_ids.read_text().split()[0] if c.pay_ids else None
+            status, body = probe(c, oid)
+            if status != (200 if c.op == "pay" else 201):
+                raise BenchError(f"{c.name} answers an {c.op} with {status} {body[:300]!r}; log:\n{c.log_tail()}")
         if args.warmup:
             for c in contenders:
+                prepare_turn(c, args, redis_srv, args.warmup)
                 w = run_wrk(c, args, args.warmup, f"warm-{c.kind}-{secrets.token_hex(3)}")
                 if not w["requests"] or sum(w["errors"].values()):
                     raise BenchError(f"{c.name} failed its warm-up: {w}\nlog:\n{c.log_tail()}")
@@ -449,8 +601,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     finally:
+        stopped: set[int] = set()
         for c in contenders:
-            c.stop()
+            if id(c.process) not in stopped:  # a reference node serves several ops
+                stopped.add(id(c.process))
+                c.stop()
         redis_srv.stop()
         load_end = os.getloadavg()
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -458,17 +613,22 @@ def run(args: argparse.Namespace) -> int:
     rows = [summary(c) for c in contenders]
     ratios = []
     for ref in (c for c in contenders if c.kind in REFERENCES):
-        base = next((c for c in contenders if c.kind == "baseline" and c.strategy == ref.strategy), None)
+        base = next((c for c in contenders
+                     if c.kind == "baseline" and c.strategy == ref.strategy and c.op == ref.op), None)
         if base is not None:
             ratios.append(ratio_of(ref, base))
-    failed = [s["name"] for s in rows if not s["requests"] or s["errors"]]
+    # pay: every request must have paid its own order (fewer orders paid than answers: a replay)
+    failed = [s["name"] for s in rows if not s["requests"] or s["errors"]
+              or any(r.get("orders_paid", r["requests"]) < r["requests"] for r in s["runs"])]
     low = [r for r in ratios if r["ratio"] is None or r["ratio"] < args.min_ratio]
     result = {
         "benchmark": "order_path",
         "started_at": started,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "measured": "POST /v1/sales/{id}/orders, qty 1, distinct user and Idempotency-Key each; "
-                    "stock never runs out, so every answer is a 201 (anything else is an error)",
+        "measured": "order: POST /v1/sales/{id}/orders, qty 1, distinct user and Idempotency-Key each; "
+                    "stock never runs out, so every answer is a 201 (anything else is an error). "
+                    "pay: POST /v1/sales/{id}/orders/{order_id}/pay, each request a different held order "
+                    "(made in Redis before the turn) with its own Idempotency-Key; every answer is a 200",
         "machine": {
             "cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
             "loadavg_start": [round(v, 2) for v in load_start], "loadavg_end": [round(v, 2) for v in load_end],
@@ -480,6 +640,7 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
             "connections": args.connections, "threads": args.threads, "stock": args.stock,
             "hold_ttl_ms": args.hold_ttl_ms, "strategies": args.strategy_list, "contenders": args.contender_list,
+            "ops": args.op_list, "pay_orders": args.pay_orders or "max(2000, 6000 x duration)",
             "min_ratio": args.min_ratio,
         },
         "notes": notes,

@@ -54,3 +54,28 @@ def test_unknown_strategy_is_refused():
     done = subprocess.run([sys.executable, str(SCRIPT), "--strategies", "no_such_strategy"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "unknown" in done.stderr
+
+
+def test_pay_path_benchmark_runs(tmp_path):
+    """--ops pay: held orders made before the turn, each request pays a different one."""
+    out = tmp_path / "pay_path.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--ops", "pay", "--duration", "2", "--rounds", "1", "--warmup", "0",
+         "--connections", "2", "--contenders", "reference,baseline", "--min-ratio", "0", "--out", str(out)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    result = json.loads(out.read_text())
+    assert result["ok"] is True and result["config"]["ops"] == ["pay"]
+    by_kind = {c["kind"]: c for c in result["contenders"]}
+    assert set(by_kind) == {"reference", "baseline"}
+    for c in by_kind.values():
+        assert c["strategy"] == "pre_deduct" and c["op"] == "pay", c
+        assert c["requests"] > 0 and c["errors"] == 0, c
+        (run,) = c["runs"]
+        # every answered request paid its own order: as many distinct orders paid as answers (or more,
+        # requests still in flight when wrk stopped), never fewer (a replay of one order would be fewer)
+        assert run["orders_paid"] >= run["requests"] > 0, run
+    (ratio,) = result["ratios"]
+    assert ratio["op"] == "pay" and ratio["reference"] == "reference:pre_deduct:pay"
+    assert ratio["baseline"] == "baseline:pre_deduct:pay" and ratio["ratio"] > 0
