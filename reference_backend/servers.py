@@ -4,7 +4,9 @@ Two are offered because which is faster depends on the machine and the app:
 ``benchmarks/order_path.py`` measures the reference app under both in one run. On
 the machine the project was built on they served the same requests per second
 (uvicorn with less CPU per request, granian with the better p99; see
-benchmarks/README.md), so ``DEFAULT_SERVER`` stayed granian. Either way a node stays one OS process with no workers, so SIGKILL of
+benchmarks/README.md), so ``DEFAULT_SERVER`` stayed granian. Open problem: under
+uvicorn a node now and then takes over 10 s to stop on SIGTERM (about 1 in 20 in
+tests, cause not found yet); the harness's stop falls back to SIGKILL after 5 s. Either way a node stays one OS process with no workers, so SIGKILL of
 its pid kills exactly one node; both stop cleanly through ``stop()``.
 
 Usage::
@@ -56,11 +58,15 @@ def make_server(kind: str, app: Any, *, host: str, port: int, backlog: int) -> E
         config = uvicorn.Config(
             app, host=host, port=port, backlog=backlog, http="httptools", loop="none", lifespan="off",
             interface="asgi3", log_level="warning", access_log=False, server_header=False, date_header=False,
+            timeout_graceful_shutdown=2,  # SIGTERM must stop the node promptly, as granian does
         )
         server = _Server(config)
 
         def stop() -> None:
+            # force: do not wait on keep-alive connections or tasks (seen hanging >10 s now and
+            # then); the node's own finally releases Redis and the ledger either way
             server.should_exit = True
+            server.force_exit = True
 
         return EmbeddedServer(serve=server.serve, stop=stop)
     raise ValueError(f"server: must be one of {', '.join(SERVERS)}, got {kind!r}")
