@@ -5,8 +5,10 @@ Two are offered because which is faster depends on the machine and the app:
 the machine the project was built on they served the same requests per second
 (uvicorn with less CPU per request, granian with the better p99; see
 benchmarks/README.md), so ``DEFAULT_SERVER`` stayed granian. Open problem: under
-uvicorn a node now and then takes over 10 s to stop on SIGTERM (about 1 in 20 in
-tests, cause not found yet); the harness's stop falls back to SIGKILL after 5 s. Either way a node stays one OS process with no workers, so SIGKILL of
+uvicorn a node now and then (about 1 in 20 in tests) ignores SIGTERM altogether and
+keeps running -- cause not found yet; the harness's stop falls back to SIGKILL after
+5 s, so runs are not affected, but do not use ``--server uvicorn`` where a clean
+SIGTERM matters until this is fixed. Either way a node stays one OS process with no workers, so SIGKILL of
 its pid kills exactly one node; both stop cleanly through ``stop()``.
 
 Usage::
