@@ -238,3 +238,17 @@ local function queued_order(o, op)
   end
   return nil
 end
+
+-- What every order checks before it takes stock, in this order: the scalper
+-- verdict, the user's limit, then stock. A refusal reply, or nil to go ahead.
+local function order_refusal(meta, user, qty)
+  local gated = policy_gate(meta, user)
+  if gated then return gated end
+  local limited = over_limit(meta, user, qty)
+  if limited then return limited end
+  local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if avail < qty then
+    return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
+  end
+  return nil
+end

@@ -8,14 +8,8 @@ local meta, early = sale_meta()
 if not meta then return early end
 
 local user, qty = ARGV[6], tonumber(ARGV[7])
-local gated = policy_gate(meta, user)
-if gated then return gated end
-local limited = over_limit(meta, user, qty)
-if limited then return limited end
-local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
-if avail < qty then
-  return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
-end
+local refused = order_refusal(meta, user, qty)
+if refused then return refused end
 
 local now = now_ms()
 local id = fresh_order_id()  -- seq plus the node's nonce: unique across failovers
