@@ -16,6 +16,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -46,7 +47,9 @@ REDIS_DOWN = (
     rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.OutOfMemoryError,
     rx.ClusterDownError, rx.TryAgainError, OSError, asyncio.TimeoutError,
 )
-TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")
+# the error replies that heal; redis-py prefixes a pipeline's error with the command's
+# place in the pipeline ("Command # 3 (...) of pipeline caused error: ('LOADING ...',)")
+TRANSIENT_REPLY = re.compile(r"(?:^|caused error: \(?['\"]?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS)\b")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -160,7 +163,7 @@ class App:
         except ClientGone:
             return
         except Exception as e:
-            if isinstance(e, rx.ResponseError) and str(e).startswith(TRANSIENT_REPLIES):
+            if isinstance(e, rx.ResponseError) and TRANSIENT_REPLY.search(str(e)):
                 reply = _unavailable(e)
             else:  # a bug: say so loudly, never dress it up as a contract answer
                 log.exception("internal error on %s %s", request.method, request.path)

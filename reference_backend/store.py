@@ -81,7 +81,12 @@ class Store:
         A reset is not meant to race with traffic on the same sale.
         """
         k = SaleKeys(sale_id)
-        doomed = [key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000) if key != k.seq.encode()]
+        # the streams go whatever the scan saw: a sync worker or order processor may
+        # make one (XGROUP CREATE ... MKSTREAM) between the scan and the MULTI, and
+        # the group created below would then fail with BUSYGROUP mid-transaction
+        streams = {key.encode() for key in (k.warnings, k.order_queue, k.events)}
+        scanned = {key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000)}
+        doomed = sorted((scanned | streams) - {k.seq.encode()})
         async with self.redis.pipeline(transaction=True) as pipe:
             for i in range(0, len(doomed), 1000):
                 pipe.unlink(*doomed[i : i + 1000])

@@ -66,11 +66,6 @@ def _loopback(host: str) -> bool:
         return False
 
 
-async def create_group(redis: Any, sale_id: str) -> None:
-    """The stream and its consumer group, from the first entry (called at sale creation)."""
-    await redis.xgroup_create(SaleKeys(sale_id).warnings, GROUP, id="0", mkstream=True)
-
-
 async def forward_warnings(store: Any, node_name: str, interval_s: float) -> None:
     """Forever: post new warnings of every sale that has a webhook URL."""
     from .app import REDIS_DOWN  # the app module imports the store; import late to stay a leaf

@@ -228,3 +228,38 @@ def test_a_worker_dead_between_ledger_commit_and_ack_is_taken_over_without_doubl
     assert "duplicate=3" in worker.log_tail() and "outbox applied=0 skipped=1" in worker.log_tail()
     led.close()
     client.close()
+
+
+def test_a_group_made_between_the_reset_scan_and_its_multi_does_not_break_the_reset(redis_url):
+    """A worker's XGROUP CREATE ... MKSTREAM landing between the reset's scan and its
+    MULTI used to make the MULTI's own group fail (BUSYGROUP): a 500 and a half reset."""
+    import asyncio
+
+    from reference_backend.keys import SYNC_GROUP, SaleKeys
+    from reference_backend.sale import SaleConfig
+    from reference_backend.store import Store
+
+    k = SaleKeys("race")
+    cfg = SaleConfig(stock=7, hold_ttl_ms=1000, strategy="pre_deduct_ledger", epoch="e1")
+
+    async def reset_with_a_worker_in_the_gap() -> dict:
+        store = Store.connect(redis_url)
+        scan = store.redis.scan_iter
+
+        async def scan_then_worker(*args, **kwargs):
+            async for key in scan(*args, **kwargs):
+                yield key
+            await store.redis.xgroup_create(k.events, SYNC_GROUP, id="0", mkstream=True)  # the worker
+
+        store.redis.scan_iter = scan_then_worker
+        try:
+            return await store.put_sale("race", cfg)
+        finally:
+            await store.close()
+
+    counters = asyncio.run(reset_with_a_worker_in_the_gap())
+    assert (counters["available"], counters["held"], counters["sold"]) == (7, 0, 0)
+    r = raw_redis(redis_url)
+    groups = r.xinfo_groups(k.events)
+    assert [g["name"] for g in groups] == [SYNC_GROUP]
+    assert r.hget(k.meta, "epoch") == "e1"
