@@ -216,7 +216,7 @@ def expected_roles(scenario: "Scenario") -> dict[str, int]:
     own_nodes = scenario.backend.url is None
     if own_nodes:
         roles["backend"] = scenario.backend.nodes
-    if scenario.redis.url is None:
+    if scenario.redis.url is None and own_nodes:  # a backend given by URL has its own Redis
         roles["redis-primary"] = 1
         if scenario.redis.topology == "sentinel":
             roles["sentinel"] = 3
@@ -249,8 +249,16 @@ def topology_problems(scenario: "Scenario") -> list[str]:
         out.append("redis.replication_proxy: needs redis.topology: sentinel (a replica to partition)")
     if sentinel and s.redis.persistence != "none":
         out.append("redis.persistence: the sentinel topology runs without persistence (replicas resync)")
-    if s.redis.proxy and s.backend.url is not None:
-        out.append("redis.proxy: only the nodes the harness starts can be pointed at the proxy; remove backend.url")
+    if s.backend.url is not None:
+        # the harness starts no Redis for a backend given by URL: the backend has its own
+        if s.redis.proxy:
+            out.append("redis.proxy: only the nodes the harness starts can be pointed at the proxy; remove backend.url")
+        if s.redis.url is None:
+            for path, asked in (("redis.topology: sentinel", sentinel), ("chaos.driver: docker", docker),
+                                (f"redis.persistence: {s.redis.persistence}", s.redis.persistence != "none")):
+                if asked:
+                    out.append(f"{path}: the harness starts no Redis for a backend given by URL "
+                               f"(backend.url / --host); run it against the reference backend")
     if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
         out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
     for i, f in enumerate(s.faults):

@@ -10,6 +10,7 @@ Usage::
 
     oversold run scenarios/flash_sale.yaml --strategy naive --out runs/naive
     OVERSOLD_ADMIN_TOKEN=secret oversold run scenarios/flash_sale.yaml --host http://127.0.0.1:8000
+    oversold run scenarios/flash_sale.yaml --host http://127.0.0.1:9000 --adapter mypkg.adapters:MyShop
     oversold check runs/naive
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
 """
@@ -57,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed of the swarm's random choices (overrides seed)")
     r.add_argument("--redis-url", help="use this Redis instead of starting one (overrides redis.url)")
     r.add_argument("--host", metavar="URL",
-                   help="test your own backend at this http:// URL that speaks the contract; no reference "
-                        "backend is started (overrides backend.url; admin token from $OVERSOLD_ADMIN_TOKEN)")
+                   help="test your own backend at this http:// URL (the contract, or --adapter); no reference "
+                        "backend and no Redis are started (overrides backend.url; admin token from "
+                        "$OVERSOLD_ADMIN_TOKEN)")
+    r.add_argument("--adapter", metavar="MODULE:CLASS",
+                   help="speak to a backend with another API than the contract through this "
+                        "oversold.adapters.Adapter subclass (overrides backend.adapter; see docs/swarm.md)")
     r.add_argument("--duration", type=float, help="upper bound of the swarm in seconds (overrides swarm.duration_s)")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the verdict summary")
 
@@ -114,7 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario).with_overrides(
         strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration,
-        backend_url=_host_url(args.host),
+        backend_url=_host_url(args.host), adapter=args.adapter,
     )
     if scenario.backend.url and not os.environ.get(ADMIN_TOKEN_ENV):
         print(f"oversold: note: ${ADMIN_TOKEN_ENV} is not set; the admin calls to {scenario.backend.url} "
@@ -183,7 +188,7 @@ def _host_url(host: str | None) -> str | None:
         return None
     parts = urlsplit(host)
     if parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
-        raise BadInput(f"--host: must be an http://host[:port] URL of a backend that speaks the contract, got {host!r}")
+        raise BadInput(f"--host: must be an http://host[:port] URL of your backend, got {host!r}")
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:

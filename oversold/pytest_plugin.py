@@ -15,6 +15,7 @@ environment has oversold gets the ``oversold_run`` fixture and the
 run`` does) into a fresh directory under the test's ``tmp_path`` and returns
 the ``RunResult``. Overrides are those of the CLI: ``strategy``, ``seed``,
 ``redis_url``, ``host`` (your backend; else the reference backend is started),
+``adapter`` (``"module:Class"`` when your backend's API is not the contract),
 ``duration_s``. ``pytest --oversold-host URL`` sets ``host`` for every call
 that does not pass one. The admin token of your backend comes from
 ``$OVERSOLD_ADMIN_TOKEN``, as for the CLI.
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .run import RunResult
     from .scenario import Scenario
 
-_OVERRIDES = ("strategy", "seed", "redis_url", "host", "backend_url", "duration_s")
+_OVERRIDES = ("strategy", "seed", "redis_url", "host", "backend_url", "adapter", "duration_s")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from chaos.nemesis import Nemesis
 
 from .chaos_spec import FaultSpec, schedule
+from .adapters.base import Adapter, load_adapter
+from .adapters.http import AdapterClient
 from .checker import Verdict, check
-from .contract import ContractClient, TransportError
 from .errors import HarnessError, StandUpError
 from .fault_runner import FaultLog, FaultRunner
 from .history import FinalState, read_history
@@ -49,6 +50,8 @@ from .results import Evaluation, results_body, write_outputs
 from .sampler import CounterSampler
 from .scenario import Scenario, dump_scenario
 from .settle import settle_and_read
+from .swarm.config import DEFAULT_ADAPTER
+from .swarm.recorder import Outcome
 from .topology import Topology, stand_up, start_workers
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "flash_sale.py"
 FAULTS_FILE = "faults.jsonl"
+SETUP_TIMEOUT_S = 10.0  # creating or resetting the sale (reads time out after 2 s: a node may be down)
 
 Progress = Callable[[str], None]
 
@@ -105,38 +109,38 @@ def run_scenario(
     for stale in (history_path, run_dir / "timeline.jsonl", run_dir / FAULTS_FILE):
         stale.unlink(missing_ok=True)
 
-    sweep_dead_runs(say=progress)  # what runs killed earlier left running
-    run = RunState.open(new_run_id(), run_dir=run_dir)
     # a backend somebody else runs takes their admin token (the contract's variable)
     token = (os.environ.get(ADMIN_TOKEN_ENV) if scenario.backend.url else None) or secrets.token_urlsafe(24)
+    # a bad adapter is bad input (exit 4) before anything starts
+    adapter = load_adapter(scenario.backend.adapter or DEFAULT_ADAPTER, admin_token=token,
+                           source="backend.adapter (--adapter)")
+    sweep_dead_runs(say=progress)  # what runs killed earlier left running
+    run = RunState.open(new_run_id(), run_dir=run_dir)
 
     with ExitStack() as stack:
         stack.callback(run.finish)  # runs last: only what is really gone leaves the state file
         topo = stand_up(scenario, run_dir, stack=stack, run=run, admin_token=token, progress=progress)
-        admin = ContractClient(topo.node_urls[0], admin_token=token)
-        _setup_sale(admin, scenario)
-        progress(
-            f"sale: {scenario.sale.id} stock={scenario.sale.stock} strategy={scenario.sale.strategy} "
-            f"ttl={scenario.sale.hold_ttl_ms}ms"
-        )
+        nodes = AnyNode(adapter, topo.node_urls)
+        stack.callback(nodes.close)
+        _setup_sale(nodes, scenario, progress)
         start_workers(topo, scenario, run_dir, stack=stack, run=run, progress=progress)  # they need the sale
 
-        sampler = CounterSampler(AnyNode(topo.node_urls, token), scenario.sale.id, run_dir / "timeline.jsonl").start()
+        sampler = CounterSampler(nodes.read_counters, scenario.sale.id, run_dir / "timeline.jsonl").start()
         stack.callback(sampler.stop)
         nemesis = Nemesis(*topo.drivers)
         log = FaultLog(run_dir / FAULTS_FILE, nemesis)
         stack.callback(log.write)  # after the heal below: the log shows every end
         stack.enter_context(nemesis)  # heal_all on the way out, on success, error or Ctrl-C
         locust = _start_locust(scenario, locustfile or locustfile_for(scenario), topo.node_urls, scenario_path,
-                               history_path, run_dir / "logs", admin_token=token)
+                               history_path, run_dir / "logs", admin_token=token,
+                               adapter=scenario.backend.adapter)
         run.state.record_child(locust)
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
         if observer is not None:  # the live display (oversold.progress) reads the run directory
             observer.swarm_started(scenario, run_dir)
             stack.callback(observer.stop)
-        runner = FaultRunner(nemesis, planned, log=log,
-                             load_started=_load_started(AnyNode(topo.node_urls, token), scenario))
+        runner = FaultRunner(nemesis, planned, log=log, load_started=_load_started(nodes, scenario))
         stack.callback(runner.stop)  # before the nemesis heals: nothing is injected after the heal
         runner.start()
         if planned:
@@ -153,7 +157,7 @@ def run_scenario(
         ops = read_history(history_path)
         progress(f"swarm: done, {len(ops)} history records")
 
-        final = _settle(topo, scenario, token, progress)
+        final = _settle(nodes, topo, scenario, progress)
         sampler.stop()
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
 
@@ -175,47 +179,72 @@ def write_results(run_dir: Path, scenario: Scenario, verdict: Verdict, *, elapse
 
 
 class AnyNode:
-    """Reads a sale's counters from the first node that answers: a node may be down on purpose.
+    """The backend's nodes through the run's adapter; a read goes to the first node that answers
+    (a node may be down on purpose), starting with the one that answered last.
 
     Usage::
 
-        CounterSampler(AnyNode(urls, token), "moutai", path)
+        nodes = AnyNode(ContractAdapter(admin_token=token), urls)
+        nodes.counters("moutai")            # a dict, or None when no node could say
+        CounterSampler(nodes.read_counters, "moutai", path)
     """
 
-    def __init__(self, urls: list[str], token: str) -> None:
-        self._clients = [ContractClient(u, admin_token=token, timeout=2.0) for u in urls]
-        self._first = 0  # start with the node that answered last
+    def __init__(self, adapter: Adapter, urls: list[str], timeout: float = 2.0) -> None:
+        self.clients = [AdapterClient(adapter, u, timeout=timeout) for u in urls]
+        self._first = 0
 
-    def sale(self, sale_id: str) -> tuple[int, dict]:
-        return self._ask(lambda c: c.sale(sale_id))
+    def read_counters(self, sale_id: str) -> Outcome:
+        """The counters read as an Outcome: the first ok answer, else what went wrong."""
+        answer = self._ask(lambda c: c.send("counters", c.adapter.counters(sale_id)))
+        assert answer is not None  # every adapter has a counters request
+        return answer
 
-    def audit(self, sale_id: str) -> tuple[int, dict]:
-        return self._ask(lambda c: c.audit(sale_id))
+    def counters(self, sale_id: str) -> dict[str, Any] | None:
+        return _body(self.read_counters(sale_id))
 
-    def _ask(self, call: Callable[[ContractClient], tuple[int, dict]]) -> tuple[int, dict]:
-        error: TransportError | None = None
-        answer: tuple[int, dict] | None = None
-        for k in range(len(self._clients)):
-            i = (self._first + k) % len(self._clients)
-            try:
-                answer = call(self._clients[i])
-            except TransportError as e:
-                error = e
-                continue
-            if answer[0] < 500:
+    def audit(self, sale_id: str) -> dict[str, Any] | None:
+        """The audit, or None when no node could give it or the backend has no audit read."""
+        return _body(self._ask(lambda c: c.send("audit", c.adapter.audit(sale_id))))
+
+    def setup_sale(self, scenario: Scenario) -> Outcome | None:
+        """Create or reset the sale on the first node (None: the adapter has no admin reset)."""
+        first = self.clients[0]
+        client = AdapterClient(first.adapter, first.base_url, timeout=SETUP_TIMEOUT_S)  # a reset may take a while
+        try:
+            return client.send("setup_sale", client.adapter.setup_sale(scenario.sale.id, scenario.sale.settings()))
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def _ask(self, call: Callable[[AdapterClient], Outcome | None]) -> Outcome | None:
+        """The first ok answer; else a node's HTTP answer (it says more) over a transport failure."""
+        best: Outcome | None = None
+        for k in range(len(self.clients)):
+            i = (self._first + k) % len(self.clients)
+            answer = call(self.clients[i])
+            if answer is None:  # the adapter has no such request: no node will have it
+                return None
+            if answer.type == "ok":
                 self._first = i
                 return answer
-        if answer is None:
-            raise error or TransportError("no node to ask", maybe_applied=False)
-        return answer
+            if best is None or (best.status == 0 and answer.status != 0):
+                best = answer
+        return best
+
+
+def _body(outcome: Outcome | None) -> dict[str, Any] | None:
+    return outcome.body if outcome is not None and outcome.type == "ok" and isinstance(outcome.body, dict) else None
 
 
 def _load_started(nodes: AnyNode, scenario: Scenario) -> Callable[[], bool]:
     """True once the sale's counters moved: the swarm's first holds are in."""
     def started() -> bool:
-        status, body = nodes.sale(scenario.sale.id)
-        return status == 200 and (body.get("available", scenario.sale.stock) < scenario.sale.stock
-                                  or body.get("held", 0) > 0 or body.get("sold", 0) > 0)
+        body = nodes.counters(scenario.sale.id)
+        return body is not None and (body.get("available", scenario.sale.stock) < scenario.sale.stock
+                                     or body.get("held", 0) > 0 or body.get("sold", 0) > 0)
     return started
 
 
@@ -225,14 +254,26 @@ def _describe(f: Any) -> str:
     return f"{f.action} {f.role}{target} at {f.start_s:g}s {span}"
 
 
-def _setup_sale(admin: ContractClient, scenario: Scenario) -> None:
-    sale = scenario.sale
-    try:
-        status, body = admin.put_sale(sale.id, **sale.settings())
-    except TransportError as e:
-        raise StandUpError(f"cannot create the sale on {admin.base_url}: {e}") from None
-    if status != 200:
-        raise StandUpError(f"creating the sale {sale.id!r} was refused: HTTP {status} {body}")
+def _setup_sale(nodes: AnyNode, scenario: Scenario, progress: Progress) -> None:
+    """Create (or reset) the sale; with an adapter that cannot, check the sale is there as the scenario says."""
+    sale, where = scenario.sale, nodes.clients[0].base_url
+    outcome = nodes.setup_sale(scenario)
+    if outcome is None:
+        counters = nodes.counters(sale.id)
+        if counters is None:
+            raise StandUpError(f"the adapter {scenario.backend.adapter} cannot set a sale up and sale {sale.id!r} "
+                               f"cannot be read on {where}: create it first")
+        if counters.get("stock", sale.stock) != sale.stock:
+            raise StandUpError(f"sale {sale.id!r} on {where} has stock {counters.get('stock')}, the scenario says "
+                               f"{sale.stock} (sale.stock): the checker would judge it by the wrong stock")
+        progress(f"sale: {sale.id} exists already (the adapter cannot set a sale up): {counters}")
+        return
+    if outcome.status == 0:
+        raise StandUpError(f"cannot create the sale on {where}: {outcome.error}")
+    if outcome.type != "ok":
+        raise StandUpError(f"creating the sale {sale.id!r} was refused: HTTP {outcome.status} "
+                           f"{outcome.body if outcome.body is not None else outcome.code}")
+    progress(f"sale: {sale.id} stock={sale.stock} strategy={sale.strategy} ttl={sale.hold_ttl_ms}ms")
 
 
 def locustfile_for(scenario: Scenario) -> Path:
@@ -244,7 +285,7 @@ def locustfile_for(scenario: Scenario) -> Path:
 
 def _start_locust(
     scenario: Scenario, locustfile: Path, urls: list[str], scenario_path: Path, history_path: Path, logs: Path,
-    *, admin_token: str,
+    *, admin_token: str, adapter: str | None = None,
 ) -> Child:
     if not locustfile.exists():
         raise StandUpError(f"locustfile not found: {locustfile}")
@@ -259,6 +300,8 @@ def _start_locust(
         "--oversold-no-check",  # the orchestrator settles and checks once, after healing every fault
         "--csv", str(logs / "locust"),  # Locust's own stats; the live display takes req/s from them
     ]
+    if adapter is not None:
+        argv += ["--oversold-adapter", adapter]
     if sw.processes > 1:
         # the master must listen on loopback only, on a port no other run holds
         port = str(free_port())
@@ -287,9 +330,8 @@ def _wait_locust(locust: Child, scenario: Scenario, runner: FaultRunner) -> None
         raise runner.error
 
 
-def _settle(topo: Topology, scenario: Scenario, token: str, progress: Progress) -> FinalState:
+def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progress) -> FinalState:
     """Settle holds and read the final state; with a sync worker, wait for front and warehouse to converge."""
-    nodes = AnyNode(topo.node_urls, token)
     final = _settle_and_read(nodes, scenario)
     if not topo.has_sync:
         return final
@@ -298,7 +340,7 @@ def _settle(topo: Topology, scenario: Scenario, token: str, progress: Progress) 
     converged = _converged(final.counters)
     while not converged and time.monotonic() < deadline:
         time.sleep(0.1)
-        converged = _converged(_read(nodes.sale, scenario.sale.id))
+        converged = _converged(nodes.counters(scenario.sale.id))
     waited = round(time.monotonic() - began, 3)
     if waited > 0.05:
         final = _settle_and_read(nodes, scenario)  # the converged (or the last) state
@@ -315,29 +357,7 @@ def _settle(topo: Topology, scenario: Scenario, token: str, progress: Progress) 
 
 def _settle_and_read(nodes: AnyNode, scenario: Scenario) -> FinalState:
     """Settle holds and read the final state, through the one settle step plain Locust runs use too."""
-    return settle_and_read([_StateReader(nodes)], scenario)
-
-
-class _StateReader:
-    """The ``oversold.settle.StateReader`` view of the backend nodes: a dict, or None when a read fails."""
-
-    def __init__(self, nodes: AnyNode) -> None:
-        self._nodes = nodes
-
-    def counters(self, sale_id: str) -> dict[str, Any] | None:
-        return _read(self._nodes.sale, sale_id)
-
-    def audit(self, sale_id: str) -> dict[str, Any] | None:
-        return _read(self._nodes.audit, sale_id)
-
-
-def _read(fn: Callable[[str], tuple[int, dict]], sale_id: str) -> dict | None:
-    """One read of the final state; None when it fails, so the checker can say what it could not decide."""
-    try:
-        status, body = fn(sale_id)
-    except TransportError:
-        return None
-    return body if status == 200 else None
+    return settle_and_read([nodes], scenario)
 
 
 def _converged(counters: dict[str, Any] | None) -> bool:

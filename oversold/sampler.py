@@ -1,13 +1,15 @@
 """A background sampler of a sale's counters, for the run's timeline.
 
-It polls ``GET /v1/sales/{id}`` through the contract client and appends one JSON
-line per sample to ``timeline.jsonl``: ``{"t": wall seconds, "available", "held",
-"sold", ...}`` (every numeric counter the backend reports). A failed read is a
-sample with ``"error"`` so gaps (a node down) show on the timeline.
+It reads the sale's counters through ``read(sale_id)`` (an adapter's counters
+request: ``oversold.run.AnyNode.read_counters``, or ``AdapterClient.send``) and
+appends one JSON line per sample to ``timeline.jsonl``: ``{"t": wall seconds,
+"available", "held", "sold", ...}`` (every numeric counter the backend reports).
+A failed read is a sample with ``"error"`` so gaps (a node down) show on the
+timeline.
 
 Usage::
 
-    with CounterSampler(admin, "moutai", run_dir / "timeline.jsonl", interval_s=0.2):
+    with CounterSampler(nodes.read_counters, "moutai", run_dir / "timeline.jsonl", interval_s=0.2):
         ...  # the sale runs
 """
 
@@ -19,16 +21,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .contract import TransportError
+from .swarm.recorder import Outcome
 
-Reader = Callable[[str], tuple[int, dict]]
+Reader = Callable[[str], Outcome]
 
 
 class CounterSampler:
     """Samples counters on a daemon thread until stopped; the file is flushed per sample."""
 
-    def __init__(self, admin: object, sale_id: str, path: Path, *, interval_s: float = 0.2) -> None:
-        self._read: Reader = admin.sale  # type: ignore[attr-defined]
+    def __init__(self, read: Reader, sale_id: str, path: Path, *, interval_s: float = 0.2) -> None:
+        self._read = read
         self._sale_id = sale_id
         self._path = path
         self._interval = interval_s
@@ -40,14 +42,7 @@ class CounterSampler:
         with open(self._path, "a", encoding="utf-8") as f:
             while not self._stop.is_set():
                 sample: dict = {"t": round(time.time(), 3)}
-                try:
-                    status, body = self._read(self._sale_id)
-                    if status == 200:
-                        sample.update({k: v for k, v in body.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-                    else:
-                        sample["error"] = f"HTTP {status}"
-                except TransportError as e:
-                    sample["error"] = type(e).__name__
+                sample.update(_sample(self._read(self._sale_id)))
                 f.write(json.dumps(sample, separators=(",", ":")) + "\n")
                 f.flush()
                 self.samples += 1
@@ -66,6 +61,21 @@ class CounterSampler:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sample(outcome: Outcome) -> dict:
+    """A sample's fields from one counters read: the numeric counters, or what went wrong.
+
+    >>> _sample(Outcome("ok", 200, None, {"available": 3, "sold": 7, "strategy": "pre_deduct", "async_orders": False}))
+    {'available': 3, 'sold': 7}
+    >>> _sample(Outcome("info", 503, "unavailable", None)), _sample(Outcome("info", 0, None, None, TimeoutError()))
+    ({'error': 'HTTP 503'}, {'error': 'TimeoutError'})
+    """
+    if outcome.type == "ok" and isinstance(outcome.body, dict):
+        return {k: v for k, v in outcome.body.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if outcome.status:
+        return {"error": f"HTTP {outcome.status}"}
+    return {"error": type(outcome.error).__name__ if outcome.error is not None else "no answer"}
 
 
 def read_timeline(path: Path) -> list[dict]:

@@ -31,6 +31,7 @@ ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger")  # can queue orders (sale
 USER_KINDS = ("buyer", "hoarder", "scalper", "double_clicker", "late_payer", "simultaneous_payer")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ADAPTER_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class Sale:
 class Backend:
     nodes: int = 2
     url: str | None = None  # a backend somebody else runs; then no node is started
+    # "module:Class" of an oversold.adapters.Adapter: how the harness speaks to a backend with
+    # another API than the contract (None: the contract, oversold.adapters.contract:ContractAdapter)
+    adapter: str | None = None
     # the warehouse ledger and the stock sync worker (always on for pre_deduct_ledger; see uses_ledger)
     ledger: bool = False
     sync_interval_ms: int = 100
@@ -181,7 +185,7 @@ class Scenario:
         return self.backend.ledger or self.sale.strategy in LEDGER_STRATEGIES
 
     def with_overrides(self, **overrides: Any) -> "Scenario":
-        """Apply CLI-level overrides (``strategy``, ``seed``, ``redis_url``, ``backend_url``, ``duration_s``)."""
+        """Apply CLI-level overrides (``strategy``, ``seed``, ``redis_url``, ``backend_url``, ``adapter``, ``duration_s``)."""
         s = self
         if overrides.get("strategy") is not None:
             strategy = overrides["strategy"]
@@ -197,6 +201,11 @@ class Scenario:
             s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=overrides["redis_url"]))
         if overrides.get("backend_url") is not None:
             s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=overrides["backend_url"]))
+        if overrides.get("adapter") is not None:
+            spec = overrides["adapter"]
+            if problem := _adapter_spec(spec):
+                raise ScenarioError("--adapter", [f"--adapter: {spec!r} {problem}"])
+            s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, adapter=spec))
         if overrides.get("duration_s") is not None:
             s = dataclasses.replace(s, swarm=dataclasses.replace(s.swarm, duration_s=float(overrides["duration_s"])))
         return s
@@ -289,6 +298,12 @@ def _url(v: Any) -> str | None:
     return None
 
 
+def _adapter_spec(v: Any) -> str | None:
+    if v is None or isinstance(v, str) and ADAPTER_SPEC.match(v):
+        return None
+    return "must be 'package.module:ClassName' (an oversold.adapters.Adapter subclass)"
+
+
 def _thresholds(v: Any) -> str | None:
     if (
         not isinstance(v, (list, tuple))
@@ -371,6 +386,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     backend = Backend(
         nodes=r.get(bd, "nodes", "backend", d.backend.nodes, _int(1, 64)),
         url=r.get(bd, "url", "backend", None, _url),
+        adapter=r.get(bd, "adapter", "backend", None, _adapter_spec),
         ledger=r.get(bd, "ledger", "backend", d.backend.ledger, _bool),
         sync_interval_ms=r.get(bd, "sync_interval_ms", "backend", d.backend.sync_interval_ms, _int(1, 60_000)),
         sync_delay_ms=r.get(bd, "sync_delay_ms", "backend", d.backend.sync_delay_ms, _int(0, 3_600_000)),

@@ -63,17 +63,13 @@ class Topology:
 
     node_urls: list[str]
     admin_token: str
-    redis_url: str  # as the nodes' and the sync worker's --redis-url (redis:// or redis+sentinel://)
+    # as the nodes' and the sync worker's --redis-url (redis:// or redis+sentinel://); None when
+    # the backend is given by URL and no Redis was named (the harness starts none then)
+    redis_url: str | None
     drivers: list[Driver] = field(default_factory=list)
     ledger_path: Path | None = None
     has_sync: bool = False
     label: str | None = None  # the run's container label, when it started containers
-
-    def harness_redis(self) -> redis.Redis:
-        """A blocking client on the (current) primary, for the harness's own reads and writes."""
-        from reference_backend.sentinel_pool import sync_client  # follows a Sentinel URL too
-
-        return sync_client(self.redis_url, timeout_s=3.0)
 
 
 class _Handle:
@@ -100,7 +96,10 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
 
     # -- Redis -----------------------------------------------------------------------
     label = None
-    if scenario.redis.url is not None:
+    redis_url: str | None
+    if not own_nodes and scenario.redis.url is None:
+        redis_url = None  # a backend given by URL has its own Redis; the harness starts none
+    elif scenario.redis.url is not None:
         redis_url = scenario.redis.url
         progress(f"redis: using {redis_url}")
     elif scenario.chaos.driver == "docker":
@@ -138,10 +137,12 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         redis_url = server.url
         progress(f"redis: started {redis_url} (pid {server.child.pid}"
                  f"{', AOF appendfsync always' if extra else ''})")
-    _check_redis(redis_url)
+    if redis_url is not None:
+        _check_redis(redis_url)
 
     if not own_nodes:
         return Topology([scenario.backend.url.rstrip("/")], admin_token, redis_url, drivers, label=label)
+    assert redis_url is not None
 
     # -- the fault proxy: one link per node ------------------------------------------
     node_redis = [redis_url] * scenario.backend.nodes
@@ -194,6 +195,7 @@ def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitSt
     logs, state, drivers = run_dir / "logs", run.state, topo.drivers
     redis_url, ledger = topo.redis_url, topo.ledger_path
     if scenario.backend.url is None:
+        assert redis_url is not None  # stand_up starts or names one for the harness's own nodes
         if ledger is not None:
             from reference_backend.keys import SYNC_DELAY_MS, SYNC_STALL
 

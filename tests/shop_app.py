@@ -9,6 +9,7 @@ expired (at any request: one sweep under the lock). Requests with an
 ``X-Request-Id`` seen before get the first answer again.
 
     python tests/shop_app.py --port 9000 --admin-key secret
+    python tests/shop_app.py --port 9000 --oversell   # the negative control: reservations skip the stock check
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ OUT_OF_STOCK, LOCK_EXPIRED, RELEASED, ALREADY_PAID, NO_SUCH, CONFLICT, BAD_PARAM
 class Shop:
     """The shop's state: items and reservations; every method runs under ``lock``."""
 
-    def __init__(self) -> None:
+    def __init__(self, oversell: bool = False) -> None:
+        self.oversell = oversell  # the bug of the negative control: a reservation never checks the stock
         self.lock = threading.Lock()
         self.items: dict[str, dict[str, Any]] = {}
         self.reservations: dict[str, dict[str, Any]] = {}
@@ -65,7 +67,7 @@ class Shop:
         count, buyer = body.get("count"), body.get("buyer")
         if item is None or not isinstance(count, int) or count < 1 or not isinstance(buyer, str):
             return err(BAD_PARAM, "sku, buyer, count")
-        if item["free"] < count:
+        if item["free"] < count and not self.oversell:
             return err(OUT_OF_STOCK, "sold out")
         self.seq += 1
         rid = f"R-{self.seq}"
@@ -176,8 +178,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--admin-key", default="secret")
+    p.add_argument("--oversell", action="store_true", help="the bug: reserve without checking the stock")
     args = p.parse_args()
-    Handler.shop = Shop()
+    Handler.shop = Shop(oversell=args.oversell)
     Handler.admin_key = args.admin_key
     ThreadingHTTPServer.request_queue_size = 256  # a swarm connects all at once; 5 would drop SYNs
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

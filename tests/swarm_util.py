@@ -8,19 +8,34 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 import yaml
 
 from oversold.history import Op, read_history
-from oversold.procs import Child, free_port
+from oversold.procs import Child, free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILES = REPO / "locustfiles"
 SCENARIOS = REPO / "scenarios"
+SHOP_KEY = "shop-admin"  # the example shop's admin key (tests/shop_app.py), the adapter's admin token
+
+
+@contextmanager
+def shop_server(log_dir: Path, *args: str) -> Iterator[str]:
+    """The example shop (``tests/shop_app.py``) in its own process on a free loopback port; yields its URL."""
+    port = free_port()
+    child = Child.start([sys.executable, str(REPO / "tests" / "shop_app.py"), "--port", str(port),
+                         "--admin-key", SHOP_KEY, *args], name="shop", log_dir=log_dir)
+    try:
+        assert wait_for_port(port, timeout=10, child=child), child.log_tail()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.stop()
 
 
 def scenario_file(tmp_path: Path, base: str | None, name: str, **changes: Any) -> Path:

@@ -91,6 +91,19 @@ def test_roles_follow_the_topology():
     assert expected_roles(parse_scenario({"redis": {"proxy": True}})) == {"backend": 2, "redis-primary": 1, "proxy": 2}
 
 
+def test_a_backend_given_by_url_has_no_harness_redis_to_hurt():
+    host = {"url": "http://127.0.0.1:9"}
+    assert expected_roles(parse_scenario({"backend": host})) == {}
+    assert expected_roles(parse_scenario({"backend": host, "redis": {"url": "redis://127.0.0.1:1/0"}})) == {}
+    got = problems({"backend": host, "redis": {"topology": "sentinel", "persistence": "aof"},
+                    "chaos": {"driver": "docker"}, "faults": [{"action": "kill", "role": "redis-primary"}]})
+    for field in ("redis.topology: sentinel", "chaos.driver: docker", "redis.persistence: aof"):
+        assert f"{field}: the harness starts no Redis for a backend given by URL (backend.url / --host); " \
+               "run it against the reference backend" in got, (field, got)
+    assert any(p.startswith("faults[0].role: this run has no redis-primary targets (roles: none)") for p in got), got
+    assert parse_scenario({"backend": host}).backend.url == host["url"]  # nothing else to refuse
+
+
 def test_repeats_come_from_the_seed_and_stop_at_until():
     spec = FaultSpec("kill", "backend", "one", start_s=1.0, duration_s=0.5, every_s=(1.0, 2.0), until_s=8.0)
     a, b = expand([spec], seed=7, horizon_s=60), expand([spec], seed=7, horizon_s=60)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from oversold.results import validate_results
+from swarm_util import SHOP_KEY, shop_server
 from tiny_scenario import write_tiny
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +42,9 @@ def test_run_against_your_own_backend_passes_without_starting_one(backend, admin
     r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url + "/", "--out", str(out),
                  token=admin_token)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "node(s)" not in r.stdout
+    assert "node(s)" not in r.stdout and "redis:" not in r.stdout
     assert not list((out / "logs").glob("node*.log")), "the harness started a backend node of its own"
+    assert not list((out / "logs").glob("redis*")), "the harness started a Redis the backend does not use"
     results = json.loads((out / "results.json").read_text())
     validate_results(results)
     assert results["verdict"] == "pass" and results["totals"]["sold"] == 60
@@ -76,6 +78,75 @@ def test_a_bad_host_is_exit_4(host):
     r = oversold("run", "scenarios/flash_sale.yaml", "--host", host)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "--host" in r.stderr
+
+
+# --------------------------------------------------------------------------- --host with --adapter
+
+SHOP_ADAPTER = "oversold.adapters.shop:ShopAdapter"
+
+
+def test_run_through_an_adapter_drives_a_backend_shaped_nothing_like_the_contract(tmp_path):
+    """The example shop: no contract, no audit. The run sets the sale up, samples the counters and
+    settles through the adapter; without an audit the checker decides what it can (inconclusive)."""
+    out = tmp_path / "run"
+    with shop_server(tmp_path) as shop:
+        r = oversold("run", str(write_tiny(tmp_path)), "--host", shop, "--adapter", SHOP_ADAPTER, "--out", str(out),
+                     token=SHOP_KEY)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "redis:" not in r.stdout and not list((out / "logs").glob("redis*")), "a --host run started a Redis"
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    status = {i["name"]: i["status"] for i in results["invariants"]}
+    assert status["no_oversell"] == "pass" and status["no_lost_sale"] == "unknown"
+    assert results["totals"]["acked_paid"] == 60  # sold out, through reserve/checkout
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["backend"]["adapter"] == SHOP_ADAPTER
+    timeline = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    assert timeline and all("error" not in t for t in timeline), timeline[:3]
+    assert timeline[-1]["sold"] == 60 and timeline[-1]["available"] == 0  # the shop's stock, in contract words
+    final = json.loads((out / "final_state.json").read_text())
+    assert final["counters"]["sold"] == 60 and final["audit"] is None
+
+
+def test_run_through_an_adapter_fails_a_shop_that_oversells(tmp_path):
+    out = tmp_path / "run"
+    with shop_server(tmp_path, "--oversell") as shop:
+        r = oversold("run", str(write_tiny(tmp_path)), "--host", shop, "--adapter", SHOP_ADAPTER, "--out", str(out),
+                     token=SHOP_KEY)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "verdict: FAIL" in r.stdout and "no_oversell" in r.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["totals"]["acked_paid"] > 60
+
+
+def test_an_adapter_that_cannot_set_up_needs_the_sale_there_as_the_scenario_says(tmp_path):
+    from oversold.adapters.http import AdapterClient
+    from oversold.adapters.shop import ShopAdapter
+
+    with shop_server(tmp_path) as shop:
+        missing = oversold("run", str(write_tiny(tmp_path)), "--host", shop, "--adapter",
+                           "tests.shop_adapters:NoSetupShop", "--out", str(tmp_path / "a"), token=SHOP_KEY)
+        admin = AdapterClient(ShopAdapter(admin_token=SHOP_KEY), shop)
+        assert admin.setup_sale("tiny", {"stock": 50, "hold_ttl_ms": 1000}).type == "ok"  # type: ignore[union-attr]
+        admin.close()
+        other_stock = oversold("run", str(write_tiny(tmp_path)), "--host", shop, "--adapter",
+                               "tests.shop_adapters:NoSetupShop", "--out", str(tmp_path / "b"), token=SHOP_KEY)
+    assert missing.returncode == 5, missing.stdout + missing.stderr
+    assert "cannot set a sale up and sale 'tiny' cannot be read" in missing.stderr
+    assert other_stock.returncode == 5, other_stock.stdout + other_stock.stderr
+    assert "has stock 50, the scenario says 60 (sale.stock)" in other_stock.stderr
+
+
+@pytest.mark.parametrize(("adapter", "says"), [
+    ("oversold.adapters.shop", "--adapter: 'oversold.adapters.shop' must be 'package.module:ClassName'"),
+    ("no_such_module:Shop", "backend.adapter (--adapter): cannot import no_such_module"),
+    ("oversold.adapters.base:Request", "backend.adapter (--adapter): oversold.adapters.base:Request is not an"),
+])
+def test_a_bad_adapter_is_exit_4_before_anything_starts(adapter, says, tmp_path):
+    r = oversold("run", str(write_tiny(tmp_path)), "--host", "http://127.0.0.1:9", "--adapter", adapter,
+                 "--out", str(tmp_path / "run"))
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert says in r.stderr
+    assert not (tmp_path / "run" / "logs").exists()
 
 
 # --------------------------------------------------------------------------- the example workflow

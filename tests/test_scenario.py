@@ -88,6 +88,20 @@ def test_overrides():
         Scenario().with_overrides(strategy="nope")
 
 
+def test_the_adapter_is_a_module_and_class_name():
+    s = parse_scenario({"backend": {"url": "http://127.0.0.1:9", "adapter": "mypkg.adapters:MyShop"}})
+    assert s.backend.adapter == "mypkg.adapters:MyShop" and Scenario().backend.adapter is None
+    assert Scenario().with_overrides(adapter="a.b:C").backend.adapter == "a.b:C"
+    for bad in ("mypkg.adapters", "mypkg:", ":MyShop", "my-pkg:Shop", "a.b:C.D", 7):
+        with pytest.raises(ScenarioError) as info:
+            parse_scenario({"backend": {"adapter": bad}})
+        assert info.value.problems[0].startswith("backend.adapter: must be 'package.module:ClassName'"), bad
+    with pytest.raises(ScenarioError) as info:
+        Scenario().with_overrides(adapter="nope")
+    assert info.value.problems == ["--adapter: 'nope' must be 'package.module:ClassName' "
+                                   "(an oversold.adapters.Adapter subclass)"]
+
+
 def test_dump_round_trips():
     s = load_scenario(REPO / "scenarios" / "flash_sale.yaml").with_overrides(seed=5)
     assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s

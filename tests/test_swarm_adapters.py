@@ -14,19 +14,17 @@ from typing import Any, Iterator
 
 import pytest
 
-from oversold.adapters.base import Adapter, Request, load_adapter
+from oversold.adapters.base import Request, load_adapter
 from oversold.adapters.contract import ContractAdapter
 from oversold.adapters.http import AdapterClient
 from oversold.adapters.shop import ShopAdapter
 from oversold.errors import BadInput
 from oversold.history import FinalState
-from oversold.procs import Child, free_port, wait_for_port
+from oversold.procs import Child
 from oversold.scenario import parse_scenario
 from oversold.settle import never_expiring_only, settle_and_read
 
-from swarm_util import REPO, Run, locust_env, scenario_file, wait
-
-SHOP_KEY = "shop-admin"
+from swarm_util import REPO, SHOP_KEY, Run, locust_env, scenario_file, shop_server, wait
 
 
 # -- pure ------------------------------------------------------------------------------
@@ -133,14 +131,8 @@ def test_settle_and_read_waits_for_holds_then_reads() -> None:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    child = Child.start([sys.executable, str(REPO / "tests" / "shop_app.py"), "--port", str(port),
-                         "--admin-key", SHOP_KEY], name="shop", log_dir=tmp_path)
-    try:
-        assert wait_for_port(port, timeout=10, child=child), child.log_tail()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.stop()
+    with shop_server(tmp_path) as url:
+        yield url
 
 
 def test_adapter_client_drives_the_shop(shop: str) -> None:

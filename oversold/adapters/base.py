@@ -119,8 +119,8 @@ class Adapter:
         return outcome_of(status, content, error)
 
 
-def load_adapter(spec: str, admin_token: str | None = None) -> Adapter:
-    """An adapter from ``"package.module:ClassName"``; BadInput when it cannot be loaded.
+def load_adapter(spec: str, admin_token: str | None = None, *, source: str = "--oversold-adapter") -> Adapter:
+    """An adapter from ``"package.module:ClassName"``; BadInput naming ``source`` when it cannot be loaded.
 
     Usage::
 
@@ -128,12 +128,12 @@ def load_adapter(spec: str, admin_token: str | None = None) -> Adapter:
     """
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise BadInput(f"--oversold-adapter: {spec!r} is not 'module:Class'")
+        raise BadInput(f"{source}: {spec!r} is not 'module:Class'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise BadInput(f"--oversold-adapter: cannot import {module_name}: {e}") from None
+        raise BadInput(f"{source}: cannot import {module_name}: {e}") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise BadInput(f"--oversold-adapter: {spec} is not an oversold.adapters.Adapter subclass")
+        raise BadInput(f"{source}: {spec} is not an oversold.adapters.Adapter subclass")
     return cls(admin_token=admin_token)

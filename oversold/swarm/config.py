@@ -79,7 +79,8 @@ class SwarmConfig:
         results = getattr(options, "oversold_results", None)
         if results and not history:
             history = str(Path(results) / "history.jsonl")
-        adapter = getattr(options, "oversold_adapter", None) or DEFAULT_ADAPTER
+        # the option, else the scenario's backend.adapter (oversold run writes it there), else the contract
+        adapter = getattr(options, "oversold_adapter", None) or scenario.backend.adapter or DEFAULT_ADAPTER
         token = getattr(options, "oversold_admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV) or None
         setup = bool(getattr(options, "oversold_setup_sale", False))
         if setup and not token:
