@@ -61,7 +61,10 @@ if TYPE_CHECKING:
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "flash_sale.py"
+# the scenario locustfiles ship inside the package (the checkout's locustfiles/ links here),
+# so an installed oversold finds them as an editable checkout does
+LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
+DEFAULT_LOCUSTFILE = LOCUSTFILES / "flash_sale.py"
 FAULTS_FILE = "faults.jsonl"
 SETUP_TIMEOUT_S = 10.0  # creating or resetting the sale (reads time out after 2 s: a node may be down)
 
@@ -279,7 +282,7 @@ def _setup_sale(nodes: AnyNode, scenario: Scenario, progress: Progress) -> None:
 def locustfile_for(scenario: Scenario) -> Path:
     """``locustfiles/<scenario name>.py`` when there is one (its user classes match the scenario's mix),
     else the general ``flash_sale.py``."""
-    named = REPO_ROOT / "locustfiles" / f"{scenario.name}.py"
+    named = LOCUSTFILES / f"{scenario.name}.py"
     return named if named.exists() else DEFAULT_LOCUSTFILE
 
 

@@ -204,6 +204,35 @@ def test_the_workflow_sale_step_passes_and_leaves_the_artifact(workspace):
     assert json.loads((run / "results.json").read_text())["verdict"] == "pass"
 
 
+def test_the_workflow_steps_work_with_oversold_installed_from_its_wheel(workspace, tmp_path):
+    """`pip install .` (not editable): the wheel carries the locustfiles, Lua scripts and schema, so
+    the sale step runs from a workspace holding only the scenarios, with no checkout on the path."""
+    install = next(s for s in workflow_steps() if s.get("id") == "install")["run"]
+    assert install.strip() == "python -m pip install ."
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                            "--quiet", "-w", str(wheels)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = wheels.glob("oversold-*.whl")
+    put = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site),
+                          str(wheel)], capture_output=True, text=True, timeout=300)
+    assert put.returncode == 0, put.stdout + put.stderr
+    sale = next(s for s in workflow_steps() if s.get("id") == "sale")
+    env = dict(os.environ, PATH=f"{site / 'bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(site))  # before the venv's editable checkout
+    env.pop("OVERSOLD_ADMIN_TOKEN", None)
+    where = subprocess.run([sys.executable, "-c", "import oversold, reference_backend; "
+                            "print(oversold.__file__, reference_backend.__file__)"],
+                           cwd=workspace, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.count(str(site)) == 2, where.stdout + where.stderr
+    r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", sale["run"] + " --duration 20"],
+                       cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = json.loads((artifact_dir(workspace) / "results.json").read_text())
+    stock = yaml.safe_load((workspace / "scenarios" / "flash_sale.yaml").read_text())["sale"]["stock"]
+    assert results["verdict"] == "pass" and results["totals"]["sold"] == stock
+
+
 def test_the_workflow_sale_step_fails_the_job_when_the_backend_oversells(workspace):
     sale = next(s for s in workflow_steps() if s.get("id") == "sale")
     r = run_step(sale["run"], workspace, "--strategy", "naive", "--duration", "10")
