@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from chaos.nemesis import Nemesis
 
-from .chaos_spec import FaultSpec, schedule
 from .adapters.base import Adapter, load_adapter
 from .adapters.http import AdapterClient
+from .chaos_spec import FaultSpec, schedule
 from .checker import Verdict, check
 from .errors import HarnessError, StandUpError
 from .fault_runner import FaultLog, FaultRunner
