@@ -39,6 +39,7 @@ INVARIANTS = (
     "single_payment",
     "unique_order_ids",
     "sells_out",
+    "orders_applied",
     "refunds_compensated",
     "per_user_limits",
     "ledger_no_oversell",
@@ -828,6 +829,39 @@ def sells_out(s: _Sale, expect_sell_out: bool) -> InvariantResult:
                    f"unsold, of which {held} are stuck in holds.", examples)
 
 
+def orders_applied(s: _Sale) -> InvariantResult:
+    """Liveness of the asynchronous order mode: every accepted order was applied, none is left queued.
+
+    A sale with ``async_orders`` answers an order 202 ``pending`` and queues it; its
+    order processors make it a hold or reject it, and the buyer polls it until then.
+    Once the sale settled the counters' ``queued`` (accepted, not yet applied) must
+    be 0: an order still queued was accepted and never answered (its processors are
+    dead or stuck), its buyer polls it in vain. Demand may stay under stock for just
+    that reason (buyers wait on their queued orders), so ``sells_out`` cannot be
+    relied on to notice. Not checked (pass) for a sale
+    that does not queue orders; unknown when it does and no counters say how many
+    are still queued.
+    """
+    name = "orders_applied"
+    accepted = sum(1 for c in s.calls
+                   if c.op == "order" and c.outcome == "ok" and c.done is not None and c.done.status == 202)
+    counters = s.counters if s.counters is not None else (s.audit.counters if s.audit else None)
+    queued = counters.get("queued") if isinstance(counters, dict) else None
+    if s.setting("async_orders") is not True and queued is None:
+        return _result(name, "pass", "Not checked: the sale does not queue orders.")
+    if queued is None:
+        return _result(name, "unknown", f"The sale queues orders (async_orders) and {accepted} were accepted (202), "
+                                        f"but no counters say how many are still queued.")
+    queued = _int(queued, "final_state.counters.queued")
+    if queued > 0:
+        return _result(name, "fail",
+                       f"{queued} accepted orders were never applied: still queued once the sale settled "
+                       f"({accepted} orders were accepted with 202); no order processor took them.",
+                       [{"queued": queued, "accepted": accepted, "stock": s.stock,
+                         "sold": s.audit.sold_qty if s.audit else None}])
+    return _result(name, "pass", f"All {accepted} accepted (202) orders were applied: none is left queued.")
+
+
 def refunds_compensated(s: _Sale) -> InvariantResult:
     """Every captured payment shipped or was refunded and compensated; nothing shipped past stock unrefunded.
 
@@ -1125,6 +1159,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         single_payment(s),
         unique_order_ids(s),
         sells_out(s, expect_sell_out),
+        orders_applied(s),
         refunds_compensated(s),
         per_user_limits(s),
         ledger_no_oversell(s, ledger),

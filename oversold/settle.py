@@ -2,8 +2,9 @@
 
 After the swarm stops, holds that were neither paid nor cancelled still lapse
 back to stock (``pre_deduct``). The checker wants the state *after* that, so
-``settle_and_read`` polls the sale's counters until nothing is held, then reads
-the counters and the audit once more into a ``FinalState``. Holds that never
+``settle_and_read`` polls the sale's counters until nothing is held (and, for a
+sale with ``async_orders``, nothing is left ``queued``), then reads the counters
+and the audit once more into a ``FinalState``. Holds that never
 expire by design (``order_deduct``: the audit lists them with ``expires_ms``
 null) are not waited for. A read that fails leaves ``None`` in the final
 state, so the checker can say which invariants it could not decide.
@@ -80,9 +81,11 @@ def settle_and_read(
     while clock() < deadline:
         counters = _first(pool, lambda r: r.counters(sale.id))
         held = counters.get("held") if counters else None
-        if held == 0:
+        # an asynchronous sale's accepted orders still queued become holds (or are rejected) later
+        queued = counters.get("queued") if counters else None
+        if held == 0 and not queued:
             break
-        if held is not None and clock() >= next_audit:
+        if held is not None and not queued and clock() >= next_audit:
             next_audit = clock() + AUDIT_EVERY_S
             if never_expiring_only(_first(pool, lambda r: r.audit(sale.id))):
                 break

@@ -469,7 +469,8 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     assert statuses(v) == {"no_oversell": "pass", "no_lost_sale": "unknown", "no_phantom_sale": "unknown",
                            "conservation": "unknown", "holds_returned": "unknown", "single_payment": "unknown",
                            "unique_order_ids": "pass",
-                           "sells_out": "unknown", "refunds_compensated": "unknown", "per_user_limits": "pass",
+                           "sells_out": "unknown", "orders_applied": "pass", "refunds_compensated": "unknown",
+                           "per_user_limits": "pass",
                            "ledger_no_oversell": "pass", "stock_converges": "pass"}
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "

@@ -36,6 +36,7 @@ Usage (a locustfile)::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
@@ -156,7 +157,12 @@ class SwarmUser(FastHttpUser):
         return self._call("order", "order", self.adapter.order(self.sale_id, account, qty, key), qty, account, key=key)
 
     def hold(self, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
-        """``order``, then, for an asynchronous order (``pending``), read it until it is applied."""
+        """``order``, then, for an asynchronous order (``pending``), read it until it is applied.
+
+        What an asynchronous order came to is judged as a synchronous order would be
+        (``applied``): held is ``ok``, rejected by its processor a ``fail`` with the
+        refusal's code (``sold_out``...), still pending when the poll gives up ``info``.
+        """
         placed = self.order(qty, key=key, account=account)
         if placed.type != "ok" or placed.order_id is None or not _pending(placed):
             return placed
@@ -165,8 +171,8 @@ class SwarmUser(FastHttpUser):
             gevent.sleep(PENDING_POLL_S)
             seen = self.read_order(placed.order_id, account=account)
             if seen.type == "ok" and not _pending(seen):
-                return seen if seen.order_id else placed
-        return placed
+                return applied(placed, seen)
+        return applied(placed, None)
 
     def pay(self, order_id: str, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
         key = key or self.new_key()
@@ -222,6 +228,29 @@ class SwarmUser(FastHttpUser):
 
 def _pending(outcome: Outcome) -> bool:
     return outcome.body is not None and outcome.body.get("status") == "pending"
+
+
+def applied(placed: Outcome, seen: Outcome | None) -> Outcome:
+    """What an asynchronous order (``placed``: 202 ``pending``) came to, as the answer of a synchronous order.
+
+    ``seen`` is the read that found it applied (None: the poll gave up while it was
+    still pending). A held order is the read (``ok``). One its processor ``rejected``
+    holds nothing: a ``fail`` with the refusal's code, so no caller pays it and a
+    scalper retries a ``sold_out`` as it would a refused order. One still pending is
+    ``info``: it may yet be applied, it is not a hold to pay. Only what callers act on
+    changes; the history keeps the 202 and every read as they were.
+
+    >>> pending = Outcome("ok", 202, None, {"order_id": "7", "status": "pending"})
+    >>> applied(pending, Outcome("ok", 200, "sold_out", {"order_id": "7", "status": "rejected"})).type
+    'fail'
+    >>> applied(pending, None).type
+    'info'
+    """
+    if seen is None:
+        return dataclasses.replace(placed, type="info")
+    if (seen.body or {}).get("status") == "rejected":
+        return dataclasses.replace(seen, type="fail")
+    return seen if seen.order_id else placed
 
 
 def _expiry_ms(outcome: Outcome) -> int | None:
