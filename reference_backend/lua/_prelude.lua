@@ -125,6 +125,27 @@ local function over_limit(meta, user, qty)
   return nil
 end
 
+-- Paying an order whose hold expired: refused (hold_expired) unless the sale has
+-- pay_after_expiry = fresh_stock, the user's limit allows it and units are
+-- available now; then they are taken for the order's user. A refusal reply, or
+-- nil once the units are out of stock (the caller books them as held or sold).
+local function take_fresh_for_expired(meta, o)
+  if meta.pay_after_expiry ~= 'fresh_stock' then
+    return refuse(409, 'hold_expired', 'order_id: the hold of order ' .. o.order_id .. ' expired at '
+                  .. o.expires_ms)
+  end
+  local limited = over_limit(meta, o.user_id, o.qty)
+  if limited then return limited end
+  local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if avail < o.qty then
+    return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
+                  .. avail .. ' of ' .. o.qty .. ' units are available')
+  end
+  take(meta, o.qty, 'pay')
+  redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
+  return nil
+end
+
 -- Give a held order's units back to stock, as the reaper or a cancel does.
 local function release(o, status)
   redis.call('INCRBY', KEYS[2], o.qty)

@@ -42,19 +42,8 @@ end
 if o.status == 'held' and now < o.expires_ms then return confirming() end
 if o.status == 'held' then release(o, 'expired') end  -- the reaper has not come by yet
 
-if meta.pay_after_expiry ~= 'fresh_stock' then
-  return refuse(409, 'hold_expired', 'order_id: the hold of order ' .. o.order_id .. ' expired at '
-                .. o.expires_ms)
-end
-local limited = over_limit(meta, o.user_id, o.qty)
-if limited then return limited end
-local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
-if avail < o.qty then
-  return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
-                .. avail .. ' of ' .. o.qty .. ' units are available')
-end
+local refused = take_fresh_for_expired(meta, o)
+if refused then return refused end
 -- fresh units go into a hold first, so a refusing ledger gives them back like any hold
-take(meta, o.qty, 'pay')
 redis.call('INCRBY', KEYS[3], o.qty)
-redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
 return confirming()

@@ -29,19 +29,8 @@ if o.status == 'held' and now < o.expires_ms then
 end
 if o.status == 'held' then release(o, 'expired') end  -- the reaper has not come by yet
 
-if meta.pay_after_expiry ~= 'fresh_stock' then
-  return refuse(409, 'hold_expired', 'order_id: the hold of order ' .. o.order_id .. ' expired at '
-                .. o.expires_ms)
-end
-local limited = over_limit(meta, o.user_id, o.qty)
-if limited then return limited end
-local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
-if avail < o.qty then
-  return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
-                .. avail .. ' of ' .. o.qty .. ' units are available')
-end
-take(meta, o.qty, 'pay')
+local refused = take_fresh_for_expired(meta, o)
+if refused then return refused end
 redis.call('INCRBY', KEYS[4], o.qty)
-redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
 mark_paid(o, now)
 return ok(200, o)
