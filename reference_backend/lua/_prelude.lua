@@ -114,6 +114,19 @@ local function order_or_404()
   return o, nil
 end
 
+-- How every step on an existing order starts: the answer already given to this
+-- idempotency key, if any; then the sale, then the order (404 if unknown).
+-- Returns meta, o; or nil, nil and the answer to give.
+local function order_step()
+  local prev = replayed()
+  if prev then return nil, nil, prev end
+  local meta, early = sale_meta()
+  if not meta then return nil, nil, early end
+  local o, missing = order_or_404()
+  if not o then return nil, nil, missing end
+  return meta, o, nil
+end
+
 -- Would qty more units take this user past the sale's limit? (0 = no limit)
 local function over_limit(meta, user, qty)
   if meta.limit <= 0 then return nil end

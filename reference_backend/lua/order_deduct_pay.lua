@@ -1,11 +1,7 @@
 -- order_deduct pay: confirm the order's units (held -> sold). Nothing expires,
 -- so a held order is always confirmable.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 
 if o.status == 'paid' then return ok(200, o) end  -- at most one payment: the first one stands
 if o.status == 'cancelled' then

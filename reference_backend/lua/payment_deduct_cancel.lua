@@ -1,12 +1,8 @@
 -- payment_deduct cancel: an order not yet paid for is dropped (nothing was held;
 -- the user's allowance comes back). Once its payment is captured it cannot be
 -- cancelled (409 already_paid): the payment settles or is refunded.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 
 if o.status == 'ordered' then
   redis.call('HINCRBY', KEYS[8], o.user_id, -o.qty)

@@ -15,12 +15,8 @@
 -- article's "100 pay, 1 ships". A pay that finds the order 'captured' (a
 -- double click, a retry, a node that died between the steps) goes on to settle
 -- it; settling is atomic, so the payment is settled exactly once.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 
 -- orders whose payment is over answer the same whichever step finds them
 if o.status == 'paid' then return ok(200, o) end

@@ -1,12 +1,8 @@
 -- pre_deduct cancel: give a held order's units back. Cancelling an order that
 -- is already cancelled or expired changes nothing and shows it; a paid order
 -- cannot be cancelled (refunds are another operation).
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 local queued = queued_order(o, 'cancel')
 if queued then return queued end
 

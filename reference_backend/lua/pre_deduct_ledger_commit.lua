@@ -6,12 +6,8 @@
 -- order moves, so of two settlers the first decides and the second is told the
 -- outcome: 200 means paid, any 4xx means the order is not paid and never will
 -- be (the node then gives back a ledger sale it made for it).
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 
 if o.status == 'confirming' then
   redis.call('ZREM', skey('confirming'), o.order_id)

@@ -8,12 +8,8 @@
 -- that died mid-payment) is confirmed again: the ledger's write is idempotent
 -- per order id, and only one commit can move it on.
 -- Answers like pre_deduct pay, or {'c', qty} when the ledger must be asked.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 local queued = queued_order(o, 'pay')
 if queued then return queued end
 

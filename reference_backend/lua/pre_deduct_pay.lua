@@ -2,12 +2,8 @@
 -- released first, exactly as the reaper would, and never confirmed: the order
 -- is then refused (hold_expired) or, with pay_after_expiry = fresh_stock, paid
 -- only from units that are available now.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local o, missing = order_or_404()
-if not o then return missing end
+local meta, o, early = order_step()
+if early then return early end
 local queued = queued_order(o, 'pay')
 if queued then return queued end
 
