@@ -42,7 +42,7 @@ from oversold.procs import wait_for_port
 
 from .driver import Hit, Injection
 from .errors import ChaosError, FaultSpecError, TargetRefused
-from .fault import NODE_ACTIONS, Fault
+from .fault import NODE_ACTIONS, Fault, check_fault, pick_targets
 
 
 def parse_label(label: str) -> tuple[str, str | None]:
@@ -167,15 +167,9 @@ class DockerDriver:
     # -- faults --------------------------------------------------------------
 
     def inject(self, fault: Fault) -> Injection:
-        if fault.action not in NODE_ACTIONS:
-            raise FaultSpecError(f"docker driver: unknown action {fault.action!r} (one of {', '.join(NODE_ACTIONS)})")
-        if fault.params:
-            raise FaultSpecError(f"docker driver: {fault.action} takes no params (got {', '.join(fault.params)})")
+        check_fault("docker", fault, NODE_ACTIONS)
         with self._lock:
-            targets = self._targets.get(fault.role)
-            if not targets:
-                raise FaultSpecError(f"docker driver: no targets for role {fault.role!r} (roles: {', '.join(self._targets) or 'none'})")
-            chosen = [targets[i] for i in fault.indices(len(targets))]
+            chosen = pick_targets("docker", fault, self._targets)
             containers = [self._get(t.id) for t in chosen]  # every label checked before anything is done
             started_at = self._clock()
             hits = []

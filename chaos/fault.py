@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, TypeVar, Union
 
 from .errors import FaultSpecError
 
@@ -32,6 +32,7 @@ NODE_ACTIONS = ("kill", "pause", "restart", "stop")
 TARGET_CHOICES = ("all", "one", "random")
 
 Target = Union[int, tuple[int, ...], str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -174,3 +175,19 @@ def plan(faults: Sequence[Fault], counts: Mapping[str, int], seed: int) -> tuple
     if problems:
         raise FaultSpecError("fault schedule: " + "; ".join(problems))
     return tuple(sorted(out, key=lambda f: f.start_s))  # sorted() is stable: ties keep written order
+
+
+def check_fault(driver: str, fault: Fault, actions: Sequence[str], *, takes_params: bool = False) -> None:
+    """Refuse a fault ``driver`` cannot run: an action it does not have, or params it takes none of."""
+    if fault.action not in actions:
+        raise FaultSpecError(f"{driver} driver: unknown action {fault.action!r} (one of {', '.join(actions)})")
+    if fault.params and not takes_params:
+        raise FaultSpecError(f"{driver} driver: {fault.action} takes no params (got {', '.join(fault.params)})")
+
+
+def pick_targets(driver: str, fault: Fault, targets: Mapping[str, Sequence[T]]) -> list[T]:
+    """The registered targets ``fault`` hits, from ``targets`` (role -> targets in index order)."""
+    found = targets.get(fault.role)
+    if not found:
+        raise FaultSpecError(f"{driver} driver: no targets for role {fault.role!r} (roles: {', '.join(targets) or 'none'})")
+    return [found[i] for i in fault.indices(len(found))]

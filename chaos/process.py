@@ -38,7 +38,7 @@ from oversold.redis_server import RedisServer
 
 from .driver import Hit, Injection
 from .errors import ChaosError, FaultSpecError
-from .fault import NODE_ACTIONS, Fault
+from .fault import NODE_ACTIONS, Fault, check_fault, pick_targets
 from .sweep import StateFile
 
 
@@ -129,15 +129,9 @@ class ProcessDriver:
     # -- faults --------------------------------------------------------------
 
     def inject(self, fault: Fault) -> Injection:
-        if fault.action not in NODE_ACTIONS:
-            raise FaultSpecError(f"process driver: unknown action {fault.action!r} (one of {', '.join(NODE_ACTIONS)})")
-        if fault.params:
-            raise FaultSpecError(f"process driver: {fault.action} takes no params (got {', '.join(fault.params)})")
+        check_fault("process", fault, NODE_ACTIONS)
         with self._lock:
-            targets = self._targets.get(fault.role)
-            if not targets:
-                raise FaultSpecError(f"process driver: no targets for role {fault.role!r} (roles: {', '.join(self._targets) or 'none'})")
-            chosen = [targets[i] for i in fault.indices(len(targets))]
+            chosen = pick_targets("process", fault, self._targets)
             started_at = self._clock()
             hits = []
             for t in chosen:

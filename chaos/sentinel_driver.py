@@ -42,7 +42,7 @@ from redis.retry import Retry
 
 from .driver import Hit, Injection
 from .errors import ChaosError, FaultSpecError
-from .fault import NODE_ACTIONS, Fault
+from .fault import NODE_ACTIONS, Fault, check_fault
 from .sentinel import Node, SentinelTopology
 from .sweep import StateFile
 
@@ -75,10 +75,7 @@ class SentinelDriver:
         return {self.role: 1}
 
     def inject(self, fault: Fault) -> Injection:
-        if fault.action not in SENTINEL_ACTIONS:
-            raise FaultSpecError(f"sentinel driver: unknown action {fault.action!r} (one of {', '.join(SENTINEL_ACTIONS)})")
-        if fault.params:
-            raise FaultSpecError(f"sentinel driver: {fault.action} takes no params (got {', '.join(fault.params)})")
+        check_fault("sentinel", fault, SENTINEL_ACTIONS)
         if fault.role != self.role:
             raise FaultSpecError(f"sentinel driver: no targets for role {fault.role!r} (it has {self.role!r})")
         fault.indices(1)  # only index 0 exists: the primary

@@ -35,7 +35,7 @@ import redis
 
 from .driver import Hit, Injection
 from .errors import ChaosError, FaultSpecError
-from .fault import NODE_ACTIONS, Fault
+from .fault import NODE_ACTIONS, Fault, check_fault
 from .process import ProcessDriver
 
 SYNC_ACTIONS = NODE_ACTIONS + ("delay", "stall")
@@ -65,8 +65,7 @@ class SyncDriver:
         return {self.role: 1}
 
     def inject(self, fault: Fault) -> Injection:
-        if fault.action not in SYNC_ACTIONS:
-            raise FaultSpecError(f"sync driver: unknown action {fault.action!r} (one of {', '.join(SYNC_ACTIONS)})")
+        check_fault("sync", fault, SYNC_ACTIONS, takes_params=True)
         if fault.role != self.role:
             raise FaultSpecError(f"sync driver: no targets for role {fault.role!r} (it has {self.role!r})")
         fault.indices(1)
