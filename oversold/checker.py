@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable, Literal
 
+from .calls import Call, pair
 from .errors import BadInput
 from .history import FinalState, Op
 
 Status = Literal["pass", "fail", "unknown"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
-Outcome = Literal["ok", "fail", "info"]
 
 #: At most this many counterexamples are kept per invariant; the message says how many there were.
 MAX_COUNTEREXAMPLES = 20
@@ -110,64 +110,6 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class _Call:
-    """One client operation: its invoke and its completion paired by ``op_id``.
-
-    Either side may be missing: no completion means the outcome is unknown
-    (``info``); no invoke is a harness glitch we tolerate and count.
-    """
-
-    invoke: Op | None
-    done: Op | None
-
-    @property
-    def first(self) -> Op:
-        op = self.invoke or self.done
-        assert op is not None
-        return op
-
-    @property
-    def op_id(self) -> str:
-        return self.first.op_id
-
-    @property
-    def op(self) -> str:
-        return self.first.op
-
-    @property
-    def user_id(self) -> str:
-        return self.first.user_id
-
-    @property
-    def qty(self) -> int:
-        # The quantity asked for; a completion alone is all we have for an orphan.
-        return self.first.qty
-
-    @property
-    def key(self) -> str | None:
-        return self.first.key
-
-    @property
-    def outcome(self) -> Outcome:
-        return "info" if self.done is None else self.done.type  # type: ignore[return-value]
-
-    @property
-    def order_id(self) -> str | None:
-        # Pay and cancel know the order at invoke; an order learns it from its response.
-        if self.invoke is not None and self.invoke.order_id:
-            return self.invoke.order_id
-        return self.done.order_id if self.done is not None else None
-
-    @property
-    def time(self) -> float:
-        return self.first.time
-
-    @property
-    def done_time(self) -> float | None:
-        return self.done.time if self.done is not None else None
-
-
-@dataclass(frozen=True)
 class _Sold:
     order_id: str
     user_id: str
@@ -233,16 +175,16 @@ class _Sale:
 
     stock: int
     grace_ms: int
-    calls: tuple[_Call, ...]  # this sale's operations, by time of their first record
+    calls: tuple[Call, ...]  # this sale's operations, by time of their first record
     audit: _Audit | None
     counters: dict[str, Any] | None  # final.counters, else the audit's own snapshot
-    order_call: dict[str, _Call] = field(default_factory=dict)  # order id -> the ok order that placed it
+    order_call: dict[str, Call] = field(default_factory=dict)  # order id -> the ok order that placed it
     # order id -> every ok order that was answered with it (more than one request: see unique_order_ids)
-    order_calls: dict[str, tuple[_Call, ...]] = field(default_factory=dict)
-    pays: dict[str, tuple[_Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
+    order_calls: dict[str, tuple[Call, ...]] = field(default_factory=dict)
+    pays: dict[str, tuple[Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
     settings: dict[str, Any] = field(default_factory=dict)  # the sale's settings: final.extra["sale"]
 
-    def ok_pays(self, order_id: str) -> tuple[_Call, ...]:
+    def ok_pays(self, order_id: str) -> tuple[Call, ...]:
         return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
 
     # cached_property writes straight into __dict__, so it works on a frozen dataclass;
@@ -257,7 +199,7 @@ class _Sale:
                 firsts.append((min(_done_time(c) for c in oks), oid))
         return tuple(oid for _, oid in sorted(firsts))
 
-    def pay_owner(self, pay: _Call) -> _Call | None:
+    def pay_owner(self, pay: Call) -> Call | None:
         """The ok order operation a pay belongs to: of the ok orders answered with its order id, the
         latest one completed before the pay was invoked, the payer's own preferred; None if none.
 
@@ -273,11 +215,11 @@ class _Sale:
         return max(own, key=lambda c: (_done_time(c), c.op_id))
 
     @cached_property
-    def acked_payments(self) -> tuple[tuple[str, _Call | None, _Call], ...]:
+    def acked_payments(self) -> tuple[tuple[str, Call | None, Call], ...]:
         """One (order id, order operation, first ok pay) per distinct order operation with an ``ok`` pay,
         in the order they were first acknowledged: acknowledged payments keyed by (order op, order id)."""
-        firsts: dict[tuple[str, str | None], _Call] = {}
-        owner: dict[tuple[str, str | None], _Call | None] = {}
+        firsts: dict[tuple[str, str | None], Call] = {}
+        owner: dict[tuple[str, str | None], Call | None] = {}
         for oid in self.pays:
             for c in self.ok_pays(oid):
                 oc = self.pay_owner(c)
@@ -288,7 +230,7 @@ class _Sale:
         ordered = sorted(firsts, key=lambda k: (_done_time(firsts[k]), k[0], k[1] or ""))
         return tuple((k[0], owner[k], firsts[k]) for k in ordered)
 
-    def acked_qty(self, oid: str, oc: _Call | None) -> int:
+    def acked_qty(self, oid: str, oc: Call | None) -> int:
         return oc.qty if oc is not None else self.qty_of(oid)
 
     @cached_property
@@ -339,35 +281,8 @@ class _Sale:
         return pays[0].user_id if pays else None
 
 
-def _done_time(c: _Call) -> float:
+def _done_time(c: Call) -> float:
     return c.done_time if c.done_time is not None else c.time
-
-
-_TYPE_RANK = {"invoke": 0, "ok": 1, "fail": 1, "info": 1}
-
-
-def _pair(ops: Iterable[Op], sale_id: str) -> tuple[tuple[_Call, ...], dict[str, int]]:
-    """Pair invokes with completions by op_id; returns the calls and bookkeeping counts."""
-    # A total order on records (repr breaks exact ties) so input order never matters.
-    records = sorted(ops, key=lambda o: (o.time, _TYPE_RANK.get(o.type, 2), o.op_id, repr(o)))
-    invokes: dict[str, Op] = {}
-    dones: dict[str, Op] = {}
-    counts = Counter(records=len(records), other_sku_records=0, duplicate_records=0)
-    for op in records:
-        if op.sku != sale_id:
-            counts["other_sku_records"] += 1
-            continue
-        side = invokes if op.type == "invoke" else dones
-        if op.op_id in side:
-            # The first record wins; later ones are counted, not silently trusted.
-            counts["duplicate_records"] += 1
-            continue
-        side[op.op_id] = op
-    ids = sorted(set(invokes) | set(dones), key=lambda i: ((invokes.get(i) or dones[i]).time, i))
-    calls = tuple(_Call(invokes.get(i), dones.get(i)) for i in ids)
-    counts["unmatched_completions"] = sum(1 for c in calls if c.invoke is None)
-    counts["unfinished_ops"] = sum(1 for c in calls if c.done is None)
-    return calls, dict(counts)
 
 
 def _int(value: Any, where: str, *, optional: bool = False) -> Any:
@@ -435,11 +350,11 @@ def _counter(counters: dict[str, Any], name: str, where: str = "final_state.coun
 
 
 def _build(ops: Iterable[Op], final: FinalState, grace_ms: int) -> tuple[_Sale, dict[str, int]]:
-    calls, counts = _pair(ops, final.sale_id)
+    calls, counts = pair(ops, final.sale_id)
     audit = _parse_audit(final.audit)
-    order_call: dict[str, _Call] = {}
-    order_calls: dict[str, list[_Call]] = defaultdict(list)
-    pays: dict[str, list[_Call]] = defaultdict(list)
+    order_call: dict[str, Call] = {}
+    order_calls: dict[str, list[Call]] = defaultdict(list)
+    pays: dict[str, list[Call]] = defaultdict(list)
     for c in calls:
         oid = c.order_id
         if c.op == "order" and c.outcome == "ok" and oid:
@@ -625,7 +540,7 @@ def no_phantom_sale(s: _Sale) -> InvariantResult:
     name = "no_phantom_sale"
     if s.audit is None:
         return _result(name, "unknown", "The audit is missing, so the sold orders cannot be traced to clients.")
-    pool: dict[tuple[str, int], list[_Call]] = defaultdict(list)
+    pool: dict[tuple[str, int], list[Call]] = defaultdict(list)
     for c in s.calls:  # already by time, so the earliest unknown order is used first
         if c.op == "order" and c.outcome == "info":
             pool[(c.user_id, c.qty)].append(c)
@@ -745,7 +660,7 @@ def single_payment(s: _Sale) -> InvariantResult:
                              "qtys": [c.done.qty if c.done else c.qty for c in oks]})
     if disagree:
         problems.append(f"{disagree} orders have ok pays that disagree on quantity")
-    by_key: dict[tuple[str, str], list[_Call]] = defaultdict(list)
+    by_key: dict[tuple[str, str], list[Call]] = defaultdict(list)
     for c in s.calls:
         if c.key is not None and c.outcome == "ok":
             by_key[(c.op, c.key)].append(c)

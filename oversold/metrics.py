@@ -41,6 +41,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
+from .calls import Call, pair
 from .history import FinalState, Op
 
 MetricKind = Literal["trend", "rate", "counter", "gauge"]
@@ -211,43 +212,6 @@ class Metrics:
 # --------------------------------------------------------------------------- the history, paired
 
 
-@dataclass(frozen=True)
-class Call:
-    """One operation: its invoke and completion records (either may be missing)."""
-
-    invoke: Op | None
-    done: Op | None
-
-    @property
-    def first(self) -> Op:
-        op = self.invoke or self.done
-        assert op is not None
-        return op
-
-    @property
-    def outcome(self) -> str:
-        return "info" if self.done is None else self.done.type
-
-    @property
-    def order_id(self) -> str | None:
-        if self.invoke is not None and self.invoke.order_id:
-            return self.invoke.order_id
-        return self.done.order_id if self.done is not None else None
-
-
-def pair_calls(ops: Iterable[Op], sale_id: str | None = None) -> list[Call]:
-    """Pair invokes and completions by ``op_id`` (first record of each side wins), by time."""
-    invokes: dict[str, Op] = {}
-    dones: dict[str, Op] = {}
-    for op in sorted(ops, key=lambda o: (o.time, o.type != "invoke", o.op_id)):
-        if sale_id is not None and op.sku != sale_id:
-            continue
-        side = invokes if op.type == "invoke" else dones
-        side.setdefault(op.op_id, op)
-    ids = sorted(set(invokes) | set(dones), key=lambda i: ((invokes.get(i) or dones[i]).time, i))
-    return [Call(invokes.get(i), dones.get(i)) for i in ids]
-
-
 def user_kinds(ops: Iterable[Op]) -> dict[str, str]:
     """user id -> kind, as the history first names it."""
     kinds: dict[str, str] = {}
@@ -276,7 +240,7 @@ def units_sold_by_kind(ops: Sequence[Op], final: FinalState) -> tuple[dict[str, 
             if isinstance(entry, dict) and isinstance(entry.get("qty"), int):
                 by_kind[kinds.get(str(entry.get("user_id")), "unknown")] += entry["qty"]
         return dict(sorted(by_kind.items())), "audit"
-    calls = pair_calls(ops, final.sale_id)
+    calls, _ = pair(ops, final.sale_id)
     ordered_qty = {c.order_id: c.first.qty for c in calls if c.first.op == "order" and c.outcome == "ok" and c.order_id}
     paid: dict[str, Call] = {}
     for c in calls:
@@ -400,7 +364,7 @@ def compute_metrics(
         m.stat("throughput", "value")
     """
     ops = [o for o in ops if o.sku == final.sale_id]
-    calls = pair_calls(ops)
+    calls, _ = pair(ops)
     values: dict[str, Metric] = {}
     missing: dict[str, str] = {}
 
