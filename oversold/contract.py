@@ -20,11 +20,11 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .errors import HarnessError
+from .keepalive import KeepAlive
 
 Body = dict[str, Any]
 
@@ -45,16 +45,10 @@ class ContractClient:
     """Calls of the contract (docs/internals.md section 1) against one base URL."""
 
     def __init__(self, base_url: str, admin_token: str | None = None, timeout: float = 5.0) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"base_url: must be http://host:port, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        self._conn = KeepAlive(base_url, timeout)
+        self.base_url = self._conn.base_url
         self.admin_token = admin_token
         self.timeout = timeout
-        self._host = parts.hostname
-        self._port = parts.port or 80
-        self._prefix = parts.path.rstrip("/")
-        self._local = threading.local()
 
     # -- the contract ------------------------------------------------------
 
@@ -135,38 +129,21 @@ class ContractClient:
         return status, parsed
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._conn.close()
 
     def _exchange(
         self, method: str, path: str, payload: bytes | None, headers: dict[str, str], *, retry_safe: bool
     ) -> tuple[int, bytes]:
-        for attempt in (1, 2):
-            conn = getattr(self._local, "conn", None)
-            reused = conn is not None
-            if conn is None:
-                conn = self._local.conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-            try:
-                conn.request(method, self._prefix + path, body=payload, headers=headers)
-                response = conn.getresponse()
-                return response.status, response.read()
-            except ConnectionRefusedError as e:
-                self.close()
-                raise TransportError(f"{method} {path}: connection refused ({e})", maybe_applied=False) from e
-            except (http.client.HTTPException, OSError) as e:
-                self.close()
-                # a kept-alive connection the server had closed: try once on a new one
-                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))
-                if attempt == 1 and reused and stale and retry_safe:
-                    continue
-                timed_out = isinstance(e, (socket.timeout, TimeoutError))
-                raise TransportError(
-                    f"{method} {path}: {'timed out' if timed_out else 'transport failure'} ({type(e).__name__}: {e})",
-                    maybe_applied=True,
-                ) from e
-        raise AssertionError("unreachable")
+        try:
+            return self._conn.exchange(method, path, payload, headers, retry_safe=retry_safe)
+        except ConnectionRefusedError as e:
+            raise TransportError(f"{method} {path}: connection refused ({e})", maybe_applied=False) from e
+        except (http.client.HTTPException, OSError) as e:
+            timed_out = isinstance(e, (socket.timeout, TimeoutError))
+            raise TransportError(
+                f"{method} {path}: {'timed out' if timed_out else 'transport failure'} ({type(e).__name__}: {e})",
+                maybe_applied=True,
+            ) from e
 
 
 def _seg(value: str) -> str:

@@ -18,29 +18,21 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
+from ..keepalive import KeepAlive
 from ..swarm.recorder import Outcome
 from .base import Adapter, Request
-
-# a kept-alive connection the server had closed in the meantime
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class AdapterClient:
     """Sends an adapter's requests to one base URL; every answer comes back as an ``Outcome``."""
 
     def __init__(self, adapter: Adapter, base_url: str, timeout: float = 5.0) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"base_url: must be http://host:port, got {base_url!r}")
+        self._conn = KeepAlive(base_url, timeout)
         self.adapter = adapter
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self._conn.base_url
         self.timeout = timeout
-        self._host, self._port, self._prefix = parts.hostname, parts.port or 80, parts.path.rstrip("/")
-        self._local = threading.local()
 
     # -- operations ------------------------------------------------------------------
 
@@ -89,16 +81,15 @@ class AdapterClient:
             payload = json.dumps(request.body).encode()
             headers.setdefault("Content-Type", "application/json")
         try:
-            status, content = self._exchange(request.method, request.path, payload, headers)
+            # resending is harmless only for reads and PUT; a POST may have been applied
+            status, content = self._conn.exchange(request.method, request.path, payload, headers,
+                                                  retry_safe=request.method in ("GET", "PUT", "HEAD"))
         except (http.client.HTTPException, OSError) as e:
             return self.adapter.outcome(op, 0, None, e)
         return self.adapter.outcome(op, status, content, None)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._conn.close()
 
     def _must(self, op: str, request: Request | None) -> Outcome:
         outcome = self.send(op, request)
@@ -109,22 +100,3 @@ class AdapterClient:
     @staticmethod
     def _body(outcome: Outcome | None) -> dict[str, Any] | None:
         return outcome.body if outcome is not None and outcome.type == "ok" else None
-
-    def _exchange(self, method: str, path: str, payload: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
-        # resending is harmless only for reads and PUT; a POST may have been applied
-        retry_safe = method in ("GET", "PUT", "HEAD")
-        for attempt in (1, 2):
-            conn = getattr(self._local, "conn", None)
-            reused = conn is not None
-            if conn is None:
-                conn = self._local.conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-            try:
-                conn.request(method, self._prefix + path, body=payload, headers=headers)
-                response = conn.getresponse()
-                return response.status, response.read()
-            except (http.client.HTTPException, OSError) as e:
-                self.close()
-                if attempt == 1 and reused and retry_safe and isinstance(e, _STALE):
-                    continue
-                raise
-        raise AssertionError("unreachable")
