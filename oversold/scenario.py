@@ -196,7 +196,8 @@ class Scenario:
                                                    f"has sale.async_orders: true"])
             s = dataclasses.replace(s, sale=dataclasses.replace(s.sale, strategy=strategy))
         if overrides.get("seed") is not None:
-            s = dataclasses.replace(s, seed=int(overrides["seed"]))
+            seed = _override("--seed", overrides["seed"], SEED_RANGE)
+            s = dataclasses.replace(s, seed=seed)
         if overrides.get("redis_url") is not None:
             s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=overrides["redis_url"]))
         if overrides.get("backend_url") is not None:
@@ -207,11 +208,20 @@ class Scenario:
                 raise ScenarioError("--adapter", [f"--adapter: {spec!r} {problem}"])
             s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, adapter=spec))
         if overrides.get("duration_s") is not None:
-            s = dataclasses.replace(s, swarm=dataclasses.replace(s.swarm, duration_s=float(overrides["duration_s"])))
+            duration = _override("--duration", overrides["duration_s"], DURATION_RANGE)
+            s = dataclasses.replace(s, swarm=dataclasses.replace(s.swarm, duration_s=float(duration)))
         return s
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
+
+
+def _override(flag: str, value: Any, check: Callable[[Any], str | None]) -> Any:
+    """A CLI override, checked like the scenario field it replaces (ScenarioError names the flag)."""
+    problem = check(value)
+    if problem:
+        raise ScenarioError(flag, [f"{flag}: {value!r} {problem}"])
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -282,6 +292,10 @@ def _num(lo: float, hi: float) -> Callable[[Any], str | None]:
         return None
 
     return check
+
+
+SEED_RANGE = _int(0, 2**31 - 1)
+DURATION_RANGE = _num(1, 86_400)
 
 
 def _bool(v: Any) -> str | None:
@@ -360,7 +374,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
 
     d = Scenario()
     name = r.get(data, "name", "", d.name, lambda v: None if isinstance(v, str) and v else "must be a non-empty string")
-    seed = r.get(data, "seed", "", d.seed, _int(0, 2**31 - 1))
+    seed = r.get(data, "seed", "", d.seed, SEED_RANGE)
 
     sd = r.section(data, "sale", "")
     r.unknown(sd, tuple(f.name for f in dataclasses.fields(Sale)), "sale")
@@ -454,7 +468,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     swarm = Swarm(
         users=r.get(wd, "users", "swarm", d.swarm.users, _int(1, 100_000)),
         spawn_rate=r.get(wd, "spawn_rate", "swarm", d.swarm.spawn_rate, _num(0.1, 100_000)),
-        duration_s=r.get(wd, "duration_s", "swarm", d.swarm.duration_s, _num(1, 86_400)),
+        duration_s=r.get(wd, "duration_s", "swarm", d.swarm.duration_s, DURATION_RANGE),
         processes=r.get(wd, "processes", "swarm", d.swarm.processes, _int(1, 64)),
         request_timeout_s=r.get(wd, "request_timeout_s", "swarm", d.swarm.request_timeout_s, _num(0.05, 600)),
         mix=mix or dict(d.swarm.mix),
@@ -489,6 +503,29 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     return scenario
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping.
+
+    Plain YAML loading keeps the last of two equal keys, so a threshold or a fault
+    written twice would silently lose the first one.
+    """
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: SafeLoader's own check reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     try:
@@ -496,7 +533,7 @@ def load_scenario(path: Path) -> Scenario:
     except OSError as e:
         raise ScenarioError(str(path), [f"(file): cannot read: {e.strerror or e}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

@@ -39,6 +39,14 @@ def test_unknown_strategy_flag_is_exit_4():
     assert "--strategy" in r.stderr and "telepathy" in r.stderr
 
 
+def test_an_out_of_range_duration_is_exit_4_before_anything_starts(tmp_path):
+    for command in ("run", "bench"):
+        r = oversold(command, "scenarios/flash_sale.yaml", "--duration", "-5", "--out", str(tmp_path / command))
+        assert r.returncode == 4, (command, r.stderr)
+        assert "--duration: -5.0 must be a number from 1 to 86400" in r.stderr
+        assert not (tmp_path / command).exists()  # no Redis, no nodes, no run directory
+
+
 def test_unknown_flag_is_exit_4_not_argparse_2():
     r = oversold("run", "scenarios/flash_sale.yaml", "--no-such-flag")
     assert r.returncode == 4

@@ -75,6 +75,27 @@ def test_bad_yaml_names_line(tmp_path):
     assert "line" in info.value.problems[0] and "not valid YAML" in info.value.problems[0]
 
 
+@pytest.mark.parametrize("text, where, key", [
+    # a stricter threshold written first would be silently replaced by the looser one
+    ('thresholds:\n  latency.order: ["p(99)<1"]\n  latency.order: ["p(99)<100000"]\n', "line 3, column 3",
+     "'latency.order'"),
+    ("sale:\n  stock: 5\n  hold_ttl_ms: 1000\n  stock: 500\n", "line 4, column 3", "'stock'"),
+    ("name: a\nname: b\n", "line 2, column 1", "'name'"),
+])
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path, text, where, key):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.problems == [f"{where}: not valid YAML: key {key} is given twice"]
+
+
+def test_equal_keys_in_different_mappings_are_fine(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("name: same\nsale:\n  stock: 3\nswarm:\n  users: 3\n")
+    assert load_scenario(path).sale.stock == 3
+
+
 def test_missing_file_is_bad_input(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(tmp_path / "nope.yaml")
@@ -86,6 +107,19 @@ def test_overrides():
     assert (s.sale.strategy, s.seed, s.redis.url, s.swarm.duration_s) == ("naive", 9, "redis://127.0.0.1:1/0", 3.0)
     with pytest.raises(ScenarioError):
         Scenario().with_overrides(strategy="nope")
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"duration_s": -5.0}, "--duration: -5.0 must be a number from 1 to 86400"),
+    ({"duration_s": 0.5}, "--duration: 0.5 must be a number from 1 to 86400"),
+    ({"duration_s": 86_401}, "--duration: 86401 must be a number from 1 to 86400"),
+    ({"seed": -1}, "--seed: -1 must be an integer from 0 to 2147483647"),
+    ({"seed": 2**31}, "--seed: 2147483648 must be an integer from 0 to 2147483647"),
+])
+def test_an_override_is_checked_like_the_field_it_replaces(override, problem):
+    with pytest.raises(ScenarioError) as info:
+        Scenario().with_overrides(**override)
+    assert info.value.problems == [problem]
 
 
 def test_the_adapter_is_a_module_and_class_name():
