@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -201,7 +202,8 @@ class Scenario:
         if overrides.get("redis_url") is not None:
             s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=overrides["redis_url"]))
         if overrides.get("backend_url") is not None:
-            s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=overrides["backend_url"]))
+            url = _override("--host", overrides["backend_url"], _http_url).rstrip("/")
+            s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=url))
         if overrides.get("adapter") is not None:
             spec = overrides["adapter"]
             if problem := _adapter_spec(spec):
@@ -312,6 +314,18 @@ def _url(v: Any) -> str | None:
     return None
 
 
+def _http_url(v: Any) -> str | None:
+    """A backend's base URL: ``http://host[:port][/prefix]`` (the harness's clients speak plain HTTP)."""
+    parts = urlsplit(v) if isinstance(v, str) else None
+    if parts is None or parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
+        return "must be an http://host[:port] URL of your backend"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "must be an http://host[:port] URL of your backend (the port is not a number)"
+    return None
+
+
 def _adapter_spec(v: Any) -> str | None:
     if v is None or isinstance(v, str) and ADAPTER_SPEC.match(v):
         return None
@@ -399,7 +413,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     r.unknown(bd, tuple(f.name for f in dataclasses.fields(Backend)), "backend")
     backend = Backend(
         nodes=r.get(bd, "nodes", "backend", d.backend.nodes, _int(1, 64)),
-        url=r.get(bd, "url", "backend", None, _url),
+        url=r.get(bd, "url", "backend", None, _http_url),
         adapter=r.get(bd, "adapter", "backend", None, _adapter_spec),
         ledger=r.get(bd, "ledger", "backend", d.backend.ledger, _bool),
         sync_interval_ms=r.get(bd, "sync_interval_ms", "backend", d.backend.sync_interval_ms, _int(1, 60_000)),

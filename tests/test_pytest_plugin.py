@@ -59,3 +59,38 @@ def test_typo(oversold_run):
 def test_oversold_host_option_is_registered(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*--oversold-host=URL*"])
+
+
+def test_oversold_host_sends_every_run_to_the_users_backend(pytester: pytest.Pytester, tmp_path: Path,
+                                                             backend, admin_token, monkeypatch):
+    """No reference backend is started: the sale is set up on, sold by and read from the given node."""
+    node = backend[0]
+    scenario = write_tiny(tmp_path)
+    monkeypatch.setenv("OVERSOLD_ADMIN_TOKEN", admin_token)
+    pytester.makepyfile(test_host=f'''
+import json
+from oversold.pytest_plugin import assert_sale_sound
+
+def test_sale(oversold_run):
+    result = oversold_run({str(scenario)!r}, duration_s=5)
+    assert_sale_sound(result)
+    print("RUN_DIR", result.run_dir)
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--oversold-host", node.url, timeout=300)
+    result.assert_outcomes(passed=1)
+    run_dir = Path(next(line.split("RUN_DIR ")[1] for line in result.outlines if "RUN_DIR " in line))
+    logs = sorted(p.name for p in (run_dir / "logs").iterdir())
+    assert "locust.log" in logs and not [n for n in logs if n.startswith(("node", "redis"))]  # none of its own
+    client = node.client()
+    assert client.sale("tiny")[1]["sold"] == 60  # the user's backend sold the sale
+    client.close()
+
+
+def test_a_bad_host_is_bad_input(tmp_path: Path):
+    from oversold.errors import BadInput
+    from oversold.pytest_plugin import OversoldRunner
+
+    runner = OversoldRunner(tmp_path)
+    with pytest.raises(BadInput, match=r"--host: 'https://127.0.0.1:9' must be an http://host\[:port\] URL"):
+        runner(write_tiny(tmp_path), host="https://127.0.0.1:9")
+    assert runner.results == [] and not list(tmp_path.glob("oversold-*"))
