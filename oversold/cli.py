@@ -12,12 +12,14 @@ Usage::
     OVERSOLD_ADMIN_TOKEN=secret oversold run scenarios/flash_sale.yaml --host http://127.0.0.1:8000
     oversold run scenarios/flash_sale.yaml --host http://127.0.0.1:9000 --adapter mypkg.adapters:MyShop
     oversold check runs/naive
+    oversold check runs/naive --thresholds strict.yaml --out runs/naive-strict
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -68,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="check a saved run directory again")
     c.add_argument("run_dir", type=Path)
+    c.add_argument("--thresholds", type=Path, metavar="FILE",
+                   help="judge the run by the thresholds: mapping of this YAML file (a scenario file will do) "
+                        "instead of the run's own; needs --out")
+    c.add_argument("--out", type=Path, metavar="DIR",
+                   help="write results.json, junit.xml, report.html and scenario.yaml here, not into RUN_DIR")
 
     b = sub.add_parser("bench", help="run one scenario against several strategies and compare them "
                                      "(exit 0 when the benchmark ran, whatever the verdicts)")
@@ -162,22 +169,37 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from .history import FinalState, read_history
     from .report import format_summary
     from .results import write_outputs
-    from .scenario import load_scenario
+    from .scenario import dump_scenario, load_scenario, load_thresholds
 
     run_dir: Path = args.run_dir
     for name in ("scenario.yaml", "history.jsonl", "final_state.json"):
         if not (run_dir / name).exists():
             raise BadInput(f"{run_dir}: not a run directory ({name} is missing)")
     scenario = load_scenario(run_dir / "scenario.yaml")
+    out = run_dir if args.out is None else args.out
+    elsewhere = out.resolve() != run_dir.resolve()
+    if args.thresholds is not None:
+        if not elsewhere:
+            raise BadInput("--thresholds: give --out DIR too; the run's own results.json, junit.xml and "
+                           "report.html stay as its scenario judged them")
+        scenario = dataclasses.replace(scenario, thresholds=load_thresholds(args.thresholds))
     ops = read_history(run_dir / "history.jsonl")
     try:
         final = FinalState.from_dict(json.loads((run_dir / "final_state.json").read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir / 'final_state.json'}: not JSON ({e.msg})") from None
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
+    if elsewhere:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"--out: cannot create {out}: {e.strerror or e}") from None
+        (out / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")  # what judged it
     # thresholds are re-evaluated and results.json, junit.xml, report.html written again
-    evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None)
+    evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None, out_dir=out)
     print(format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
+    if elsewhere:
+        print(f"  checked again into: {out}  (results.json, junit.xml, report.html, scenario.yaml)")
     return exit_status(verdict.verdict, evaluation.thresholds)
 
 

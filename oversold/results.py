@@ -114,8 +114,10 @@ def write_outputs(
     verdict: Verdict,
     *,
     elapsed_s: float | None,
+    out_dir: Path | None = None,
 ) -> Evaluation:
-    """Evaluate the run and write ``results.json``, ``junit.xml`` and ``report.html`` into ``run_dir``.
+    """Evaluate the run and write ``results.json``, ``junit.xml`` and ``report.html`` into ``out_dir``
+    (default ``run_dir``, which holds the timeline and faults the report reads).
 
     With ``elapsed_s=None`` (a re-check) the ``elapsed_s`` of an earlier
     ``results.json`` is kept: re-checking does not change how long the run took.
@@ -128,16 +130,17 @@ def write_outputs(
     evaluation = evaluate_run(scenario, ops, final, verdict, timeline=timeline, faults=faults)
     if elapsed_s is None:
         elapsed_s = _previous_elapsed(run_dir / RESULTS_FILE)
+    out_dir = run_dir if out_dir is None else out_dir
     # results.json first: whatever happens to the other two, the verdict is on disk
     body = results_body(scenario, verdict, evaluation, elapsed_s=elapsed_s)
-    (run_dir / RESULTS_FILE).write_text(json.dumps(body, indent=2), encoding="utf-8")
-    (run_dir / JUNIT_FILE).write_text(
+    (out_dir / RESULTS_FILE).write_text(json.dumps(body, indent=2), encoding="utf-8")
+    (out_dir / JUNIT_FILE).write_text(
         junit_xml(verdict, evaluation.thresholds, suite=f"oversold.{scenario.name}",
                   properties={"strategy": scenario.sale.strategy, "seed": str(scenario.seed),
                               "verdict": verdict.verdict},
                   elapsed_s=elapsed_s),
         encoding="utf-8")
-    (run_dir / REPORT_FILE).write_text(
+    (out_dir / REPORT_FILE).write_text(
         render_report(scenario, verdict, evaluation, ops, final, timeline=timeline, faults=faults,
                       elapsed_s=elapsed_s),
         encoding="utf-8")

@@ -540,19 +540,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
+def _read_yaml(path: Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ScenarioError(str(path), [f"(file): cannot read: {e.strerror or e}"]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ScenarioError(str(path), [f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
-    return parse_scenario(data, str(path))
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    return parse_scenario(_read_yaml(path), str(path))
+
+
+def load_thresholds(path: Path) -> dict[str, tuple[str, ...]]:
+    """The ``thresholds:`` mapping of a YAML file (a scenario file will do), validated.
+
+    Usage::
+
+        scenario = dataclasses.replace(scenario, thresholds=load_thresholds(Path("strict.yaml")))
+    """
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
+        raise ScenarioError(str(path), ["thresholds: the file needs a top-level 'thresholds:' mapping "
+                                        "(metric: [expressions])"])
+    _specs, problems = parse_thresholds(data["thresholds"], "thresholds")
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return {str(k): tuple(v) for k, v in data["thresholds"].items()}
 
 
 def dump_scenario(scenario: Scenario) -> str:

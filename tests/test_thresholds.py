@@ -147,8 +147,8 @@ def test_exit_status_threshold_failure_is_3_only_when_the_verdict_passes():
     assert exit_status("inconclusive", failed) == 2
 
 
-def _check(run_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "oversold.cli", "check", str(run_dir)],
+def _check(run_dir: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "oversold.cli", "check", str(run_dir), *flags],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -185,3 +185,37 @@ def test_check_re_evaluates_thresholds_edited_after_the_run(tmp_path):
     assert r.returncode == 3
     assert "sync_lag was not measured" in r.stdout
     assert json.loads((run / "results.json").read_text())["thresholds"][0]["observed"] is None
+
+
+def test_check_with_other_thresholds_writes_elsewhere_and_leaves_the_run_as_it_was(tmp_path):
+    run = make_run_dir(tmp_path / "run", stock=3, thresholds={"latency.order": ["p(99)<100"]})
+    assert _check(run).returncode == 0
+    before = {name: (run / name).read_bytes() for name in ("results.json", "junit.xml", "report.html", "scenario.yaml")}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text('thresholds:\n  latency.order: ["p(99)<20"]\n  errors: ["rate<0.01"]\n')
+    r = _check(run, "--thresholds", str(strict), "--out", str(tmp_path / "strict-run"))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "checked again into: " + str(tmp_path / "strict-run") in r.stdout
+    results = json.loads((tmp_path / "strict-run" / "results.json").read_text())
+    assert [(t["expression"], t["passed"]) for t in results["thresholds"]] == [("p(99)<20", False), ("rate<0.01", True)]
+    assert yaml.safe_load((tmp_path / "strict-run" / "scenario.yaml").read_text())["thresholds"] == {
+        "latency.order": ["p(99)<20"], "errors": ["rate<0.01"]}
+    assert "p(99)&lt;20" in (tmp_path / "strict-run" / "report.html").read_text()
+    assert {name: (run / name).read_bytes() for name in before} == before  # the run itself is untouched
+
+
+@pytest.mark.parametrize("content, flags, problem", [
+    ('thresholds:\n  latency.order: ["p(99)<20"]\n', (), "--thresholds: give --out DIR too"),
+    ('thresholds:\n  latncy.order: ["p(99)<20"]\n', ("--out", "OUT"), "thresholds.latncy.order: unknown metric"),
+    ('thresholds:\n  errors: ["rate<<1"]\n', ("--out", "OUT"), "thresholds.errors[0]"),
+    ("sale:\n  stock: 3\n", ("--out", "OUT"), "needs a top-level 'thresholds:' mapping"),
+])
+def test_check_refuses_bad_thresholds_and_writes_nothing(tmp_path, content, flags, problem):
+    run = make_run_dir(tmp_path / "run", stock=3, thresholds={"latency.order": ["p(99)<100"]})
+    file = tmp_path / "t.yaml"
+    file.write_text(content)
+    r = _check(run, "--thresholds", str(file), *(str(tmp_path / f) if f == "OUT" else f for f in flags))
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert problem in r.stderr
+    assert not (tmp_path / "OUT").exists() and not (run / "results.json").exists()
+
