@@ -12,7 +12,7 @@ kind      statistics                                  metrics
 ========  ==========================================  ===============================
 trend     ``p(N)`` (any N in 0..100), ``avg``,        ``latency.order``, ``latency.pay``,
           ``min``, ``max``, ``med``, ``count``        ``latency.cancel`` (ms), ``sync_lag`` (ms)
-rate      ``rate`` (a share 0..1), ``count``          ``errors``, ``fill_rate.legit``
+rate      ``rate`` (a share), ``count``               ``errors``, ``fill_rate.legit``
 counter   ``count``, ``rate`` (per second)            ``requests``, ``faults``
 gauge     ``value``                                   ``throughput``, ``bot_hold_share.peak``,
                                                       ``bot_hold_share.avg``, ``sold_out_s``,
@@ -95,7 +95,8 @@ METRICS: dict[str, MetricSpec] = _specs(
     MetricSpec("throughput", "gauge", "1/s", "completions per second over the run"),
     MetricSpec("errors", "rate", "share", "operations with an unknown outcome (info or never completed); "
                                           "business refusals like sold_out are not errors"),
-    MetricSpec("fill_rate.legit", "rate", "share", "units sold to legit buyers / stock (count: those units)"),
+    MetricSpec("fill_rate.legit", "rate", "share", "units sold to legit buyers / stock (count: those units); "
+                                                   "above 1 only when the sale oversold"),
     MetricSpec("bot_hold_share.peak", "gauge", "share", "highest share of stock held by bots at any moment"),
     MetricSpec("bot_hold_share.avg", "gauge", "share", "time-weighted average share of stock held by bots"),
     MetricSpec("sold_out_s", "gauge", "s", "seconds from the first request until nothing was available or held"),

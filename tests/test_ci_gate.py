@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,8 @@ def test_the_example_workflow_has_the_steps_a_reader_expects():
     assert "pip install" in next(s for s in steps if s.get("id") == "install")["run"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert "always()" in str(upload.get("if")), "a failed sale must still upload its counterexamples"
+    junit = next(s for s in steps if "junit" in s.get("uses", ""))
+    assert "always()" in str(junit.get("if")), "a failed sale must still show its test cases"
     sale = next(s for s in steps if s.get("id") == "sale")
     assert sale["run"].strip() == "oversold run scenarios/flash_sale.yaml --out run"
     assert "shell" not in sale  # GitHub's default bash fails the step, so the job, on a non-zero exit
@@ -202,6 +205,9 @@ def test_the_workflow_sale_step_passes_and_leaves_the_artifact(workspace):
     for name in ("results.json", "report.html", "junit.xml", "history.jsonl", "scenario.yaml"):
         assert (run / name).stat().st_size > 0, name
     assert json.loads((run / "results.json").read_text())["verdict"] == "pass"
+    junit = next(s for s in workflow_steps() if "junit" in s.get("uses", ""))
+    cases = ET.parse(workspace / junit["with"]["report_paths"]).getroot().iter("testcase")
+    assert {c.get("name") for c in cases} >= {"no_oversell", "no_lost_sale"}  # what the step publishes
 
 
 def test_the_workflow_steps_work_with_oversold_installed_from_its_wheel(workspace, tmp_path):

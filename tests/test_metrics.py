@@ -184,3 +184,14 @@ def test_faults_are_counted_and_to_dict_lists_only_measured_metrics():
 def test_metric_stat_rejects_a_statistic_the_kind_lacks():
     with pytest.raises(KeyError):
         Metric.gauge("throughput", 1.0).stat("p(99)")
+
+
+def test_the_docs_list_every_metric_with_its_kind_and_unit():
+    """docs/ci.md's threshold table is what users read: it must name each metric a threshold can use."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "ci.md").read_text(encoding="utf-8")
+    rows = dict((m.group(1), (m.group(2), m.group(3)))
+                for m in re.finditer(r"^\| `([a-z_.]+)` \| (\w+) \| ([^|]+?) \|", text, re.MULTILINE))
+    assert rows == {m.name: (m.kind, m.unit) for m in METRICS.values()}
