@@ -86,6 +86,12 @@ class SaleKeys:
         return self.prefix + "compensations"  # hash order id -> compensation record (JSON)
 
     @property
+    def refunded(self) -> str:
+        # int: units of every refund record (captured payments refunded unshipped + admin refunds of
+        # sold orders), counted by the prelude's refund_and_compensate in the refund's atomic step
+        return self.prefix + "refunded"
+
+    @property
     def refunded_sold(self) -> str:
         return self.prefix + "refunded_sold"  # int: units of sold orders refunded afterwards
 

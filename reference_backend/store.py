@@ -112,10 +112,10 @@ class Store:
         k = SaleKeys(sale_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hmget(k.meta, "strategy", "stock", "hold_ttl_ms", "per_user_limit", "pay_after_expiry")
-            pipe.mget(k.avail, k.held, k.sold)
+            pipe.mget(k.avail, k.held, k.sold, k.refunded)
             pipe.time()
-            meta, (avail, held, sold), (sec, usec) = await pipe.execute()
-        return _counters(sale_id, meta, [avail, held, sold], sec * 1000 + usec // 1000)
+            meta, counters, (sec, usec) = await pipe.execute()
+        return _counters(sale_id, meta, counters, sec * 1000 + usec // 1000)
 
     async def get_order(self, sale_id: str, order_id: str) -> Reply:
         k = SaleKeys(sale_id)
@@ -235,9 +235,9 @@ def _counters(sale_id: str, meta: list[bytes | None], counters: list[bytes | Non
     strategy, stock, ttl, limit, pae = meta
     if strategy is None:
         return None
-    avail, held, sold = (_int(v) for v in counters)
+    avail, held, sold, refunded = (_int(v) for v in counters)
     return {
         "sale_id": sale_id, "strategy": strategy.decode(), "stock": _int(stock),
-        "available": avail, "held": held, "sold": sold, "hold_ttl_ms": _int(ttl), "now_ms": now_ms,
+        "available": avail, "held": held, "sold": sold, "refunded": refunded, "hold_ttl_ms": _int(ttl), "now_ms": now_ms,
         "per_user_limit": _int(limit), "pay_after_expiry": (pae or b"refuse").decode(),
     }

@@ -188,3 +188,37 @@ def final_state(audit: dict, stock: int) -> FinalState:
     return FinalState(sale_id="s", stock=stock, hold_ttl_ms=30_000, counters=audit["counters"], audit=audit,
                       read_ms=audit["now_ms"], extra={"sale": {"strategy": "payment_deduct"}})
 
+
+
+def test_refunded_counts_the_units_of_every_refund_and_a_reset_clears_it(backend, redis_url):
+    """GET sale's ``refunded``: units of captured payments refunded unshipped plus admin refunds of sold orders."""
+    a, b = clients(backend)
+    put(a, "s", stock=2)
+    assert counters(a, "s")["refunded"] == 0
+    two = a.order("s", "u2", 2)[1]["order_id"]
+    one = a.order("s", "u1", 1)[1]["order_id"]
+
+    async def capture_both() -> None:  # both captured before either settles: one of them cannot ship
+        store = Store.connect(redis_url)
+        try:
+            strategy = PaymentDeduct(store, StrategyOptions())
+            for oid in (two, one):
+                assert (await strategy._step("capture", "s", oid, None))[0] == b"c"
+        finally:
+            await store.close()
+
+    asyncio.run(capture_both())
+    assert a.pay("s", one)[0] == 200  # ships 1 of 2
+    assert counters(b, "s")["refunded"] == 0
+    status, body = b.pay("s", two)   # 2 asked, 1 left: refunded and compensated
+    assert (status, body["error"]["refunded"]) == (409, True)
+    assert counters(a, "s")["refunded"] == 2
+    assert a.refund("s", one)[1]["status"] == "refunded"  # an admin refund of the sold order
+    assert a.refund("s", one)[1]["status"] == "refunded"  # once only: the counter does not move again
+    audit = assert_conserved(b, "s")
+    c = counters(b, "s")
+    assert c["refunded"] == audit["counters"]["refunded"] == sum(r["qty"] for r in audit["refunds"]) == 3
+    assert (c["sold"], audit["refunded_sold"]) == (1, 1)  # the admin refund stays sold; refunded_sold has it
+    put(a, "s", stock=2)  # a reset of the sale starts the count again
+    assert counters(b, "s")["refunded"] == 0
+    assert b.audit("s")[1]["counters"]["refunded"] == 0

@@ -191,7 +191,10 @@ end
 
 -- Refund a captured payment (or a sold order) and compensate its buyer with a
 -- coupon: two records keyed by order id, written in the caller's atomic step,
--- so a refund is never recorded without its compensation. Answers both.
+-- so a refund is never recorded without its compensation. The sale's
+-- 'refunded' counter (units of every refund record, GET sale's `refunded`)
+-- goes up in the same step, so it always equals the refunds ledger's units.
+-- Answers both.
 local function refund_and_compensate(o, price, coupon, reason, now)
   local refund = {order_id = o.order_id, user_id = o.user_id, qty = o.qty, amount_cents = o.qty * price,
                   reason = reason, refunded_ms = now}
@@ -199,6 +202,7 @@ local function refund_and_compensate(o, price, coupon, reason, now)
                 issued_ms = now}
   redis.call('HSET', skey('refunds'), o.order_id, cjson.encode(refund))
   redis.call('HSET', skey('compensations'), o.order_id, cjson.encode(comp))
+  redis.call('INCRBY', skey('refunded'), o.qty)
   return refund, comp
 end
 

@@ -1,11 +1,12 @@
 -- Audit: one consistent snapshot of a sale for the checker.
 -- KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 sold_set, 6 holds   ARGV: 1 order key prefix
 -- Answers nil without a sale, else
--- {meta, counters, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...},
+-- {meta, {avail, held, sold, refunded}, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...},
 --  {payments, refunds, compensations, warnings, alerts, refunded_sold}}
 local m = redis.call('HMGET', KEYS[1], 'strategy', 'stock', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
 if not m[1] then return false end
-local counters = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4])
+local P = string.sub(ARGV[1], 1, -3)  -- the sale's key prefix, for the side records
+local counters = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], P .. 'refunded')
 local sold = {}
 local entries = redis.call('HGETALL', KEYS[5])
 for i = 1, #entries, 2 do
@@ -32,7 +33,6 @@ for _, id in ipairs(listed) do
   end
 end
 -- the protections' records: JSON values of the ledgers, and the two streams
-local P = string.sub(ARGV[1], 1, -3)
 local records = {redis.call('HVALS', P .. 'payments'), redis.call('HVALS', P .. 'refunds'),
                  redis.call('HVALS', P .. 'compensations'), redis.call('XRANGE', P .. 'warnings', '-', '+'),
                  redis.call('XRANGE', P .. 'alerts', '-', '+'), redis.call('GET', P .. 'refunded_sold') or '0'}
