@@ -7,8 +7,10 @@ The page, top to bottom: the verdict (big, coloured); what ran; totals; the
 thresholds table; the counter timeline (available / held / sold, and refunded
 when the samples have it) with fault periods shaded; requests per second and
 latency quantiles per operation over time (1-s buckets of the history); who got
-the stock (legit buyers against each bot kind); every invariant with each
-counterexample and the history records it names; all metrics.
+the stock (legit buyers against each bot kind); every invariant with every
+counterexample the checker found and the history records it names (the first
+``OPEN_EXAMPLES`` open, the rest in a collapsed ``<details>``, no script); all
+metrics.
 
 Usage::
 
@@ -41,6 +43,8 @@ SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "
                  "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a"}
 #: History records shown per counterexample; the rest are counted, and history.jsonl has them all.
 MAX_RECORDS_PER_EXAMPLE = 24
+#: Counterexamples of an invariant shown open; every further one is on the page too, in a collapsed <details>.
+OPEN_EXAMPLES = 10
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#212529;background:#f8f9fa}
@@ -434,10 +438,19 @@ def _invariants(verdict: Verdict, ops: Sequence[Op], t0: float) -> str:
     if not with_examples:
         out.append('<p class="muted">None: no invariant is violated or undecided with evidence.</p>')
     for inv in with_examples:
+        total = len(inv.counterexamples)
+        rest = total - OPEN_EXAMPLES
         out.append(f'<section class="card counterexamples" id="cx-{_e(inv.name)}"><h3>{_badge(inv.status)} '
-                   f'<code>{_e(inv.name)}</code> — {len(inv.counterexamples)} counterexample(s)</h3>')
+                   f'<code>{_e(inv.name)}</code> — {total} counterexample(s)'
+                   + (f", all below: the first {OPEN_EXAMPLES} open, the other {rest} folded" if rest > 0 else "")
+                   + "</h3>")
         for n, example in enumerate(inv.counterexamples, 1):
+            if n == OPEN_EXAMPLES + 1:
+                out.append(f'<details class="more-examples"><summary>{rest} more counterexample(s) of '
+                           f'<code>{_e(inv.name)}</code>: #{n} to #{total}</summary>')
             out.append(_example(n, example, index.records_for(example), t0))
+        if rest > 0:
+            out.append("</details>")
         out.append("</section>")
     return "".join(out)
 

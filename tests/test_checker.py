@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oversold.checker import INVARIANTS, MAX_COUNTEREXAMPLES, Verdict, check
+from oversold.checker import INVARIANTS, Verdict, check
 from oversold.errors import BadInput
 from oversold.history import FinalState, Op
 
@@ -579,13 +579,13 @@ def test_other_skus_are_ignored_but_counted():
     assert v.totals["other_sku_records"] == 20 and v.totals["ops"] == 8
 
 
-def test_counterexamples_are_capped_and_the_message_says_how_many():
-    v = check([], final(40, [(f"o{i:02}", "ghost", 1) for i in range(30)]), expect_sell_out=False)
+def test_every_counterexample_is_kept_and_the_message_claims_no_cut():
+    v = check([], final(1000, [(f"o{i:04}", "ghost", 1) for i in range(900)]), expect_sell_out=False)
     inv = v.invariant("no_phantom_sale")
     assert inv.status == "fail"
-    assert len(inv.counterexamples) == MAX_COUNTEREXAMPLES == 20
-    assert inv.counterexamples[0]["order_id"] == "o00"
-    assert inv.message.endswith("(showing 20 of 30 counterexamples).")
+    assert [c["order_id"] for c in inv.counterexamples] == [f"o{i:04}" for i in range(900)]
+    assert len(v.to_dict()["invariants"][2]["counterexamples"]) == 900
+    assert "showing" not in inv.message and "900" in inv.message
 
 
 # --------------------------------------------------------------------------- properties over a correct model
