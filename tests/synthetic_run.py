@@ -1,9 +1,10 @@
 """A small saved run directory built with the real writers, for tests of check/report/junit/schema.
 
-Three buyers pay for one unit each, a hoarder holds one unit until it expires,
-one order is refused ``sold_out``. With ``stock=3`` every invariant holds; with
-``stock=2`` the audit lists one unit more than the stock (an oversell of order
-``ORD-0004``).
+Two buyers and a scalper pay for one unit each, a hoarder holds one unit until
+it expires, one order is refused ``sold_out``. With ``stock=3`` every invariant
+holds; with ``stock=2`` the audit lists one unit more than the stock (an
+oversell of order ``ORD-0004``). ``ghosts=n`` adds n sold orders to the audit
+that no client placed: n counterexamples of ``no_phantom_sale``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ T0 = 1000.0
 # an id with markup in it: the report must escape it, never run it
 ODD_USER = 'buyer-3<script>alert("x")</script>'
 OVERSOLD_ORDER = "ORD-0004"
+SCALPER = "scalper-1"
 
 
 def _call(n: int, user: str, kind: str, op: str, t: float, dt_ms: float, outcome: str,
@@ -36,8 +38,8 @@ def history() -> list[Op]:
     ops: list[Op] = []
     ops += _call(1, "buyer-1", "buyer", "order", T0 + 0.0, 10, "ok", "ORD-0001", status=201)
     ops += _call(2, "buyer-1", "buyer", "pay", T0 + 0.1, 20, "ok", "ORD-0001")
-    ops += _call(1, "buyer-2", "buyer", "order", T0 + 0.2, 30, "ok", "ORD-0002", status=201)
-    ops += _call(2, "buyer-2", "buyer", "pay", T0 + 0.4, 40, "ok", "ORD-0002")
+    ops += _call(1, SCALPER, "scalper", "order", T0 + 0.2, 30, "ok", "ORD-0002", status=201)
+    ops += _call(2, SCALPER, "scalper", "pay", T0 + 0.4, 40, "ok", "ORD-0002")
     ops += _call(1, "hoarder-1", "hoarder", "order", T0 + 0.5, 50, "ok", "ORD-0003", status=201)
     ops += _call(1, ODD_USER, "buyer", "order", T0 + 1.0, 60, "fail", code="sold_out")
     ops += _call(2, ODD_USER, "buyer", "order", T0 + 2.0, 70, "ok", OVERSOLD_ORDER, status=201)
@@ -45,11 +47,13 @@ def history() -> list[Op]:
     return ops
 
 
-def final_state(stock: int, *, audit: bool = True) -> FinalState:
-    counters = {"available": 0, "held": 0, "sold": 3, "stock": stock}
+def final_state(stock: int, *, audit: bool = True, ghosts: int = 0) -> FinalState:
     sold = [{"order_id": "ORD-0001", "user_id": "buyer-1", "qty": 1, "paid_ms": 1_000_120},
-            {"order_id": "ORD-0002", "user_id": "buyer-2", "qty": 1, "paid_ms": 1_000_440},
+            {"order_id": "ORD-0002", "user_id": SCALPER, "qty": 1, "paid_ms": 1_000_440},
             {"order_id": OVERSOLD_ORDER, "user_id": ODD_USER, "qty": 1, "paid_ms": 1_002_250}]
+    sold += [{"order_id": f"GHOST-{i:03}", "user_id": f"ghost-{i}", "qty": 1, "paid_ms": 1_002_500 + i}
+             for i in range(ghosts)]
+    counters = {"available": 0, "held": 0, "sold": len(sold), "stock": stock}
     return FinalState(
         sale_id=SALE, stock=stock, hold_ttl_ms=1000, counters=counters,
         audit={"sale_id": SALE, "now_ms": 1_003_000, "counters": counters, "sold": sold, "holds": []} if audit else None,
@@ -70,14 +74,14 @@ FAULTS = [{"start": T0 + 0.6, "end": T0 + 1.2, "action": "kill", "role": "backen
 
 
 def make_run_dir(run_dir: Path, *, stock: int = 3, thresholds: dict[str, list[str]] | None = None,
-                 audit: bool = True, timeline: bool = True, faults: bool = True) -> Path:
+                 audit: bool = True, timeline: bool = True, faults: bool = True, ghosts: int = 0) -> Path:
     """Write scenario.yaml, history.jsonl, final_state.json (and timeline/faults) like a real run."""
     run_dir.mkdir(parents=True, exist_ok=True)
     scenario = Scenario(name="synthetic", seed=7, sale=Sale(id=SALE, stock=stock, hold_ttl_ms=1000),
                         thresholds={k: tuple(v) for k, v in (thresholds or {}).items()})
     (run_dir / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")
     write_history(run_dir / "history.jsonl", history())
-    (run_dir / "final_state.json").write_text(json.dumps(final_state(stock, audit=audit).to_dict()), encoding="utf-8")
+    (run_dir / "final_state.json").write_text(json.dumps(final_state(stock, audit=audit, ghosts=ghosts).to_dict()), encoding="utf-8")
     if timeline:
         _jsonl(run_dir / "timeline.jsonl", TIMELINE, torn_tail=True)
     if faults:
