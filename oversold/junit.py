@@ -53,7 +53,8 @@ def junit_xml(
             shown = inv.counterexamples[:JUNIT_EXAMPLES]
             text = inv.message
             if shown:
-                text += "\n\nfirst counterexamples:\n" + "\n".join(json.dumps(c, sort_keys=True) for c in shown)
+                text += (f"\n\n{len(shown)} of {len(inv.counterexamples)} counterexamples (all in results.json):\n"
+                         + "\n".join(json.dumps(c, sort_keys=True) for c in shown))
             failure = ET.SubElement(case, "failure", message=_clean(inv.message), type="InvariantViolated")
             failure.text = _clean(text)
         elif inv.status == "unknown":

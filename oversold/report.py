@@ -33,6 +33,9 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
         if inv.status == "fail":
             for example in inv.counterexamples[:max_examples]:
                 lines.append(f"         e.g. {json.dumps(example, sort_keys=True)}")
+            more = len(inv.counterexamples) - max_examples
+            if more > 0:
+                lines.append(f"         ... and {more} more (all {len(inv.counterexamples)} in results.json and report.html)")
     if thresholds:
         failed = sum(1 for th in thresholds if not th.passed)
         lines.append(f"thresholds: {len(thresholds) - failed} of {len(thresholds)} passed"

@@ -794,7 +794,7 @@ def test_payments_beyond_stock_that_were_refunded_and_compensated_pass():
     assert v.invariant("refunds_compensated").message == (
         "4 captured payments: 2 shipped, 2 refunded; 2 refunds, all compensated; net sold 2 is within stock 2.")
     assert v.invariant("no_oversell").message == "Acknowledged paid 2 and audited sold 2 are within stock 2."
-    assert (v.totals["captured_payments"], v.totals["refunded_units"], v.totals["oversold_units"]) == (4, 0, 0)
+    assert (v.totals["captured_payments"], v.totals["refunded_sold_units"], v.totals["oversold_units"]) == (4, 0, 0)
 
 
 def test_captured_payments_that_were_neither_shipped_nor_refunded_fail():
@@ -831,7 +831,7 @@ def test_an_oversell_refunded_after_the_fact_is_not_oversold_but_a_shipped_one_i
         "Acknowledged paid 2 and audited sold 2 net of 1 refunded units are within stock 2.")
     assert made_good.invariant("refunds_compensated").message == (
         "0 captured payments: 0 shipped, 0 refunded; 1 refunds, all compensated; net sold 2 is within stock 2.")
-    assert (made_good.totals["oversold_units"], made_good.totals["refunded_units"]) == (0, 1)
+    assert (made_good.totals["oversold_units"], made_good.totals["refunded_sold_units"]) == (0, 1)
 
     shipped = check(h.ops, final(2, sold, counters=counters, payments=[], refunds=[], compensations=[]))
     assert statuses(shipped) == only(no_oversell="fail", conservation="fail", refunds_compensated="fail")

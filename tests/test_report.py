@@ -138,6 +138,22 @@ def test_junit_has_one_testcase_per_invariant_and_threshold(tmp_path):
     assert props["verdict"] == "fail" and props["strategy"] == "pre_deduct"
 
 
+def test_summary_and_junit_say_how_many_counterexamples_they_leave_out():
+    from oversold.checker import InvariantResult, Verdict
+    from oversold.junit import JUNIT_EXAMPLES, junit_xml
+
+    examples = tuple({"order_id": f"o-{i}"} for i in range(25))
+    verdict = Verdict("fail", {}, (InvariantResult("no_oversell", "fail", "oversold.", examples),
+                                   InvariantResult("single_payment", "fail", "paid twice.", examples[:2])))
+    summary = format_summary(verdict, max_examples=3)
+    assert summary.count("e.g.") == 3 + 2
+    assert "... and 22 more (all 25 in results.json and report.html)" in summary
+    assert summary.count("more (all") == 1  # nothing is left out of the second one
+    failure = ET.fromstring(junit_xml(verdict)).find("testsuite/testcase[@name='no_oversell']/failure")
+    assert f"{JUNIT_EXAMPLES} of 25 counterexamples (all in results.json)" in failure.text
+    assert failure.text.count("o-") == JUNIT_EXAMPLES
+
+
 def test_junit_marks_undecided_invariants_skipped_with_the_reason(tmp_path):
     run = make_run_dir(tmp_path / "run", audit=False)
     checked(run)
