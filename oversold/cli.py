@@ -178,10 +178,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     scenario = load_scenario(run_dir / "scenario.yaml")
     out = run_dir if args.out is None else args.out
     elsewhere = out.resolve() != run_dir.resolve()
+    if elsewhere and (out / "history.jsonl").exists():
+        raise BadInput(f"--out: {out} holds another run; give a new directory")
     if args.thresholds is not None:
         if not elsewhere:
-            raise BadInput("--thresholds: give --out DIR too; the run's own results.json, junit.xml and "
-                           "report.html stay as its scenario judged them")
+            raise BadInput("--thresholds: give --out DIR too, a directory other than RUN_DIR; the run's own "
+                           "results.json, junit.xml and report.html stay as its scenario judged them")
         scenario = dataclasses.replace(scenario, thresholds=load_thresholds(args.thresholds))
     ops = read_history(run_dir / "history.jsonl")
     try:
@@ -189,14 +191,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir / 'final_state.json'}: not JSON ({e.msg})") from None
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
-    if elsewhere:
-        try:
+    try:
+        if elsewhere:
             out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"--out: cannot create {out}: {e.strerror or e}") from None
-        (out / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")  # what judged it
-    # thresholds are re-evaluated and results.json, junit.xml, report.html written again
-    evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None, out_dir=out)
+            (out / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")  # what judged it
+        # thresholds are re-evaluated and results.json, junit.xml, report.html written again
+        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None, out_dir=out)
+    except OSError as e:
+        raise BadInput(f"{'--out' if elsewhere else run_dir}: cannot write the results into {out}: "
+                       f"{e.strerror or e}") from None
     print(format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
     if elsewhere:
         print(f"  checked again into: {out}  (results.json, junit.xml, report.html, scenario.yaml)")

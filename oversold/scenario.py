@@ -528,6 +528,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen: set = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: merged keys may be overridden
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 try:
                     duplicate = key in seen

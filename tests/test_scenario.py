@@ -90,6 +90,14 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path, text, where, key):
     assert info.value.problems == [f"{where}: not valid YAML: key {key} is given twice"]
 
 
+def test_merge_keys_still_work_and_a_written_key_may_override_a_merged_one(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("sale: {stock: 7, hold_ttl_ms: 1000}\n"
+                    "checker:\n  <<: {grace_ms: 2000, quiesce_timeout_s: 9}\n  grace_ms: 500\n")
+    s = load_scenario(path)
+    assert (s.sale.stock, s.checker.grace_ms, s.checker.quiesce_timeout_s) == (7, 500, 9)
+
+
 def test_equal_keys_in_different_mappings_are_fine(tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text("name: same\nsale:\n  stock: 3\nswarm:\n  users: 3\n")

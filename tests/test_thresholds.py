@@ -219,3 +219,16 @@ def test_check_refuses_bad_thresholds_and_writes_nothing(tmp_path, content, flag
     assert problem in r.stderr
     assert not (tmp_path / "OUT").exists() and not (run / "results.json").exists()
 
+
+def test_check_never_writes_over_another_run_and_a_failed_write_is_bad_input(tmp_path):
+    run = make_run_dir(tmp_path / "run", stock=3, thresholds={"latency.order": ["p(99)<100"]})
+    other = make_run_dir(tmp_path / "other", stock=3, thresholds={"latency.order": ["p(99)<100"]})
+    before = (other / "scenario.yaml").read_bytes()
+    r = _check(run, "--out", str(other))
+    assert r.returncode == 4 and f"--out: {other} holds another run" in r.stderr, r.stderr
+    assert (other / "scenario.yaml").read_bytes() == before and not (other / "results.json").exists()
+    blocked = tmp_path / "blocked"
+    (blocked / "results.json").mkdir(parents=True)  # a directory where the file must go
+    r = _check(run, "--out", str(blocked))
+    assert r.returncode == 4 and "--out: cannot write the results into" in r.stderr, r.stdout + r.stderr
+
