@@ -159,7 +159,8 @@ def test_payment_storm_refunds_and_compensates_every_extra_payment(tmp_path: Pat
           f"{ {w: round((t - at) * 1000, 1) for w, t in spread['first_by_worker'].items()} } ms after the instant), "
           f"{totals['captured_payments']} captured of stock 50")
     assert spread["pays"] == 150 and len(spread["first_by_worker"]) == 2
-    assert all(0 <= t - at < 0.05 for t in spread["first_by_worker"].values()), (at, spread)
+    # a timer may wake a hair early against the wall clock: 1 ms of slack before the instant
+    assert all(-0.001 <= t - at < 0.05 for t in spread["first_by_worker"].values()), (at, spread)
     assert spread["spread_ms"] < 250, spread  # CPU-bound: ~0.1-0.3 ms of Python per payment on this machine
     payers = Counter(o.code for o in run.ops if o.op == "pay" and o.type == "fail")
     assert payers["sold_out"] == 100, payers  # the 100 that did not ship were told so (with their refund)

@@ -282,7 +282,7 @@ class _Node:
         self.rt.set_pay_instant(at)  # the master's own gate only marks the instant as taken
         if self.rt.role == "master":
             self.runner.send_message(MSG_PAY_AT, {"at": at})
-        log.info("oversold: simultaneous payers pay at %.3f (in %.0f ms)", at, (at - time.time()) * 1000)
+        log.info("oversold: simultaneous payers pay at %.6f (in %.0f ms)", at, (at - time.time()) * 1000)
 
     # -- worker shipping -----------------------------------------------------------
 
