@@ -1084,7 +1084,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         "stock": s.stock,
         "sold": audited,
         "oversold_units": max(0, shipped - s.stock),
-        "refunded_sold_units": s.audit.refunded_sold_qty if s.audit else None,  # money refunds of unsold orders are not in sold
+        "refunded_sold_units": s.audit.refunded_sold_qty if s.audit else None,  # sold, then refunded
         "captured_payments": len(s.audit.payments) if s.audit and s.audit.payments is not None else None,
         "acked_paid": acked,
         "acked_paid_orders": len(s.acked_payments),  # distinct order operations with an ok pay

@@ -48,7 +48,6 @@ class ContractClient:
         self._conn = KeepAlive(base_url, timeout)
         self.base_url = self._conn.base_url
         self.admin_token = admin_token
-        self.timeout = timeout
 
     # -- the contract ------------------------------------------------------
 

@@ -197,17 +197,15 @@ class Scenario:
                                                    f"has sale.async_orders: true"])
             s = dataclasses.replace(s, sale=dataclasses.replace(s.sale, strategy=strategy))
         if overrides.get("seed") is not None:
-            seed = _override("--seed", overrides["seed"], SEED_RANGE)
-            s = dataclasses.replace(s, seed=seed)
+            s = dataclasses.replace(s, seed=_override("--seed", overrides["seed"], SEED_RANGE))
         if overrides.get("redis_url") is not None:
-            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=overrides["redis_url"]))
+            url = _override("--redis-url", overrides["redis_url"], _redis_url)
+            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=url))
         if overrides.get("backend_url") is not None:
             url = _override("--host", overrides["backend_url"], _http_url).rstrip("/")
             s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, url=url))
         if overrides.get("adapter") is not None:
-            spec = overrides["adapter"]
-            if problem := _adapter_spec(spec):
-                raise ScenarioError("--adapter", [f"--adapter: {spec!r} {problem}"])
+            spec = _override("--adapter", overrides["adapter"], _adapter_spec)
             s = dataclasses.replace(s, backend=dataclasses.replace(s.backend, adapter=spec))
         if overrides.get("duration_s") is not None:
             duration = _override("--duration", overrides["duration_s"], DURATION_RANGE)
@@ -308,9 +306,9 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     return lambda v: None if v in options else f"must be one of {', '.join(options)}"
 
 
-def _url(v: Any) -> str | None:
-    if not isinstance(v, str) or not re.match(r"^(redis|rediss|redis\+sentinel|http|https)://", v):
-        return "must be a URL (redis://…, redis+sentinel://… or http://…)"
+def _redis_url(v: Any) -> str | None:
+    if not isinstance(v, str) or not re.match(r"^(redis|rediss|redis\+sentinel)://", v):
+        return "must be a Redis URL (redis://…, rediss://… or redis+sentinel://…)"
     return None
 
 
@@ -425,7 +423,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     rd = r.section(data, "redis", "")
     r.unknown(rd, tuple(f.name for f in dataclasses.fields(RedisConfig)), "redis")
     redis_cfg = RedisConfig(
-        url=r.get(rd, "url", "redis", None, _url),
+        url=r.get(rd, "url", "redis", None, _redis_url),
         topology=r.get(rd, "topology", "redis", d.redis.topology, _one_of(TOPOLOGIES)),
         proxy=r.get(rd, "proxy", "redis", d.redis.proxy, _bool),
         persistence=r.get(rd, "persistence", "redis", d.redis.persistence, _one_of(PERSISTENCE)),
@@ -503,9 +501,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         expect_sell_out=r.get(cd, "expect_sell_out", "checker", d.checker.expect_sell_out, _bool),
     )
 
-    _specs, threshold_problems = parse_thresholds(data.get("thresholds"), "thresholds")
+    thresholds, threshold_problems = _thresholds_of(data.get("thresholds"))
     r.problems.extend(threshold_problems)
-    thresholds = {str(k): tuple(v) for k, v in (data.get("thresholds") or {}).items()} if not threshold_problems else {}
 
     if r.problems:
         raise ScenarioError(source, r.problems)
@@ -571,10 +568,16 @@ def load_thresholds(path: Path) -> dict[str, tuple[str, ...]]:
     if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
         raise ScenarioError(str(path), ["thresholds: the file needs a top-level 'thresholds:' mapping "
                                         "(metric: [expressions])"])
-    _specs, problems = parse_thresholds(data["thresholds"], "thresholds")
+    thresholds, problems = _thresholds_of(data["thresholds"])
     if problems:
         raise ScenarioError(str(path), problems)
-    return {str(k): tuple(v) for k, v in data["thresholds"].items()}
+    return thresholds
+
+
+def _thresholds_of(raw: Any) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """A ``thresholds:`` mapping as the scenario keeps it (empty when it has problems), and its problems."""
+    _specs, problems = parse_thresholds(raw, "thresholds")
+    return ({} if problems else {str(k): tuple(v) for k, v in (raw or {}).items()}), problems
 
 
 def dump_scenario(scenario: Scenario) -> str:

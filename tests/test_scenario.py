@@ -123,6 +123,8 @@ def test_overrides():
     ({"duration_s": 86_401}, "--duration: 86401 must be a number from 1 to 86400"),
     ({"seed": -1}, "--seed: -1 must be an integer from 0 to 2147483647"),
     ({"seed": 2**31}, "--seed: 2147483648 must be an integer from 0 to 2147483647"),
+    ({"redis_url": "http://127.0.0.1:6379"},
+     "--redis-url: 'http://127.0.0.1:6379' must be a Redis URL (redis://…, rediss://… or redis+sentinel://…)"),
 ])
 def test_an_override_is_checked_like_the_field_it_replaces(override, problem):
     with pytest.raises(ScenarioError) as info:
@@ -193,3 +195,13 @@ def test_warehouse_and_async_problems_name_their_fields():
         "sale.async_orders", "backend.ledger", "backend.sync_delay_ms", "backend.order_workers", "backend.sync"])
     assert problems_of({"sale": {"strategy": "naive", "async_orders": True}}) == [
         "sale.async_orders: strategy naive cannot queue orders; use one of pre_deduct, pre_deduct_ledger"]
+
+
+def test_each_url_field_takes_only_its_own_kind_of_url():
+    assert problems_of({"redis": {"url": "http://127.0.0.1:6379"}}) == [
+        "redis.url: must be a Redis URL (redis://…, rediss://… or redis+sentinel://…), got 'http://127.0.0.1:6379'"]
+    assert problems_of({"backend": {"url": "redis://127.0.0.1:6379"}}) == [
+        "backend.url: must be an http://host[:port] URL of your backend, got 'redis://127.0.0.1:6379'"]
+    ok = parse_scenario({"redis": {"url": "redis+sentinel://127.0.0.1:26379/m"}, "backend": {"url": "http://127.0.0.1:8"}})
+    assert (ok.redis.url, ok.backend.url) == ("redis+sentinel://127.0.0.1:26379/m", "http://127.0.0.1:8")
+

@@ -32,7 +32,6 @@ class AdapterClient:
         self._conn = KeepAlive(base_url, timeout)
         self.adapter = adapter
         self.base_url = self._conn.base_url
-        self.timeout = timeout
 
     # -- operations ------------------------------------------------------------------
 
