@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import http.client
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -80,9 +80,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 
 import redis  # noqa: E402
 
-from oversold.nodes import BackendNode  # noqa: E402
-from oversold.procs import Child, free_port, wait_for_port  # noqa: E402
-from oversold.redis_server import RedisServer, find_redis_binary  # noqa: E402
+from oversold.infra.procs import Child, free_port, wait_for_port  # noqa: E402
+from oversold.infra.redis_server import RedisServer, find_redis_binary  # noqa: E402
+from oversold.orchestrate.nodes import BackendNode  # noqa: E402
 from reference_backend.keys import SaleKeys  # noqa: E402
 from reference_backend.sale import SaleConfig  # noqa: E402
 from reference_backend.store import Store  # noqa: E402

@@ -26,17 +26,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
+from .model.exit_codes import EXIT_BAD_INPUT, EXIT_PASS, EXIT_STAND_UP
 
-ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.run and the reference backend read it
+ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.orchestrate.run and the reference backend read it
 
-if TYPE_CHECKING:
-    from .thresholds import ThresholdResult
-
-EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_STAND_UP = 0, 1, 2, 3, 4, 5
-VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
 
 
 class _ArgParser(argparse.ArgumentParser):
@@ -118,10 +114,9 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .progress import LiveProgress
-    from .report import format_summary
-    from .run import run_scenario
-    from .scenario import load_scenario
+    from oversold.model.scenario_file import load_scenario
+    from oversold.orchestrate.progress import LiveProgress
+    from oversold.orchestrate.run import run_scenario
 
     scenario = load_scenario(args.scenario).with_overrides(
         strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration,
@@ -140,15 +135,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # a live status line on a terminal, a plain line every few seconds in a CI log
         display = LiveProgress(sys.stdout)
         result = run_scenario(scenario, out, progress=display.say, observer=display)
-    thresholds = result.evaluation.thresholds if result.evaluation else ()
-    print(format_summary(result.verdict, run_dir=result.run_dir, thresholds=thresholds))
-    return exit_status(result.verdict.verdict, thresholds)
+    print(result.summary)
+    return result.exit_code
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_bench, write_outputs
-    from .progress import LiveProgress
-    from .scenario import STRATEGIES, load_scenario
+    from oversold.model.scenario import STRATEGIES
+    from oversold.model.scenario_file import load_scenario
+    from oversold.orchestrate.progress import LiveProgress
+
+    from .analysis.bench_table import format_table
+    from .orchestrate.bench import run_bench, write_outputs
 
     scenario = load_scenario(args.scenario).with_overrides(seed=args.seed, duration_s=args.duration)
     strategies = args.strategies.split(",") if args.strategies is not None else list(STRATEGIES)
@@ -165,11 +162,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .checker import check
-    from .history import FinalState, read_history
-    from .report import format_summary
-    from .results import write_outputs
-    from .scenario import dump_scenario, load_scenario, load_thresholds
+    from oversold.analysis.judge import judge
+    from oversold.model.history import FinalState, read_history
+    from oversold.model.scenario_file import dump_scenario, load_scenario, load_thresholds
 
     run_dir: Path = args.run_dir
     for name in ("scenario.yaml", "history.jsonl", "final_state.json"):
@@ -190,35 +185,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
         final = FinalState.from_dict(json.loads((run_dir / "final_state.json").read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir / 'final_state.json'}: not JSON ({e.msg})") from None
-    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
     try:
         if elsewhere:
             out.mkdir(parents=True, exist_ok=True)
             (out / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")  # what judged it
         # thresholds are re-evaluated and results.json, junit.xml, report.html written again
-        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=None, out_dir=out)
+        j = judge(scenario, ops, final, run_dir=run_dir, elapsed_s=None, out_dir=out)
     except OSError as e:
         raise BadInput(f"{'--out' if elsewhere else run_dir}: cannot write the results into {out}: "
                        f"{e.strerror or e}") from None
-    print(format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
+    print(j.summary)
     if elsewhere:
         print(f"  checked again into: {out}  (results.json, junit.xml, report.html, scenario.yaml)")
-    return exit_status(verdict.verdict, evaluation.thresholds)
-
-
-def exit_status(verdict: str, thresholds: Sequence[ThresholdResult] = ()) -> int:
-    """The exit status of a checked run: a violated invariant (1) or an undecided one (2) wins over
-    a failed threshold (3), which only turns a passing verdict into 3.
-
-    Usage::
-
-        exit_status("pass", [])              # 0
-        exit_status("pass", failed)          # 3
-        exit_status("fail", failed)          # 1
-    """
-    if verdict == "pass" and any(not t.passed for t in thresholds):
-        return EXIT_THRESHOLD
-    return VERDICT_EXIT[verdict]
+    return j.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

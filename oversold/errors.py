@@ -2,16 +2,16 @@
 
     OversoldError
     ├── BadInput                 bad scenario, flag or saved run (exit 4)
-    │   └── ScenarioError        every problem of a scenario, each with its field path
-    │   └── FaultSpecError       a fault that cannot run (chaos.errors)
+    │   ├── ScenarioError        every problem of a scenario, each with its field path
+    │   └── FaultSpecError       a fault that cannot run: unknown action or role, target out of range
     ├── StandUpError             the harness could not stand the system up (exit 5)
     │   ├── RedisUnavailable     no Redis could be started or reached
     │   └── BackendUnavailable   a backend node did not come up
     └── HarnessError             the run itself broke (a child died, a read failed)
-        ├── TransportError       no contract answer: refused, reset, timed out (oversold.contract)
-        └── ChaosError           a fault could not be injected or healed (chaos.errors)
+        ├── TransportError       no contract answer: refused, reset, timed out
+        └── ChaosError           a fault could not be injected or healed
             ├── TargetRefused    a driver will not touch a target it does not own
-            └── ProxyControlError the fault proxy refused a control call (chaos.proxy)
+            └── ProxyControlError the fault proxy's control API refused a call
 
 Errors of the reference backend are not in this tree: it is the system under
 test and answers them over HTTP with stable codes.
@@ -60,3 +60,35 @@ class BackendUnavailable(StandUpError):
 
 class HarnessError(OversoldError):
     """The harness failed while running (not the system under test)."""
+
+
+class FaultSpecError(BadInput):
+    """A fault is wrong as written (exit 4 when it comes from a scenario)."""
+
+
+class TransportError(HarnessError):
+    """No contract answer: refused, reset, timed out, or not a JSON object.
+
+    ``maybe_applied`` is False only when the request surely never reached the
+    backend (the connection was refused), True when its outcome is unknown.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class ChaosError(HarnessError):
+    """Injecting or healing a fault failed."""
+
+
+class TargetRefused(ChaosError):
+    """A driver refused a target it does not own; nothing was done to it."""
+
+
+class ProxyControlError(ChaosError):
+    """The fault proxy's control API refused a request (``status`` is its HTTP status, 0 if unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"fault proxy: {status}: {message}")
+        self.status = status

@@ -5,7 +5,7 @@ environment has oversold gets the ``oversold_run`` fixture and the
 ``--oversold-host`` option without configuration::
 
     # tests/test_flash_sale.py in your project
-    from oversold.pytest_plugin import assert_sale_sound
+    from .pytest_plugin import assert_sale_sound
 
     def test_checkout_never_oversells(oversold_run):
         result = oversold_run("scenarios/flash_sale.yaml", host="http://127.0.0.1:8000", duration_s=30)
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .run import RunResult
-    from .scenario import Scenario
+    from oversold.model.scenario import Scenario
+    from oversold.orchestrate.run import RunResult
 
 _OVERRIDES = ("strategy", "seed", "redis_url", "host", "backend_url", "adapter", "duration_s")
 
@@ -66,9 +66,11 @@ class OversoldRunner:
 
     def __call__(self, scenario: "str | Path | Scenario", *, out: Path | None = None,
                  **overrides: Any) -> "RunResult":
+        from oversold.model.scenario import Scenario
+        from oversold.model.scenario_file import load_scenario
+        from oversold.orchestrate.run import run_scenario
+
         from .errors import BadInput
-        from .run import run_scenario
-        from .scenario import Scenario, load_scenario
 
         unknown = sorted(set(overrides) - set(_OVERRIDES))
         if unknown:
@@ -103,10 +105,11 @@ def assert_sale_sound(result: "RunResult", *, thresholds: bool = True, max_examp
         assert_sale_sound(result, thresholds=False)   # invariants only
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
-    from .cli import exit_status
-    from .report import format_summary
+    from oversold.analysis.summary import format_summary
 
-    checked = result.evaluation.thresholds if (thresholds and result.evaluation is not None) else ()
+    from .model.exit_codes import exit_status
+
+    checked = result.evaluation.thresholds if thresholds else ()
     status = exit_status(result.verdict.verdict, checked)
     if status != 0:
         summary = format_summary(result.verdict, run_dir=result.run_dir, max_examples=max_examples,

@@ -14,6 +14,7 @@ import secrets
 import sys
 
 from .node import NodeConfig, serve
+from .sentinel_url import SentinelURLError, parse_sentinel_url
 from .servers import DEFAULT_SERVER, SERVERS
 
 
@@ -41,12 +42,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.monitor_interval_ms < 1:
         p.error("--monitor-interval-ms must be >= 1")
     if args.redis_url.startswith("redis+sentinel://"):
-        from chaos.sentinel import parse_sentinel_url
-        from oversold.errors import BadInput
-
         try:
             parse_sentinel_url(args.redis_url)  # a bad URL is a usage error now, not a 503 on every request
-        except BadInput as e:
+        except SentinelURLError as e:
             p.error(str(e))
     if args.naive_delay_ms < 0:
         p.error("--naive-delay-ms must be >= 0")

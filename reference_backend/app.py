@@ -11,7 +11,6 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hmac
 import json
@@ -26,7 +25,7 @@ import orjson
 from redis import exceptions as rx
 
 from . import validate
-from .errors import ApiError, StrategyMoved, bad_request, error_body
+from .errors import REDIS_DOWN, ApiError, StrategyMoved, bad_request, error_body
 from .keys import SaleKeys
 from .ledger import NotInTransit, UnknownSale
 from .policy import profiles_from_body
@@ -41,12 +40,6 @@ log = logging.getLogger("reference_backend")
 MAX_BODY = 16 * 1024
 OPENAPI_PATH = Path(__file__).parent / "openapi.yaml"
 
-# Redis could not answer, or refused for a reason that heals (failover, loading,
-# out of memory): the outcome is unknown to the client, hence 503 and nothing else.
-REDIS_DOWN = (
-    rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.OutOfMemoryError,
-    rx.ClusterDownError, rx.TryAgainError, OSError, asyncio.TimeoutError,
-)
 # the error replies that heal; redis-py prefixes a pipeline's error with the command's
 # place in the pipeline ("Command # 3 (...) of pipeline caused error: ('LOADING ...',)")
 TRANSIENT_REPLY = re.compile(r"(?:^|caused error: \(?['\"]?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS)\b")

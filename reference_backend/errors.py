@@ -7,6 +7,18 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
+
+from redis import exceptions as rx
+
+# Redis could not answer, or refused for a reason that heals (failover, loading,
+# out of memory): the outcome is unknown to the client, hence 503 and nothing else;
+# background loops wait such outages out. (BusyLoadingError is a ConnectionError.)
+REDIS_DOWN = (
+    rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.OutOfMemoryError,
+    rx.ClusterDownError, rx.TryAgainError, OSError, asyncio.TimeoutError,
+)
+
 
 class ApiError(Exception):
     """An error answer of the contract; ``body()`` is its JSON shape."""

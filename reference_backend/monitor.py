@@ -25,7 +25,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from .errors import ApiError, StrategyMoved
+from .errors import REDIS_DOWN, ApiError, StrategyMoved
 from .keys import SALES, SaleKeys
 
 log = logging.getLogger("reference_backend")
@@ -35,7 +35,6 @@ STRANDED_MS = 5000  # far longer than any node takes between its two pay steps
 
 async def watch(store: Any, strategies: Mapping[str, Any], interval_s: float) -> None:
     """Forever: detect oversells and settle stranded payments; Redis outages are waited out."""
-    from .app import REDIS_DOWN  # late: app imports the store side of the package
 
     alerted: dict[str, int] = {}
     while True:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from redis import exceptions as rx
 
-from .app import REDIS_DOWN, App
-from .monitor import watch
+from .app import App
+from .errors import REDIS_DOWN
 from .ledger import SqliteLedger
+from .monitor import watch
 from .sentinel_pool import is_sentinel_url, sentinel_client
 from .servers import DEFAULT_SERVER, make_server
 from .store import Store

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 
 from redis import exceptions as rx
 
-from .app import REDIS_DOWN
-from .errors import StrategyMoved
+from .errors import REDIS_DOWN, StrategyMoved
 from .keys import ORDER_GROUP, SALES, SaleKeys
 from .ledger import SqliteLedger
 from .store import Store

@@ -1,6 +1,6 @@
 """A node's Redis client behind Sentinel: ``--redis-url redis+sentinel://...`` follows failovers.
 
-The URL format is ``chaos.sentinel``'s (``redis+sentinel://host:port[,host:port...]/service[/db][?options]``).
+The URL format is ``reference_backend.sentinel_url``'s (``redis+sentinel://host:port[,host:port...]/service[/db][?options]``).
 The client comes from redis-py's own ``redis.asyncio.sentinel.Sentinel(...).master_for(...)``,
 so after a failover new connections go to whatever primary the Sentinels name.
 
@@ -29,7 +29,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.sentinel import Sentinel as SyncSentinel
 
-from chaos.sentinel import SCHEME, parse_sentinel_url
+from .sentinel_url import SCHEME, parse_sentinel_url
 
 __all__ = ["SCHEME", "is_sentinel_url", "sentinel_client", "sync_client"]
 
@@ -48,7 +48,7 @@ def is_sentinel_url(url: str) -> bool:
 
 
 def sentinel_client(url: str, *, max_connections: int, timeout_s: float) -> aioredis.Redis:
-    """A ``redis.asyncio.Redis`` on the primary the Sentinels of ``url`` name (``BadInput`` on a bad URL)."""
+    """A ``redis.asyncio.Redis`` on the primary the Sentinels of ``url`` name (``SentinelURLError`` on a bad URL)."""
     cfg = parse_sentinel_url(url)
     args = cfg.sentinel_args()
     # the node's own timeouts unless the URL sets them: a dead primary must not hang a request

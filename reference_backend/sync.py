@@ -47,6 +47,7 @@ import redis
 from redis import exceptions as rx
 
 from . import lua
+from .errors import REDIS_DOWN
 from .keys import SYNC_DELAY_MS, SYNC_GROUP, SYNC_LAG_MS, SYNC_STALL, SaleKeys
 from .ledger import FrontEvent, OutboxRow, SqliteLedger
 from .sentinel_pool import sync_client
@@ -55,8 +56,6 @@ from .warehouse import lag_ms, stream_ms
 log = logging.getLogger("reference_backend.sync")
 
 MAX_BATCHES = 20  # per sale and source in one tick, so one busy sale cannot starve the others
-
-REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.BusyLoadingError, OSError)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from redis import exceptions as rx
 
-from .errors import bad_request
+from .errors import REDIS_DOWN, bad_request
 from .keys import SALES, SaleKeys
 from .validate import type_name
 
@@ -68,8 +68,6 @@ def _loopback(host: str) -> bool:
 
 async def forward_warnings(store: Any, node_name: str, interval_s: float) -> None:
     """Forever: post new warnings of every sale that has a webhook URL."""
-    from .app import REDIS_DOWN  # the app module imports the store; import late to stay a leaf
-
     while True:
         try:
             await forward_once(store.redis, node_name)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from oversold.contract import ContractClient
+from oversold.adapters.contract_client import ContractClient
 
 T = TypeVar("T")
 

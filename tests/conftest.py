@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from oversold.redis_server import RedisServer
+from oversold.infra.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def admin_token() -> str:
 @pytest.fixture(scope="session")
 def backend_nodes(redis_server, tmp_path_factory):
     """Two real reference backend nodes on the session's Redis (reaper every 50 ms)."""
-    from oversold.nodes import start_nodes
+    from oversold.orchestrate.nodes import start_nodes
 
     nodes = start_nodes(
         2, redis_server.url, admin_token=ADMIN_TOKEN, log_dir=tmp_path_factory.mktemp("nodes"),

@@ -7,9 +7,9 @@ from typing import Any
 
 import redis
 
-from oversold.nodes import BackendNode, start_nodes
-from oversold.procs import Child
-from oversold.workers import start_sync_worker
+from oversold.infra.procs import Child
+from oversold.orchestrate.nodes import BackendNode, start_nodes
+from oversold.orchestrate.workers import start_sync_worker
 from reference_backend.ledger import SqliteLedger
 
 ADMIN_TOKEN = "test-admin-token"

@@ -16,8 +16,8 @@ from typing import Any, Iterator, Sequence
 import pytest
 import yaml
 
-from oversold.history import Op, read_history
-from oversold.procs import Child, free_port, wait_for_port
+from oversold.infra.procs import Child, free_port, wait_for_port
+from oversold.model.history import Op, read_history
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILES = REPO / "locustfiles"

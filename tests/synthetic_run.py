@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from oversold.history import FinalState, Op, write_history
-from oversold.scenario import Sale, Scenario, dump_scenario
+from oversold.model.history import FinalState, Op, write_history
+from oversold.model.scenario import Sale, Scenario
+from oversold.model.scenario_file import dump_scenario
 
 SALE = "moutai"
 T0 = 1000.0

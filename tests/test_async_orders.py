@@ -7,10 +7,10 @@ import time
 from collections import Counter
 
 import pytest
-
 from backend_util import assert_conserved, clients, concurrently, counters, wait_for
 from ledger_util import raw_redis
-from oversold.workers import start_order_worker
+
+from oversold.orchestrate.workers import start_order_worker
 
 QUEUE = "os:{s}:order_queue"
 

@@ -9,8 +9,8 @@ import random
 import pytest
 import redis
 
-from oversold.nodes import BackendNode
-from oversold.procs import free_port
+from oversold.infra.procs import free_port
+from oversold.orchestrate.nodes import BackendNode
 
 J = {"Content-Type": "application/json"}
 ADMIN = {"Authorization": "Bearer test-admin-token"}

@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-
 from backend_util import clients, concurrently, counters
-from oversold.nodes import start_nodes
+
+from oversold.orchestrate.nodes import start_nodes
 
 WINDOW_MS = 1000
 

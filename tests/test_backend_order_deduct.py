@@ -6,7 +6,6 @@ import time
 from collections import Counter
 
 import pytest
-
 from backend_util import assert_conserved, clients, concurrently, counters
 
 

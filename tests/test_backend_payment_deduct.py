@@ -12,8 +12,9 @@ import asyncio
 from collections import Counter
 
 from backend_util import assert_conserved, clients, concurrently, counters
+
 from oversold.checker import check
-from oversold.history import FinalState, Op
+from oversold.model.history import FinalState, Op
 from reference_backend.keys import SaleKeys
 from reference_backend.monitor import settle_stranded
 from reference_backend.store import Store

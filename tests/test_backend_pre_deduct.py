@@ -9,7 +9,6 @@ from collections import Counter
 
 import pytest
 import redis
-
 from backend_util import assert_conserved, clients, concurrently, counters, wait_for
 
 

@@ -6,9 +6,9 @@ import time
 from collections import Counter
 
 import pytest
-
 from backend_util import assert_conserved, clients, concurrently, counters, wait_for
 from ledger_util import ledger_view, put, raw_redis, start_ledger_nodes
+
 from reference_backend.ledger import SqliteLedger
 
 

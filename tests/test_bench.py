@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_scenario import TINY_SCENARIO, write_tiny
 
-from oversold.bench import (
+from oversold.analysis.bench_html import render_bench
+from oversold.analysis.bench_table import (
     COLUMN_KEYS,
     COLUMNS,
     Bench,
@@ -22,12 +24,10 @@ from oversold.bench import (
     spread,
     summarize,
     to_csv,
-    validate_strategies,
 )
-from oversold.bench_report import render_bench
 from oversold.errors import BadInput
-from oversold.procs import free_port
-from tiny_scenario import TINY_SCENARIO, write_tiny
+from oversold.infra.procs import free_port
+from oversold.orchestrate.bench import validate_strategies
 
 REPO = Path(__file__).resolve().parent.parent
 SOLD_OUT = next(c for c in COLUMNS if c.key == "sold_out_s")

@@ -27,10 +27,10 @@ from redis.retry import Retry
 
 docker = pytest.importorskip("docker")
 
-from chaos import Fault, FaultSpecError, Nemesis, StateFile, TargetRefused, sweep  # noqa: E402
-from chaos.docker_driver import DockerDriver, remove_labelled, run_container  # noqa: E402
-from chaos.image import IMAGE_LABEL, build_redis_image  # noqa: E402
-from oversold.procs import free_port, wait_for_port  # noqa: E402
+from oversold.chaos import Fault, FaultSpecError, Nemesis, StateFile, TargetRefused, sweep  # noqa: E402
+from oversold.chaos.docker_driver import DockerDriver, remove_labelled, run_container  # noqa: E402
+from oversold.chaos.image import IMAGE_LABEL, build_redis_image  # noqa: E402
+from oversold.infra.procs import free_port, wait_for_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION = secrets.token_hex(4)

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oversold.chaos_spec import schedule
-from oversold.leftovers import PROCESSES_FILE, sweep_dead_runs
-from oversold.results import validate_results
-from oversold.scenario import load_scenario
+from oversold.analysis.results import validate_results
+from oversold.chaos.leftovers import PROCESSES_FILE, sweep_dead_runs
+from oversold.model.roles import schedule
+from oversold.model.scenario_file import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"

@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos import (
+from oversold.chaos import (
     ChaosError,
     Driver,
     Fault,
@@ -33,9 +33,9 @@ from chaos import (
     plan,
     sweep,
 )
-from chaos.sweep import cmdline_matches
-from oversold.procs import Child, free_port
-from oversold.redis_server import RedisServer
+from oversold.chaos.sweep import cmdline_matches
+from oversold.infra.procs import Child, free_port
+from oversold.infra.redis_server import RedisServer
 
 
 def ping(port: int, timeout: float = 0.5) -> str:

@@ -19,8 +19,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.proxy import FaultProxy, ProxyClient, ProxyControlError, listen_port
-from chaos.resp import RespScanner
+from oversold.chaos.proxy import FaultProxy, ProxyClient, ProxyControlError, listen_port
+from oversold.chaos.resp import RespScanner
 
 # ---------------------------------------------------------------- fixtures
 

@@ -9,28 +9,27 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
 import yaml
 
-from chaos.driver import Hit
-from chaos.errors import FaultSpecError
-from chaos.fault import Fault
-from chaos.nemesis import Nemesis, TimelineEvent
-from chaos.process import ProcessDriver
-from chaos.proxy import FaultProxy, listen_port
-from chaos.proxy_driver import ProxyDriver
-from chaos.sentinel import SentinelTopology
-from chaos.sentinel_driver import SentinelDriver
-from chaos.sync_driver import SyncDriver
-from oversold.chaos_spec import FaultSpec, expand, expected_roles, schedule
-from oversold.errors import ScenarioError
-from oversold.fault_runner import fault_periods
-from oversold.leftovers import RunState, sweep_dead_runs
-from oversold.procs import Child, port_open
-from oversold.scenario import dump_scenario, parse_scenario
+from oversold.chaos.driver import Hit
+from oversold.chaos.leftovers import RunState, sweep_dead_runs
+from oversold.chaos.nemesis import Nemesis, TimelineEvent
+from oversold.chaos.process import ProcessDriver
+from oversold.chaos.proxy import FaultProxy, listen_port
+from oversold.chaos.proxy_driver import ProxyDriver
+from oversold.chaos.runner import fault_periods
+from oversold.chaos.sentinel import SentinelTopology
+from oversold.chaos.sentinel_driver import SentinelDriver
+from oversold.chaos.sync_driver import SyncDriver
+from oversold.errors import FaultSpecError, ScenarioError
+from oversold.infra.procs import Child, port_open
+from oversold.model.fault import Fault
+from oversold.model.fault_spec import FaultSpec, expand
+from oversold.model.roles import expected_roles, schedule
+from oversold.model.scenario_file import dump_scenario, parse_scenario
 
 
 def problems(data: dict) -> list[str]:

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oversold.checker import INVARIANTS, Verdict, check
+from oversold.checker import INVARIANT_NAMES, Verdict, check
 from oversold.errors import BadInput
-from oversold.history import FinalState, Op
+from oversold.model.history import FinalState, Op
 
 SKU = "moutai"
 TTL = 5000
@@ -101,7 +101,7 @@ def statuses(v: Verdict) -> dict[str, str]:
     return {inv.name: inv.status for inv in v.invariants}
 
 
-ALL_PASS = {name: "pass" for name in INVARIANTS}
+ALL_PASS = {name: "pass" for name in INVARIANT_NAMES}
 
 
 def only(**changes: str) -> dict[str, str]:
@@ -127,9 +127,9 @@ def test_clean_sale_passes_with_exact_totals():
     assert v.verdict == "pass"
     assert statuses(v) == ALL_PASS
     t = v.totals
-    assert (t["stock"], t["sold"], t["oversold_units"], t["acked_paid"], t["info_ops"], t["ops"]) == (3, 3, 0, 3, 0, 8)
-    assert (t["demand"], t["ok_ops"], t["fail_ops"], t["records"]) == (5, 6, 2, 16)
-    assert (t["unmatched_completions"], t["unfinished_ops"], t["other_sku_records"]) == (0, 0, 0)
+    assert (t.stock, t.sold, t.oversold_units, t.acked_paid, t.info_ops, t.ops) == (3, 3, 0, 3, 0, 8)
+    assert (t.demand, t.ok_ops, t.fail_ops, t.records) == (5, 6, 2, 16)
+    assert (t.unmatched_completions, t.unfinished_ops, t.other_sku_records) == (0, 0, 0)
     assert v.invariant("sells_out").message == "Demand 5 exceeded stock 3 and 3 units sold."
     assert all(inv.counterexamples == () for inv in v.invariants)
 
@@ -144,7 +144,7 @@ def test_docstring_usage_example():
            Op("invoke", "u1-2", 1.2, "u1", "u1", "buyer", "pay", "moutai", order_id="o1"),
            Op("ok", "u1-2", 1.3, "u1", "u1", "buyer", "pay", "moutai", order_id="o1")]
     v = check(ops, final_state)
-    assert v.verdict == "pass" and v.totals["oversold_units"] == 0
+    assert v.verdict == "pass" and v.totals.oversold_units == 0
 
 
 # --------------------------------------------------------------------------- each invariant failing
@@ -169,7 +169,7 @@ def test_oversell_in_audit_names_the_latest_paid_orders():
     assert [(c["order_id"], c["user_id"], c["qty"], c["sold_through"]) for c in inv.counterexamples] == [
         ("o4", "u4", 1, 3), ("o3", "u3", 1, 4)]
     assert inv.counterexamples[1]["order_op_id"] == "u3-5" and inv.counterexamples[1]["pay_op_ids"] == ["u3-6"]
-    assert v.totals["oversold_units"] == 2
+    assert v.totals.oversold_units == 2
     assert "available is negative (-2)" in v.invariant("conservation").message
 
 
@@ -185,7 +185,7 @@ def test_oversell_seen_only_by_clients_fails_from_the_history():
     assert inv.message == "Sold 6 units of stock 4, 2 oversold (acknowledged paid 6, audited sold 4)."
     (ce,) = inv.counterexamples
     assert (ce["order_id"], ce["user_id"], ce["qty"], ce["paid_time"], ce["pay_op_ids"]) == ("o3", "u3", 2, 105.5, ["u3-6"])
-    assert v.totals["oversold_units"] == 2 and v.totals["acked_paid"] == 6
+    assert v.totals.oversold_units == 2 and v.totals.acked_paid == 6
 
 
 def test_lost_sale_names_the_acknowledged_payment():
@@ -306,7 +306,7 @@ def test_repeat_ok_pays_that_agree_are_idempotent():
     h.pay("u1", "o1", key="p2")  # a double-click with a fresh key
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
     assert v.verdict == "pass"
-    assert v.totals["acked_paid"] == 1 and v.totals["acked_paid_orders"] == 1
+    assert v.totals.acked_paid == 1 and v.totals.acked_paid_orders == 1
 
 
 def test_one_idempotency_key_two_orders_fails_single_payment():
@@ -373,7 +373,7 @@ def test_info_pay_in_the_sold_set_passes():
     h.pay("u1", "o1", outcome="info")
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
     assert v.verdict == "pass"
-    assert v.totals["info_ops"] == 1 and v.totals["acked_paid"] == 0 and v.totals["sold"] == 1
+    assert v.totals.info_ops == 1 and v.totals.acked_paid == 0 and v.totals.sold == 1
     assert v.invariant("no_lost_sale").message == (
         "All 0 acknowledged paid orders are in the audited sold set; of 1 orders with only unknown-outcome pays, "
         "1 were sold and 0 were not.")
@@ -404,7 +404,7 @@ def test_invoke_without_completion_is_info():
     h.pay("u1", "o1", outcome=None)  # the client died mid-request
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
     assert v.verdict == "pass"
-    assert (v.totals["info_ops"], v.totals["unfinished_ops"], v.totals["acked_paid"]) == (1, 1, 0)
+    assert (v.totals.info_ops, v.totals.unfinished_ops, v.totals.acked_paid) == (1, 1, 0)
     assert "of 1 orders with only unknown-outcome pays, 1 were sold" in v.invariant("no_lost_sale").message
 
 
@@ -429,7 +429,7 @@ def test_unfinished_order_explains_a_sale():
     h.order("u7", outcome=None)
     v = check(h.ops, final(1, [("o8", "u7", 1)]))
     assert v.invariant("no_phantom_sale").status == "pass"
-    assert v.totals["info_ops"] == 1
+    assert v.totals.info_ops == 1
 
 
 def test_completion_without_invoke_is_tolerated_used_and_counted():
@@ -437,13 +437,13 @@ def test_completion_without_invoke_is_tolerated_used_and_counted():
     ops = [op for op in h.ops if not (op.op_id == "u3-6" and op.type == "invoke")]
     v = check(ops, f)
     assert v.verdict == "pass"
-    assert (v.totals["unmatched_completions"], v.totals["acked_paid"], v.totals["ops"]) == (1, 3, 8)
+    assert (v.totals.unmatched_completions, v.totals.acked_paid, v.totals.ops) == (1, 3, 8)
 
 
 def test_duplicate_records_are_counted_and_the_first_wins():
     h, f = clean_sale()
     v = check(h.ops + h.ops[:2], f)
-    assert v.verdict == "pass" and v.totals["duplicate_records"] == 2 and v.totals["ops"] == 8
+    assert v.verdict == "pass" and v.totals.duplicate_records == 2 and v.totals.ops == 8
 
 
 def test_of_two_conflicting_completions_the_earlier_wins_whatever_the_input_order():
@@ -456,7 +456,7 @@ def test_of_two_conflicting_completions_the_earlier_wins_whatever_the_input_orde
         v = check(ops, f)
         # the ok pay (earlier) is what counts, so the missing sale is a lost sale
         assert v.invariant("no_lost_sale").status == "fail"
-        assert (v.totals["acked_paid"], v.totals["duplicate_records"]) == (1, 1)
+        assert (v.totals.acked_paid, v.totals.duplicate_records) == (1, 1)
 
 
 # --------------------------------------------------------------------------- missing final state
@@ -475,7 +475,7 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "
         "is within stock 3.")
-    assert v.totals["sold"] is None and v.totals["held"] is None and v.totals["oversold_units"] == 0
+    assert v.totals.sold is None and v.totals.held is None and v.totals.oversold_units == 0
 
 
 def test_missing_audit_with_info_pays_that_could_oversell_is_unknown():
@@ -499,7 +499,7 @@ def test_missing_audit_still_fails_on_a_history_oversell():
     v = check(h.ops, final(1, [], audit=False, counters=None))
     assert v.verdict == "fail"
     assert v.invariant("no_oversell").status == "fail"
-    assert v.totals["oversold_units"] == 1 and v.totals["sold"] is None
+    assert v.totals.oversold_units == 1 and v.totals.sold is None
 
 
 def test_missing_audit_fails_when_the_counters_show_an_oversell():
@@ -542,7 +542,7 @@ def test_to_dict_has_the_results_json_shape():
     assert list(d) == ["verdict", "totals", "invariants"]
     assert d["verdict"] == "fail"
     assert {"stock", "sold", "oversold_units", "acked_paid", "info_ops", "ops"} <= set(d["totals"])
-    assert [i["name"] for i in d["invariants"]] == list(INVARIANTS)
+    assert [i["name"] for i in d["invariants"]] == list(INVARIANT_NAMES)
     for inv in d["invariants"]:
         assert list(inv) == ["name", "status", "message", "counterexamples"]
         assert isinstance(inv["counterexamples"], list)
@@ -576,7 +576,7 @@ def test_other_skus_are_ignored_but_counted():
     h.ops = [replace(op, sku="other") if op.user_id.startswith("x") else op for op in h.ops]
     v = check(h.ops, f)
     assert v.verdict == "pass"
-    assert v.totals["other_sku_records"] == 20 and v.totals["ops"] == 8
+    assert v.totals.other_sku_records == 20 and v.totals.ops == 8
 
 
 def test_every_counterexample_is_kept_and_the_message_claims_no_cut():
@@ -721,12 +721,12 @@ def test_clean_histories_from_a_correct_model_pass(stock, plan, rnd):
     f = m.final()
     v = check(m.ops, f, expect_sell_out=False)
     assert v.verdict == "pass", v.to_dict()
-    assert v.totals["oversold_units"] == 0
-    assert v.totals["sold"] == sum(q for _, q, _ in m.sold.values())
+    assert v.totals.oversold_units == 0
+    assert v.totals.sold == sum(q for _, q, _ in m.sold.values())
     # Liveness holds exactly when demand fits the stock or everything sold.
     demand = sum(op.qty for op in m.ops if op.type == "invoke" and op.op == "order")
     live = check(m.ops, f).invariant("sells_out").status
-    assert live == ("pass" if demand <= stock or v.totals["sold"] >= stock else "fail")
+    assert live == ("pass" if demand <= stock or v.totals.sold >= stock else "fail")
     shuffled = list(m.ops)
     rnd.shuffle(shuffled)
     assert check(shuffled, f, expect_sell_out=False) == v
@@ -755,7 +755,7 @@ def test_a_generated_oversell_fails_and_names_the_excess(stock, plan, extra):
     assert v.verdict == "fail"
     inv = v.invariant("no_oversell")
     assert inv.status == "fail"
-    assert v.totals["oversold_units"] == extra
+    assert v.totals.oversold_units == extra
     assert [c["order_id"] for c in inv.counterexamples] == added[-extra:]
     assert v.invariant("conservation").status == "fail"  # available went negative
 
@@ -794,7 +794,7 @@ def test_payments_beyond_stock_that_were_refunded_and_compensated_pass():
     assert v.invariant("refunds_compensated").message == (
         "4 captured payments: 2 shipped, 2 refunded; 2 refunds, all compensated; net sold 2 is within stock 2.")
     assert v.invariant("no_oversell").message == "Acknowledged paid 2 and audited sold 2 are within stock 2."
-    assert (v.totals["captured_payments"], v.totals["refunded_sold_units"], v.totals["oversold_units"]) == (4, 0, 0)
+    assert (v.totals.captured_payments, v.totals.refunded_sold_units, v.totals.oversold_units) == (4, 0, 0)
 
 
 def test_captured_payments_that_were_neither_shipped_nor_refunded_fail():
@@ -831,7 +831,7 @@ def test_an_oversell_refunded_after_the_fact_is_not_oversold_but_a_shipped_one_i
         "Acknowledged paid 2 and audited sold 2 net of 1 refunded units are within stock 2.")
     assert made_good.invariant("refunds_compensated").message == (
         "0 captured payments: 0 shipped, 0 refunded; 1 refunds, all compensated; net sold 2 is within stock 2.")
-    assert (made_good.totals["oversold_units"], made_good.totals["refunded_sold_units"]) == (0, 1)
+    assert (made_good.totals.oversold_units, made_good.totals.refunded_sold_units) == (0, 1)
 
     shipped = check(h.ops, final(2, sold, counters=counters, payments=[], refunds=[], compensations=[]))
     assert statuses(shipped) == only(no_oversell="fail", conservation="fail", refunds_compensated="fail")
@@ -841,7 +841,7 @@ def test_an_oversell_refunded_after_the_fact_is_not_oversold_but_a_shipped_one_i
     assert inv.message == "Payments were not made good: 1 units sold past stock 2 were not refunded."
     assert [(c["problem"], c["order_id"], c["sold_through"]) for c in inv.counterexamples] == [
         ("oversold_not_refunded", "o3", 3)]
-    assert shipped.totals["oversold_units"] == 1
+    assert shipped.totals.oversold_units == 1
 
 
 def test_audit_without_ledger_lists():
@@ -924,7 +924,7 @@ def test_without_a_ledger_the_ledger_invariants_are_not_checked():
     for name in ("ledger_no_oversell", "stock_converges"):
         assert v.invariant(name).status == "pass"
         assert v.invariant(name).message == "Not checked: the backend reports no warehouse ledger."
-    assert (v.totals["ledger_sold"], v.totals["ledger_stock"], v.totals["sync_lag_ms"]) == (None, None, None)
+    assert (v.totals.ledger_sold, v.totals.ledger_stock, v.totals.sync_lag_ms) == (None, None, None)
 
 
 def test_a_ledger_within_stock_that_agrees_with_the_front_passes_and_reports_the_lag():
@@ -935,7 +935,7 @@ def test_a_ledger_within_stock_that_agrees_with_the_front_passes_and_reports_the
         "The warehouse ledger sold 3 of its stock 3 (3 orders), and its sold orders add up.")
     assert v.invariant("stock_converges").message == (
         "Front and warehouse agree: stock 3, 3 sold orders (3 units) (sync lag 40 ms at the final read).")
-    assert (v.totals["ledger_sold"], v.totals["ledger_stock"], v.totals["sync_lag_ms"]) == (3, 3, 40)
+    assert (v.totals.ledger_sold, v.totals.ledger_stock, v.totals.sync_lag_ms) == (3, 3, 40)
 
 
 def test_a_ledger_past_its_stock_fails_and_names_the_orders_past_the_line():
@@ -1040,7 +1040,7 @@ def test_a_reused_order_id_is_caught_and_its_payment_counted():
     (ex,) = n.counterexamples
     assert (ex["order_id"], ex["user_id"], ex["order_op_id"], ex["ok_pay_op_id"], ex["sold_through"]) == (
         "o2", "u3", ids["o3"], ids["p3"], 3)
-    assert (v.totals["acked_paid"], v.totals["acked_paid_orders"], v.totals["oversold_units"]) == (3, 3, 1)
+    assert (v.totals.acked_paid, v.totals.acked_paid_orders, v.totals.oversold_units) == (3, 3, 1)
 
 
 def test_acknowledged_units_are_counted_per_order_operation_with_their_own_qty():
@@ -1051,7 +1051,7 @@ def test_acknowledged_units_are_counted_per_order_operation_with_their_own_qty()
     h.pay("u3", "o1", qty=2)
     h.pay("u3", "o1", qty=2)  # a repeat ok pay of the same order operation counts once
     v = check(h.ops, final(3, [("o1", "u3", 2)]))
-    assert v.totals["acked_paid"] == 3 and v.totals["acked_paid_orders"] == 2
+    assert v.totals.acked_paid == 3 and v.totals.acked_paid_orders == 2
     assert statuses(v)["no_oversell"] == "pass"
     assert statuses(v)["unique_order_ids"] == "fail"
 
@@ -1065,7 +1065,7 @@ def test_a_retry_with_its_key_may_get_the_same_order_id_back():
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
     assert statuses(v) == ALL_PASS
     assert v.invariant("unique_order_ids").message == "1 order ids, each returned by ok orders of one request."
-    assert v.totals["acked_paid"] == 1
+    assert v.totals.acked_paid == 1
 
 
 def test_one_key_of_two_users_naming_one_order_is_a_reused_id():

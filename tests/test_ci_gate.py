@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from oversold.results import validate_results
 from swarm_util import SHOP_KEY, shop_server
 from tiny_scenario import write_tiny
+
+from oversold.analysis.results import validate_results
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW = REPO / "examples" / "github-actions.yml"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oversold.procs import free_port
+from oversold.infra.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from oversold.results import validate_results
+from oversold.analysis.results import validate_results
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "scenarios" / "flash_sale.yaml"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from oversold.keepalive import KeepAlive
+from oversold.infra.keepalive import KeepAlive
 
 
 class OneAnswerServer:

@@ -11,7 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from reference_backend.ledger import (
-    IN_TRANSIT, RECEIVE, RESTOCK, SOLD, UNSOLD, FrontEvent, NotInTransit, SqliteLedger, UnknownSale,
+    IN_TRANSIT,
+    RECEIVE,
+    RESTOCK,
+    SOLD,
+    UNSOLD,
+    FrontEvent,
+    NotInTransit,
+    SqliteLedger,
+    UnknownSale,
 )
 
 

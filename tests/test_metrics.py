@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from oversold.history import FinalState, Op
-from oversold.metrics import (
+from oversold.analysis.metrics import (
     LEGIT_KINDS,
     METRICS,
     Metric,
@@ -13,6 +14,10 @@ from oversold.metrics import (
     quantile,
     units_sold_by_kind,
 )
+from oversold.checker import check
+from oversold.model.history import FinalState, Op
+from oversold.model.state import parse_state
+from oversold.model.timeline import parse_faults, parse_timeline
 
 SALE = "s1"
 
@@ -97,7 +102,7 @@ def test_fill_rate_counts_legit_kinds_from_the_audit_by_user_kind():
             {"order_id": "o-s1", "user_id": "s1", "qty": 2, "paid_ms": 3},
             {"order_id": "o-ghost", "user_id": "ghost", "qty": 1, "paid_ms": 4}]
     f = final(stock=10, sold=sold)
-    by_kind, source = units_sold_by_kind(ops, f)
+    by_kind, source = units_sold_by_kind(ops, parse_state(f))
     assert source == "audit"
     assert by_kind == {"buyer": 3, "hoarder": 1, "late_payer": 2, "scalper": 2, "unknown": 1}
     m = compute_metrics(ops, f)
@@ -115,7 +120,7 @@ def test_fill_rate_falls_back_to_ok_pays_without_an_audit():
     ops += call("s1-1", "s1", "scalper", "order", 1.0, 1.1, "ok", order_id="o3")
     ops += call("s1-2", "s1", "scalper", "pay", 1.2, 1.3, "ok", order_id="o3")
     f = final(stock=4, audit=False)
-    assert units_sold_by_kind(ops, f) == ({"buyer": 2, "scalper": 1}, "history")
+    assert units_sold_by_kind(ops, parse_state(f)) == ({"buyer": 2, "scalper": 1}, "history")
     assert compute_metrics(ops, f).stat("fill_rate.legit", "rate") == 0.5
 
 
@@ -141,9 +146,9 @@ def test_sold_out_seconds_from_first_invoke_to_first_empty_sample():
                 {"t": 101.5, "error": "HTTP 503"},
                 {"t": 102.25, "available": 0, "held": 0},
                 {"t": 103.0, "available": 0, "held": 0}]
-    assert compute_metrics(ops, final(), timeline=timeline).stat("sold_out_s", "value") == 2.25
+    assert compute_metrics(ops, final(), timeline=parse_timeline(timeline)).stat("sold_out_s", "value") == 2.25
     never = [{"t": 101.0, "available": 1, "held": 0}]
-    m = compute_metrics(ops, final(), timeline=never)
+    m = compute_metrics(ops, final(), timeline=parse_timeline(never))
     assert m.stat("sold_out_s", "value") is None and "never sold out" in (m.values["sold_out_s"].note or "")
     assert "sold_out_s" in compute_metrics(ops, final()).missing   # no timeline at all
 
@@ -151,10 +156,10 @@ def test_sold_out_seconds_from_first_invoke_to_first_empty_sample():
 def test_sync_lag_from_samples_or_missing_with_a_reason():
     ops = call("a", "u", "buyer", "order", 1.0, 1.1, "ok", order_id="x")
     timeline = [{"t": 1.0, "available": 1, "held": 0, "sync_lag_ms": v} for v in (100, 300, 200)]
-    m = compute_metrics(ops, final(), timeline=timeline)
+    m = compute_metrics(ops, final(), timeline=parse_timeline(timeline))
     assert m.stat("sync_lag", "max") == 300 and m.stat("sync_lag", "avg") == 200
     assert m.stat("sync_lag", "p(99)") == pytest.approx(298.0)
-    absent = compute_metrics(ops, final(), timeline=[{"t": 1.0, "available": 1, "held": 0}])
+    absent = compute_metrics(ops, final(), timeline=parse_timeline([{"t": 1.0, "available": 1, "held": 0}]))
     assert absent.get("sync_lag") is None
     assert "sync_lag_ms" in absent.missing["sync_lag"]
 
@@ -165,7 +170,10 @@ def test_oversold_and_leaked_units():
     m = compute_metrics([], f)
     assert m.stat("oversold_units", "value") == 2          # 12 audited of 10
     assert m.stat("leaked_units", "value") == 2            # the counters' held at quiescence
-    assert compute_metrics([], f, totals={"oversold_units": 5}).stat("oversold_units", "value") == 5
+    # the metric is the checker's own number: the threshold and the verdict never disagree
+    assert check([], f).totals.oversold_units == 2
+    told = dataclasses.replace(check([], f).totals, oversold_units=5)
+    assert compute_metrics([], f, totals=told).stat("oversold_units", "value") == 5
     blind = FinalState(SALE, 10, 1000, counters=None, audit=None)
     m = compute_metrics([], blind)
     assert {"oversold_units", "leaked_units"} <= set(m.missing)
@@ -173,8 +181,8 @@ def test_oversold_and_leaked_units():
 
 def test_faults_are_counted_and_to_dict_lists_only_measured_metrics():
     ops = call("a", "u", "buyer", "order", 0.0, 2.0, "ok", order_id="x")
-    m = compute_metrics(ops, final(), faults=[{"start": 0.5, "end": 1.0, "action": "kill"},
-                                              {"start": 1.5, "end": None, "action": "pause"}])
+    m = compute_metrics(ops, final(), faults=parse_faults([{"start": 0.5, "end": 1.0, "action": "kill"},
+                                                           {"start": 1.5, "end": None, "action": "pause"}]))
     assert m.values["faults"].to_dict() == {"count": 2, "rate": 1.0}
     d = m.to_dict()
     assert "sync_lag" not in d and set(d) <= set(METRICS)

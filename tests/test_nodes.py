@@ -1,4 +1,4 @@
-"""Backend nodes as processes (oversold.nodes) and the stdlib contract client (oversold.contract)."""
+"""Backend nodes as processes (oversold.orchestrate.nodes) and the stdlib contract client (oversold.adapters.contract_client)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from oversold.contract import ContractClient, TransportError
+from oversold.adapters.contract_client import ContractClient, TransportError
 from oversold.errors import BackendUnavailable
-from oversold.nodes import BackendNode, start_nodes
-from oversold.procs import Child, free_port, port_open, wait_for_port
+from oversold.infra.procs import Child, free_port, port_open, wait_for_port
+from oversold.orchestrate.nodes import BackendNode, start_nodes
 
 
 def children_of(pid: int) -> list[int]:
@@ -133,7 +133,7 @@ def test_client_works_under_gevent(backend):
     code = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import gevent, sys\n"
-        "from oversold.contract import ContractClient\n"
+        "from oversold.adapters.contract_client import ContractClient\n"
         "c = ContractClient(sys.argv[1])\n"
         "jobs = [gevent.spawn(c.health) for _ in range(20)]\n"
         "gevent.joinall(jobs, timeout=10)\n"

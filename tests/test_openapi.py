@@ -14,8 +14,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from oversold.nodes import BackendNode
-from oversold.procs import free_port
+from oversold.infra.procs import free_port
+from oversold.orchestrate.nodes import BackendNode
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "reference_backend" / "openapi.yaml"
 DOC = yaml.safe_load(DOC_PATH.read_text())

@@ -16,8 +16,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tiny_scenario import write_tiny
 
-from oversold.progress import (
+from oversold.orchestrate.progress import (
     LOCUST_STATS_HISTORY,
     LiveProgress,
     Snapshot,
@@ -27,7 +28,6 @@ from oversold.progress import (
     locust_rate,
     tail_lines,
 )
-from tiny_scenario import write_tiny
 
 REPO = Path(__file__).resolve().parent.parent
 ERASE = "\r\x1b[2K"

@@ -14,9 +14,9 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from backend_util import assert_conserved, clients, concurrently, counters, wait_for
-from oversold.nodes import start_nodes
+
+from oversold.orchestrate.nodes import start_nodes
 from reference_backend.policy import Profile, ScalperPolicy
 
 ATOMIC = ["pre_deduct", "order_deduct", "payment_deduct"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tiny_scenario import write_tiny
 
 pytest_plugins = ["pytester"]
@@ -21,7 +20,7 @@ SCENARIO = {scenario!r}
 def test_reference_backend_is_sound(oversold_run):
     result = oversold_run(SCENARIO)
     assert_sale_sound(result)
-    assert result.verdict.totals["sold"] == 60
+    assert result.verdict.totals.sold == 60
     assert (result.run_dir / "report.html").exists()
 
 

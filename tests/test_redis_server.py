@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from oversold.errors import RedisUnavailable
-from oversold.redis_server import RedisServer, find_redis_binary
+from oversold.infra.redis_server import RedisServer, find_redis_binary
 
 
 def test_starts_on_loopback_and_stops_leaving_nothing(tmp_path):

@@ -6,28 +6,28 @@ with the real functions; ``report.html`` is opened in a real headless Chromium.
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
 import re
 import shutil
-import subprocess
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
-import html as html_lib
-import sys
-
 import jsonschema
 import pytest
+from synthetic_run import FAULTS, OVERSOLD_ORDER, TIMELINE, make_run_dir
 
-from oversold.checker import check
-from oversold.history import FinalState, read_history
-from oversold.report import format_summary
-from oversold.results import load_schema, read_jsonl_tolerant, results_body, validate_results, write_outputs
-from oversold.scenario import load_scenario
-from synthetic_run import FAULTS, OVERSOLD_ORDER, T0, TIMELINE, make_run_dir
+from oversold.analysis.results import load_schema, results_body, validate_results, write_outputs
+from oversold.analysis.summary import format_summary
+from oversold.checker import InvariantResult, Totals, Verdict, check
+from oversold.model.history import FinalState, read_history
+from oversold.model.scenario_file import load_scenario
+from oversold.model.timeline import read_jsonl_tolerant
 
 REPO = Path(__file__).resolve().parent.parent
 THRESHOLDS = {"latency.order": ["p(99)<20", "count>=5"], "sync_lag": ["max<2000"], "errors": ["rate<0.01"]}
@@ -139,11 +139,13 @@ def test_junit_has_one_testcase_per_invariant_and_threshold(tmp_path):
 
 
 def test_summary_and_junit_say_how_many_counterexamples_they_leave_out():
-    from oversold.checker import InvariantResult, Verdict
-    from oversold.junit import JUNIT_EXAMPLES, junit_xml
+    from oversold.analysis.junit import JUNIT_EXAMPLES, junit_xml
 
     examples = tuple({"order_id": f"o-{i}"} for i in range(25))
-    verdict = Verdict("fail", {}, (InvariantResult("no_oversell", "fail", "oversold.", examples),
+    totals = Totals(stock=1, sold=26, oversold_units=25, refunded_sold_units=0, captured_payments=None, acked_paid=26,
+                    acked_paid_orders=26, held=0, demand=26, ops=52, ok_ops=52, fail_ops=0, info_ops=0,
+                    ledger_stock=None, ledger_sold=None, sync_lag_ms=None)
+    verdict = Verdict("fail", totals, (InvariantResult("no_oversell", "fail", "oversold.", examples),
                                    InvariantResult("single_payment", "fail", "paid twice.", examples[:2])))
     summary = format_summary(verdict, max_examples=3)
     assert summary.count("e.g.") == 3 + 2

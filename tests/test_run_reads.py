@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from oversold.adapters.contract import ContractAdapter
-from oversold.procs import free_port
-from oversold.run import AnyNode
-from oversold.sampler import CounterSampler, read_timeline
-from oversold.scenario import parse_scenario
-from oversold.swarm.recorder import Outcome
-
 from backend_util import wait_for
+
+from oversold.adapters.contract import ContractAdapter
+from oversold.adapters.outcome import Outcome
+from oversold.infra.procs import free_port
+from oversold.model.scenario_file import parse_scenario
+from oversold.orchestrate.run import AnyNode
+from oversold.orchestrate.sampler import CounterSampler, read_timeline
 
 
 def test_any_node_reads_from_the_node_that_answers(backend, admin_token):

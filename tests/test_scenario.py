@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from oversold.errors import ScenarioError
-from oversold.scenario import Scenario, dump_scenario, load_scenario, parse_scenario
+from oversold.model.scenario import Scenario
+from oversold.model.scenario_file import dump_scenario, load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from oversold.nodes import BackendNode
-from oversold.procs import port_open
+from oversold.infra.procs import port_open
+from oversold.orchestrate.nodes import BackendNode
 from reference_backend.node import cancel_and_wait
 from reference_backend.servers import SERVERS, make_server
 

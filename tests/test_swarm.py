@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
-from oversold.contract import ContractClient
+from oversold.adapters.contract_client import ContractClient
+from oversold.adapters.outcome import classify, outcome_of
 from oversold.errors import BadInput
-from oversold.history import Op, read_history
-from oversold.procs import Child, free_port
-from oversold.scenario import Scenario
+from oversold.infra.procs import Child, free_port
+from oversold.model.history import Op, read_history
+from oversold.model.scenario import Scenario
 from oversold.swarm.collector import Collector
 from oversold.swarm.config import SwarmConfig, parse_nodes
-from oversold.swarm.recorder import ROW_FIELDS, Recorder, classify, outcome_of, to_op
+from oversold.swarm.recorder import ROW_FIELDS, Recorder, to_op
 from oversold.swarm.soldout import SoldOutWatch, is_sold_out
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from swarm_util import REPO, SHOP_KEY, Run, locust_env, scenario_file, shop_server, wait
 
 from oversold.adapters.base import Request, load_adapter
 from oversold.adapters.contract import ContractAdapter
 from oversold.adapters.http import AdapterClient
+from oversold.adapters.settle import never_expiring_only, settle_and_read
 from oversold.adapters.shop import ShopAdapter
 from oversold.errors import BadInput
-from oversold.history import FinalState
-from oversold.procs import Child
-from oversold.scenario import parse_scenario
-from oversold.settle import never_expiring_only, settle_and_read
-
-from swarm_util import REPO, SHOP_KEY, Run, locust_env, scenario_file, shop_server, wait
-
+from oversold.infra.procs import Child
+from oversold.model.history import FinalState
+from oversold.model.scenario_file import parse_scenario
 
 # -- pure ------------------------------------------------------------------------------
 

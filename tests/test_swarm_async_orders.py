@@ -27,14 +27,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-
-from oversold.checker import check
-from oversold.history import FinalState, Op
-from oversold.results import validate_results
-from oversold.scenario import parse_scenario
-from oversold.settle import settle_and_read
-
 from swarm_util import REPO, SCENARIOS, scenario_file
+
+from oversold.adapters.settle import settle_and_read
+from oversold.analysis.results import validate_results
+from oversold.checker import check
+from oversold.model.history import FinalState, Op
+from oversold.model.scenario_file import parse_scenario
 
 SCENARIO = SCENARIOS / "async_orders.yaml"
 WORKER_STOPPED = re.compile(r"order worker (\S+) stopped: held=(\d+) rejected=(\d+) already=(\d+) dropped=(\d+)")
@@ -85,7 +84,7 @@ def completions(out: Path) -> list[dict]:
 # -- the queued order as a swarm user judges it (unit) ------------------------------------------
 
 APPLIED_CHECK = textwrap.dedent("""
-    from oversold.swarm.recorder import Outcome
+    from oversold.adapters.outcome import Outcome
     from oversold.swarm.users import applied
 
     pending = Outcome("ok", 202, None, {"order_id": "7", "status": "pending", "qty": 1})

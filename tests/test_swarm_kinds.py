@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from swarm_util import REPO, locust_env, run_locust, scenario_file, wait
 
+from oversold.analysis.results import validate_results
 from oversold.checker import check
 from oversold.errors import ScenarioError
-from oversold.history import FinalState, read_history
-from oversold.procs import Child, free_port
-from oversold.results import validate_results
-from oversold.scenario import USER_KINDS, Scenario, parse_scenario
+from oversold.infra.procs import Child, free_port
+from oversold.model.history import FinalState, read_history
+from oversold.model.scenario import USER_KINDS, Scenario
+from oversold.model.scenario_file import parse_scenario
 from oversold.swarm.crowd import users_at
 from oversold.swarm.profiles import SCALPER_PROFILE, batches, bot_profiles, farm_accounts
-
-from swarm_util import REPO, locust_env, loopback_master, run_locust, scenario_file, wait
 
 # -- pure units -------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 import redis
-
 from backend_util import assert_conserved, clients, counters, wait_for
 from ledger_util import change, ledger_view, put, raw_redis, start_ledger_nodes, sync_worker
+
 from reference_backend import lua
 from reference_backend.keys import SYNC_DELAY_MS, SYNC_LAG_MS, SYNC_STALL
 from reference_backend.ledger import SqliteLedger

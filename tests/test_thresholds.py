@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from oversold.cli import exit_status
-from oversold.errors import ScenarioError
-from oversold.metrics import Metric, Metrics
-from oversold.scenario import Scenario, dump_scenario, parse_scenario
-from oversold.thresholds import ThresholdResult, ThresholdSyntaxError, evaluate, parse_expression, parse_thresholds
 from synthetic_run import make_run_dir
+
+from oversold.analysis.metrics import Metric, Metrics
+from oversold.analysis.thresholds import ThresholdResult, evaluate
+from oversold.errors import ScenarioError
+from oversold.model.exit_codes import exit_status
+from oversold.model.scenario import Scenario
+from oversold.model.scenario_file import dump_scenario, parse_scenario
+from oversold.model.thresholds import ThresholdSyntaxError, parse_expression, parse_thresholds
 
 REPO = Path(__file__).resolve().parent.parent
 

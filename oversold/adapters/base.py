@@ -35,8 +35,9 @@ import importlib
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, NamedTuple
 
-from ..errors import BadInput
-from ..swarm.recorder import Outcome, outcome_of
+from oversold.errors import BadInput
+
+from .outcome import Outcome, outcome_of
 
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -105,7 +106,7 @@ class Adapter:
         return None
 
     def setup_sale(self, sale_id: str, settings: Mapping[str, Any]) -> Request | None:
-        """Create or reset the sale; ``settings`` is ``oversold.scenario.Sale.settings()``."""
+        """Create or reset the sale; ``settings`` is ``oversold.model.scenario.Sale.settings()``."""
         return None
 
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Request | None:

@@ -1,7 +1,7 @@
 """The contract adapter: the HTTP contract of ``reference_backend/openapi.yaml``, as is.
 
 Any backend that speaks the contract (the reference backend, or yours) needs
-no other adapter. Paths and bodies are those of ``oversold.contract.ContractClient``;
+no other adapter. Paths and bodies are those of ``oversold.adapters.contract_client.ContractClient``;
 answers are the contract's own, so ``outcome`` is the base class's.
 
 Usage::

@@ -20,9 +20,10 @@ import http.client
 import json
 from typing import Any, Mapping
 
-from ..keepalive import KeepAlive
-from ..swarm.recorder import Outcome
+from oversold.infra.keepalive import KeepAlive
+
 from .base import Adapter, Request
+from .outcome import Outcome
 
 
 class AdapterClient:
@@ -54,7 +55,7 @@ class AdapterClient:
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Outcome | None:
         return self.send("profiles", self.adapter.load_profiles(sale_id, profiles))
 
-    # -- reads of the final state (oversold.settle.StateReader) ------------------------
+    # -- reads of the final state (oversold.adapters.settle.StateReader) ------------------------
 
     def counters(self, sale_id: str) -> dict[str, Any] | None:
         """The sale's counters, or None when they could not be read."""

@@ -34,8 +34,8 @@ import json
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ..swarm.recorder import Outcome, classify
 from .base import Adapter, Request
+from .outcome import Outcome, classify
 
 #: shop code -> (contract error code, whether the operation surely did not happen)
 CODES: dict[int, tuple[str, bool]] = {

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..history import write_history
+from oversold.model.history import write_history
+
 from .recorder import to_op
 
 

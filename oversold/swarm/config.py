@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
-from ..scenario import Scenario, load_scenario, parse_scenario
+from oversold.errors import BadInput
+from oversold.model.scenario import Scenario
+from oversold.model.scenario_file import load_scenario, parse_scenario
 
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"
 DEFAULT_ADAPTER = "oversold.adapters.contract:ContractAdapter"

@@ -60,9 +60,10 @@ from locust import stats as locust_stats
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
-from ..adapters.base import load_adapter
-from ..adapters.http import AdapterClient
-from ..errors import OversoldError
+from oversold.adapters.base import load_adapter
+from oversold.adapters.http import AdapterClient
+from oversold.errors import OversoldError
+
 from .collector import Collector
 from .config import ADMIN_TOKEN_ENV, DEFAULT_ADAPTER, SwarmConfig
 from .profiles import batches, bot_profiles
@@ -137,7 +138,7 @@ def install(events: Any = None) -> None:
     if id(events) in _installed:
         return
     _installed.add(id(events))
-    # `oversold run` passes --csv for its live display (oversold.progress); Locust flushes those
+    # `oversold run` passes --csv for its live display (oversold.orchestrate.progress); Locust flushes those
     # files every 5 s by default, too seldom for a sale that sells out in ten
     locust_stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
     events.init_command_line_parser.add_listener(add_arguments)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..scenario import Scenario
+from oversold.model.scenario import Scenario
 
 SCALPER_PROFILE: dict[str, Any] = {
     "account_age_days": 2,

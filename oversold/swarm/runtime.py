@@ -25,7 +25,8 @@ from typing import Any, Literal
 import gevent
 from gevent.event import Event
 
-from ..adapters.base import Adapter, load_adapter
+from oversold.adapters.base import Adapter, load_adapter
+
 from .config import SwarmConfig
 from .recorder import Recorder
 

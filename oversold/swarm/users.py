@@ -44,9 +44,10 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 import gevent
 from locust import FastHttpUser, task
 
-from ..adapters.base import Adapter, Request
+from oversold.adapters.base import Adapter, Request
+from oversold.adapters.outcome import Outcome
+
 from .profiles import farm_account
-from .recorder import Outcome
 from .runtime import SwarmRuntime, runtime_of
 
 T = TypeVar("T")

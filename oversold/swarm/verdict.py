@@ -20,15 +20,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..adapters.base import load_adapter
-from ..adapters.http import AdapterClient
-from ..checker import Verdict, check
-from ..cli import exit_status
-from ..history import FinalState
-from ..report import format_summary
-from ..results import Evaluation, evaluate_run, write_outputs
-from ..scenario import dump_scenario
-from ..settle import settle_and_read
+from oversold.adapters.base import load_adapter
+from oversold.adapters.http import AdapterClient
+from oversold.adapters.settle import settle_and_read
+from oversold.analysis.evaluation import Evaluation
+from oversold.analysis.judge import judge
+from oversold.checker import Verdict
+from oversold.model.history import FinalState
+from oversold.model.scenario_file import dump_scenario
+
 from .config import SwarmConfig
 from .recorder import to_op
 
@@ -61,16 +61,12 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
         for c in clients:
             c.close()
     ops = [to_op(r) for r in rows]
-    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
-        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed)
-    else:
-        evaluation = evaluate_run(scenario, ops, final, verdict)
-    code = exit_status(verdict.verdict, evaluation.thresholds)
-    summary = format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds)
-    return RunOutcome(verdict=verdict, evaluation=evaluation, final=final, exit_code=code, summary=summary)
+    j = judge(scenario, ops, final, run_dir=run_dir, elapsed_s=elapsed)
+    return RunOutcome(verdict=j.verdict, evaluation=j.evaluation, final=final, exit_code=j.exit_code,
+                      summary=j.summary)

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from redis import exceptions as rx
 
-from ..errors import ApiError, StrategyMoved
+from ..errors import REDIS_DOWN, ApiError, StrategyMoved
 from ..keys import SALES, SaleKeys
 from ..ledger import LedgerCounters, LedgerError
 from ..replies import Reply, from_stored
@@ -137,7 +137,6 @@ def _detail(counters: LedgerCounters | None) -> str:
 
 async def settle_forever(strategies: Mapping[str, Strategy], interval_s: float) -> None:
     """Forever: settle abandoned confirming payments (a node's background task when it has a ledger)."""
-    from ..app import REDIS_DOWN  # late: the app imports the strategies
 
     settler = strategies.get(PreDeductLedger.name)
     if not isinstance(settler, PreDeductLedger):

@@ -1,0 +1,100 @@
+"""Settle and read: wait until a sale is quiet, then read its final state.
+
+After the swarm stops, holds that were neither paid nor cancelled still lapse
+back to stock (``pre_deduct``). The checker wants the state *after* that, so
+``settle_and_read`` polls the sale's counters until nothing is held (and, for a
+sale with ``async_orders``, nothing is left ``queued``), then reads the counters
+and the audit once more into a ``FinalState``. Holds that never
+expire by design (``order_deduct``: the audit lists them with ``expires_ms``
+null) are not waited for. A read that fails leaves ``None`` in the final
+state, so the checker can say which invariants it could not decide.
+
+Used by the Locust master at the end of a plain ``locust`` run
+(``oversold.swarm.plugin``) and meant for the orchestrator too: anything with
+``counters(sale_id)`` and ``audit(sale_id)`` returning a dict or None is a
+``StateReader`` (``oversold.adapters.http.AdapterClient`` is one). Several
+readers (one per node) are tried in turn: a node may be down on purpose.
+
+Usage::
+
+    readers = [AdapterClient(ContractAdapter(admin_token=token), url) for url in urls]
+    final = settle_and_read(readers, scenario)
+    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+from oversold.model.history import FinalState
+from oversold.model.scenario import Scenario
+
+POLL_S = 0.1
+AUDIT_EVERY_S = 1.0  # the audit is heavier than the counters: look at the holds' expiry at most this often
+
+
+class StateReader(Protocol):
+    def counters(self, sale_id: str) -> dict[str, Any] | None: ...
+
+    def audit(self, sale_id: str) -> dict[str, Any] | None: ...
+
+
+def settle_deadline_s(scenario: Scenario) -> float:
+    """How long settling may take: the hold TTL, the grace period and the quiesce timeout."""
+    return scenario.sale.hold_ttl_ms / 1000 + scenario.checker.grace_ms / 1000 + scenario.checker.quiesce_timeout_s
+
+
+def _first(readers: Sequence[StateReader], read: Callable[[StateReader], dict[str, Any] | None]) -> dict[str, Any] | None:
+    for reader in readers:
+        try:
+            body = read(reader)
+        except Exception:  # noqa: BLE001 - a reader that breaks is one that could not read
+            body = None
+        if body is not None:
+            return body
+    return None
+
+
+def never_expiring_only(audit: dict[str, Any] | None) -> bool:
+    """Whether every hold the audit lists is one that never expires (``expires_ms`` null).
+
+    >>> never_expiring_only({"holds": [{"expires_ms": None}]}), never_expiring_only({"holds": [{"expires_ms": 5}]})
+    (True, False)
+    """
+    holds = audit.get("holds") if isinstance(audit, dict) else None
+    return isinstance(holds, list) and all(isinstance(h, dict) and h.get("expires_ms") is None for h in holds)
+
+
+def settle_and_read(
+    readers: StateReader | Sequence[StateReader],
+    scenario: Scenario,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FinalState:
+    """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state."""
+    pool: Sequence[StateReader] = [readers] if hasattr(readers, "counters") else list(readers)  # type: ignore[list-item]
+    sale = scenario.sale
+    deadline = clock() + settle_deadline_s(scenario)
+    next_audit = clock()
+    while clock() < deadline:
+        counters = _first(pool, lambda r: r.counters(sale.id))
+        held = counters.get("held") if counters else None
+        # an asynchronous sale's accepted orders still queued become holds (or are rejected) later
+        queued = counters.get("queued") if counters else None
+        if held == 0 and not queued:
+            break
+        if held is not None and not queued and clock() >= next_audit:
+            next_audit = clock() + AUDIT_EVERY_S
+            if never_expiring_only(_first(pool, lambda r: r.audit(sale.id))):
+                break
+        sleep(POLL_S)
+    counters = _first(pool, lambda r: r.counters(sale.id))
+    audit = _first(pool, lambda r: r.audit(sale.id))
+    read_ms = audit.get("now_ms") if audit else (counters.get("now_ms") if counters else None)
+    return FinalState(
+        sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
+        counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
+        extra={"sale": sale.settings()},
+    )

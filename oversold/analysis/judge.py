@@ -1,0 +1,57 @@
+"""The one judging step, like Jepsen's ``analyze``: check, evaluate, write, and the exit status.
+
+Every entry point that ends a run goes through ``judge``: ``oversold run`` after
+its swarm, the Locust plugin at the end of a plain ``locust -f`` run, and
+``oversold check`` on a saved run directory. So the same history and final
+state always give the same verdict, files and exit status, wherever they are
+judged.
+
+Usage::
+
+    j = judge(scenario, ops, final, run_dir=run_dir, elapsed_s=12.5)
+    print(j.summary)
+    sys.exit(j.exit_code)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from oversold.checker import Verdict, check
+from oversold.model.exit_codes import exit_status
+from oversold.model.history import FinalState, Op
+from oversold.model.scenario import Scenario
+
+from .evaluation import Evaluation, evaluate_run
+from .results import write_outputs
+from .summary import format_summary
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What judging a run found: the verdict, its metrics and thresholds, the exit status, the summary."""
+
+    verdict: Verdict
+    evaluation: Evaluation
+    exit_code: int
+    summary: str
+
+
+def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: Path | None,
+          elapsed_s: float | None = None, out_dir: Path | None = None) -> Judgement:
+    """Check the history against the final state, evaluate the scenario's thresholds, write
+    ``results.json``, ``junit.xml`` and ``report.html`` (into ``out_dir``, default ``run_dir``; nothing is
+    written without a ``run_dir``) and decide the exit status.
+
+    Raises ``BadInput`` for a malformed final state (the checker never guesses).
+    """
+    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
+    if run_dir is not None:
+        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed_s, out_dir=out_dir)
+    else:
+        evaluation = evaluate_run(scenario, ops, final, verdict)
+    return Judgement(verdict=verdict, evaluation=evaluation,
+                     exit_code=exit_status(verdict.verdict, evaluation.thresholds),
+                     summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))

@@ -1,0 +1,378 @@
+"""Soft metrics of a run: latency quantiles, throughput, fill rate, bot hold share, sync lag.
+
+Pure: a function of the history, the counter timeline, the final state and the
+fault periods. No I/O, no clock. Thresholds (``oversold.analysis.thresholds``) are
+checked against what this module computes.
+
+Every metric has a *kind* that decides which statistics it has, the way k6's
+metric types do:
+
+========  ==========================================  ===============================
+kind      statistics                                  metrics
+========  ==========================================  ===============================
+trend     ``p(N)`` (any N in 0..100), ``avg``,        ``latency.order``, ``latency.pay``,
+          ``min``, ``max``, ``med``, ``count``        ``latency.cancel`` (ms), ``sync_lag`` (ms)
+rate      ``rate`` (a share), ``count``               ``errors``, ``fill_rate.legit``
+counter   ``count``, ``rate`` (per second)            ``requests``, ``faults``
+gauge     ``value``                                   ``throughput``, ``bot_hold_share.peak``,
+                                                      ``bot_hold_share.avg``, ``sold_out_s``,
+                                                      ``oversold_units``, ``leaked_units``
+========  ==========================================  ===============================
+
+A metric the run did not measure (no timeline sample carries ``sync_lag_ms``;
+no audit and no counters for ``leaked_units``) is absent from ``Metrics.values``
+and its reason is in ``Metrics.missing``; a statistic that has no value (the
+quantiles of a trend with no samples, ``sold_out_s`` of a sale that never sold
+out) is ``None``. A threshold on either fails; it never passes silently.
+
+Usage::
+
+    m = compute_metrics(ops, final, timeline=samples, faults=[])
+    m.stat("latency.order", "p(99)")        # ms, or None without samples
+    m.stat("fill_rate.legit", "rate")       # share of stock sold to legit buyers
+    m.to_dict()                             # what results.json holds under "metrics"
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from oversold.checker import SaleView, Totals, totals_of
+from oversold.model.calls import Call, pair
+from oversold.model.history import FinalState, Op
+from oversold.model.metric_spec import (
+    LATENCY_OPS,
+    LEGIT_KINDS,
+    METRICS,
+    REPORTED_QUANTILES,
+    MetricKind,
+)
+from oversold.model.state import SaleState, parse_state
+from oversold.model.timeline import FaultPeriod, TimelineSample
+
+Number = float | int
+
+
+def quantile(sorted_values: Sequence[float], p: float) -> float | None:
+    """The ``p``-th percentile (0..100) by linear interpolation between closest ranks.
+
+    This is the usual definition (numpy's default, k6's trend): ``p(50)`` of
+    ``[1, 2, 3, 4]`` is 2.5. ``None`` for no values.
+
+    Usage::
+
+        assert quantile([10.0, 20.0, 30.0], 50) == 20.0
+    """
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    h = (n - 1) * p / 100.0
+    lo = math.floor(h)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (h - lo) * (sorted_values[hi] - sorted_values[lo])
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured metric: its statistics, and for trends the samples behind them.
+
+    ``note`` says why a statistic is ``None`` (e.g. a trend with no samples).
+
+    Usage::
+
+        m = Metric.trend("latency.order", [3.0, 1.0, 2.0])
+        m.stat("p(50)")   # 2.0
+        m.stat("count")   # 3
+    """
+
+    name: str
+    kind: MetricKind
+    stats: Mapping[str, Number | None]
+    samples: tuple[float, ...] = ()
+    note: str | None = None
+
+    @classmethod
+    def trend(cls, name: str, values: Iterable[float], note_if_empty: str | None = None) -> "Metric":
+        xs = tuple(sorted(float(v) for v in values))
+        stats: dict[str, Number | None] = {f"p({q})": quantile(xs, q) for q in REPORTED_QUANTILES}
+        stats.update(
+            avg=sum(xs) / len(xs) if xs else None,
+            min=xs[0] if xs else None,
+            max=xs[-1] if xs else None,
+            count=len(xs),
+        )
+        return cls(name, "trend", stats, xs, None if xs else note_if_empty)
+
+    @classmethod
+    def gauge(cls, name: str, value: Number | None, note: str | None = None) -> "Metric":
+        return cls(name, "gauge", {"value": value}, note=note if value is None else None)
+
+    def stat(self, stat: str) -> Number | None:
+        """The value of one statistic (``p(99.9)`` too); KeyError if the metric has no such statistic."""
+        if self.kind == "trend":
+            if stat == "med":
+                return quantile(self.samples, 50)
+            if stat.startswith("p(") and stat.endswith(")"):
+                return quantile(self.samples, float(stat[2:-1]))
+        if stat not in self.stats:
+            raise KeyError(stat)
+        return self.stats[stat]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _round(v) for k, v in self.stats.items()}
+
+
+def _round(v: Number | None) -> Number | None:
+    # JSON readers do not need 17 digits; 6 decimals keeps ms and shares exact enough.
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """All metrics of a run: ``values`` measured, ``missing`` not measured (name -> why).
+
+    Usage::
+
+        m = compute_metrics(ops, final)
+        m.stat("errors", "rate")
+        "sync_lag" in m.missing           # True when no sync worker reported a lag
+    """
+
+    values: Mapping[str, Metric]
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> Metric | None:
+        return self.values.get(name)
+
+    def stat(self, name: str, stat: str) -> Number | None:
+        metric = self.values.get(name)
+        return None if metric is None else metric.stat(stat)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: self.values[name].to_dict() for name in METRICS if name in self.values}
+
+
+# --------------------------------------------------------------------------- the history, paired
+
+
+def user_kinds(ops: Iterable[Op]) -> dict[str, str]:
+    """user id -> kind, as the history first names it."""
+    kinds: dict[str, str] = {}
+    for op in ops:
+        kinds.setdefault(op.user_id, op.kind)
+    return kinds
+
+
+def units_sold_by_kind(ops: Sequence[Op], state: SaleState) -> tuple[dict[str, int], str]:
+    """Who got the stock: units sold per user kind, and where that came from.
+
+    From the audit's sold list (its user ids mapped to kinds through the
+    history; a user the history never saw is ``unknown``), else from the
+    acknowledged (``ok``) pays of the history. Returns ``(units by kind,
+    "audit" | "history")``.
+
+    Usage::
+
+        by_kind, source = units_sold_by_kind(ops, parse_state(final))   # ({"buyer": 480, "hoarder": 20}, "audit")
+    """
+    kinds = user_kinds(ops)
+    by_kind: dict[str, int] = defaultdict(int)
+    if state.audit is not None:
+        for entry in state.audit.sold:
+            by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
+        return dict(sorted(by_kind.items())), "audit"
+    calls, _ = pair(ops, state.sale_id)
+    ordered_qty = {c.order_id: c.first.qty for c in calls if c.first.op == "order" and c.outcome == "ok" and c.order_id}
+    paid: dict[str, Call] = {}
+    for c in calls:
+        if c.first.op == "pay" and c.outcome == "ok" and c.order_id and c.order_id not in paid:
+            paid[c.order_id] = c
+    for oid, c in paid.items():
+        by_kind[c.first.kind] += ordered_qty.get(oid, c.first.qty)
+    return dict(sorted(by_kind.items())), "history"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A hold as the client saw it: live from its ok order until paid, cancelled or expired."""
+
+    order_id: str
+    user_id: str
+    kind: str
+    qty: int
+    start: float
+    end: float
+
+
+def client_holds(calls: Sequence[Call], hold_ttl_ms: int) -> list[Hold]:
+    """Holds reconstructed from the history (client clock, seconds).
+
+    A hold starts at its ``ok`` order completion and ends at the first ``ok``
+    pay or cancel of that order, or at its expiry (start + TTL), whichever is
+    first. A pay whose outcome is unknown does not end it: we cannot tell.
+    """
+    closed: dict[str, float] = {}
+    for c in calls:
+        if c.first.op in ("pay", "cancel") and c.outcome == "ok" and c.order_id and c.done is not None:
+            t = c.done.time
+            if c.order_id not in closed or t < closed[c.order_id]:
+                closed[c.order_id] = t
+    holds = []
+    seen: set[str] = set()
+    for c in calls:
+        if c.first.op != "order" or c.outcome != "ok" or not c.order_id or c.order_id in seen or c.done is None:
+            continue
+        seen.add(c.order_id)
+        start = c.done.time
+        end = start + hold_ttl_ms / 1000.0
+        if c.order_id in closed:
+            end = max(start, min(end, closed[c.order_id]))
+        holds.append(Hold(c.order_id, c.first.user_id, c.first.kind, c.first.qty, start, end))
+    return holds
+
+
+def _held_curve(holds: Iterable[Hold]) -> list[tuple[float, int]]:
+    """Step function (time, units held from then on) of the given holds."""
+    deltas: dict[float, int] = defaultdict(int)
+    for h in holds:
+        if h.end > h.start:
+            deltas[h.start] += h.qty
+            deltas[h.end] -= h.qty
+    curve, level = [], 0
+    for t in sorted(deltas):
+        level += deltas[t]
+        curve.append((t, level))
+    return curve
+
+
+def bot_hold_share(holds: Sequence[Hold], stock: int, window: tuple[float, float] | None) -> tuple[float | None, float | None]:
+    """(peak, time-weighted average) share of stock held by bot kinds over the window."""
+    if stock <= 0:
+        return None, None
+    curve = _held_curve(h for h in holds if h.kind not in LEGIT_KINDS)
+    peak = max((level for _, level in curve), default=0) / stock
+    if window is None or window[1] <= window[0]:
+        return peak, None
+    lo, hi = window
+    area = 0.0
+    for (t, level), nxt in zip(curve, curve[1:] + [(hi, 0)]):
+        a, b = max(t, lo), min(nxt[0], hi)
+        if b > a:
+            area += level * (b - a)
+    return peak, area / ((hi - lo) * stock)
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def compute_metrics(
+    ops: Iterable[Op],
+    final: FinalState,
+    *,
+    timeline: Sequence[TimelineSample] = (),
+    faults: Sequence[FaultPeriod] = (),
+    totals: Totals | None = None,
+) -> Metrics:
+    """Compute every metric of one sale's run.
+
+    ``ops`` is the history (records of other sales are ignored), ``timeline``
+    the counter samples (samples with an ``error`` are skipped), ``faults``
+    the fault periods, ``totals`` the checker's totals (``oversold_units`` is
+    the checker's own number, so a threshold on it and the verdict agree;
+    the checker counts it when not given). The final state is read through
+    the checker's parser (``oversold.model.state``).
+
+    The run's window is from the first record to the last one. Throughput is
+    completions over that window; ``errors`` counts operations whose outcome
+    is unknown (an ``info`` completion, or an invoke that never completed).
+
+    Usage::
+
+        m = compute_metrics(read_history(p), final, timeline=samples)
+        m.stat("throughput", "value")
+    """
+    state = parse_state(final)
+    ops = [o for o in ops if o.sku == final.sale_id]
+    calls, _ = pair(ops)
+    values: dict[str, Metric] = {}
+    missing: dict[str, str] = {}
+
+    start = min((o.time for o in ops if o.type == "invoke"), default=None)
+    if start is None and ops:
+        start = min(o.time for o in ops)
+    end = max((o.time for o in ops), default=None)
+    duration = (end - start) if start is not None and end is not None else 0.0
+    window = (start, end) if start is not None and end is not None and end > start else None
+
+    for op in LATENCY_OPS:
+        lat = [c.done.latency_ms for c in calls
+               if c.first.op == op and c.done is not None and c.done.latency_ms is not None]
+        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", lat, f"no {op} request completed in this run")
+
+    completions = sum(1 for c in calls if c.done is not None)
+    values["requests"] = Metric("requests", "counter", {
+        "count": len(calls), "rate": len(calls) / duration if duration > 0 else None})
+    values["throughput"] = Metric.gauge(
+        "throughput", completions / duration if duration > 0 else None,
+        "the run has no time span (fewer than two records)")
+    unknown = sum(1 for c in calls if c.outcome == "info")
+    values["errors"] = Metric("errors", "rate", {"rate": unknown / len(calls) if calls else None, "count": unknown},
+                              note=None if calls else "no operation in this run")
+
+    stock = final.stock
+    by_kind, _source = units_sold_by_kind(ops, state)
+    legit_units = sum(u for k, u in by_kind.items() if k in LEGIT_KINDS)
+    values["fill_rate.legit"] = Metric("fill_rate.legit", "rate", {
+        "rate": legit_units / stock if stock > 0 else None, "count": legit_units},
+        note=None if stock > 0 else "stock is 0")
+
+    peak, avg = bot_hold_share(client_holds(calls, final.hold_ttl_ms), stock, window)
+    values["bot_hold_share.peak"] = Metric.gauge("bot_hold_share.peak", peak, "stock is 0")
+    values["bot_hold_share.avg"] = Metric.gauge(
+        "bot_hold_share.avg", avg, "stock is 0" if stock <= 0 else "the run has no time span")
+
+    samples = sorted((s for s in timeline if s.error is None), key=lambda s: s.t)
+    sold_out_at = next((s.t for s in samples if s.available == 0 and s.held == 0), None)
+    if not samples:
+        missing["sold_out_s"] = "the run has no counter timeline (timeline.jsonl)"
+    elif start is None:
+        missing["sold_out_s"] = "the run has no operations"
+    else:
+        values["sold_out_s"] = Metric.gauge(
+            "sold_out_s", max(0.0, sold_out_at - start) if sold_out_at is not None else None,
+            "no timeline sample shows available 0 and held 0: the sale never sold out")
+
+    lags = [s.sync_lag_ms for s in samples if s.sync_lag_ms is not None]
+    if lags:
+        values["sync_lag"] = Metric.trend("sync_lag", lags)
+    else:
+        missing["sync_lag"] = "no timeline sample carries sync_lag_ms: no stock sync reported a lag in this run"
+
+    if state.audit is None and (state.counters is None or state.counters.sold is None):
+        # the clients' view alone cannot see a sale nobody was told of: not measured
+        missing["oversold_units"] = "neither the audit nor the counters could be read"
+    else:
+        if totals is None:
+            totals = totals_of(SaleView.build(ops, final))
+        values["oversold_units"] = Metric.gauge("oversold_units", totals.oversold_units)
+    leaked = _leaked_units(state)
+    if leaked is None:
+        missing["leaked_units"] = "neither the counters nor the audit could be read"
+    else:
+        values["leaked_units"] = Metric.gauge("leaked_units", leaked)
+
+    values["faults"] = Metric("faults", "counter", {
+        "count": len(faults), "rate": len(faults) / duration if duration > 0 else None})
+    return Metrics(values=values, missing=missing)
+
+
+def _leaked_units(state: SaleState) -> int | None:
+    """Units still held at quiescence: the held counter, else the audit's listed holds."""
+    if state.counters is not None and state.counters.held is not None:
+        return state.counters.held
+    return state.audit.held_qty if state.audit is not None else None

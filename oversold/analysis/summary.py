@@ -1,0 +1,46 @@
+"""What a person reads at the end of a run: a short plain-text summary of the verdict.
+
+Usage::
+
+    print(format_summary(verdict, run_dir=Path("runs/demo")))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from oversold.checker import Verdict
+
+from .thresholds import ThresholdResult
+
+_MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
+
+
+def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
+                   thresholds: Sequence[ThresholdResult] = ()) -> str:
+    t = verdict.totals
+    lines = [
+        "",
+        f"verdict: {verdict.verdict.upper()}",
+        f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
+        f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
+    ]
+    for inv in verdict.invariants:
+        lines.append(f"  [{_MARK.get(inv.status, inv.status)}] {inv.name}: {inv.message}")
+        if inv.status == "fail":
+            for example in inv.counterexamples[:max_examples]:
+                lines.append(f"         e.g. {json.dumps(example, sort_keys=True)}")
+            more = len(inv.counterexamples) - max_examples
+            if more > 0:
+                lines.append(f"         ... and {more} more (all {len(inv.counterexamples)} in results.json and report.html)")
+    if thresholds:
+        failed = sum(1 for th in thresholds if not th.passed)
+        lines.append(f"thresholds: {len(thresholds) - failed} of {len(thresholds)} passed"
+                     + (f", {failed} FAILED" if failed else ""))
+        for th in thresholds:
+            lines.append(f"  [{'ok  ' if th.passed else 'FAIL'}] {th.metric} {th.expression}: {th.message}")
+    if run_dir is not None:
+        lines.append(f"  run directory: {run_dir}  (report.html, results.json, junit.xml, history.jsonl)")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""One seam for every invariant: a name, and a pure call on the sale's view.
+
+An invariant fails on any evidence that it is broken, is ``unknown`` when the
+evidence it needs (audit, counters) is missing or unknown outcomes leave both
+answers possible, and passes otherwise.
+
+Usage::
+
+    class NoNegativeStock:
+        name: ClassVar[str] = "no_negative_stock"
+
+        def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
+            c = s.counters
+            if c is None or c.available is None:
+                return result(self.name, "unknown", "No counters.")
+            return result(self.name, "fail" if c.available < 0 else "pass", f"available {c.available}")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from .result import InvariantResult, Status
+from .view import SaleView
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How strictly to judge: the grace a hold gets past its TTL, and whether a sell-out is expected."""
+
+    grace_ms: int = 2000
+    expect_sell_out: bool = True
+
+
+class Invariant(Protocol):
+    name: ClassVar[str]
+
+    def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult: ...
+
+
+def result(name: str, status: Status, message: str, examples: list[dict[str, Any]] | None = None) -> InvariantResult:
+    """One invariant's result with every counterexample found."""
+    return InvariantResult(name, status, message, tuple(examples or ()))

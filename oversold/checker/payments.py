@@ -1,0 +1,163 @@
+"""Payments: one per order and per idempotency key, unique order ids, and every captured payment made good."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, ClassVar
+
+from oversold.model.calls import Call
+
+from .invariant import CheckOptions, result
+from .oversell import beyond_stock_audit
+from .result import InvariantResult
+from .view import SaleView, done_time
+
+
+class SinglePayment:
+    """At most one payment per order; one outcome per idempotency key; no order sold twice.
+
+    Repeat ``ok`` pays of one order are fine (paying a paid order is
+    idempotent) as long as they agree on the quantity. Completions with one
+    idempotency key and one operation must all name the same order and quantity.
+    Without an audit the history can still fail it, but not pass it.
+    """
+
+    name: ClassVar[str] = "single_payment"
+
+    def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
+        name = self.name
+        examples: list[dict[str, Any]] = []
+        problems: list[str] = []
+        disagree = 0
+        for oid in sorted(s.pays):
+            oks = s.ok_pays(oid)
+            if len({(c.done.qty if c.done else c.qty) for c in oks}) > 1:
+                disagree += 1
+                examples.append({"order_id": oid, "user_ids": sorted({c.user_id for c in oks}),
+                                 "op_ids": [c.op_id for c in oks], "times": [done_time(c) for c in oks],
+                                 "qtys": [c.done.qty if c.done else c.qty for c in oks]})
+        if disagree:
+            problems.append(f"{disagree} orders have ok pays that disagree on quantity")
+        by_key: dict[tuple[str, str], list[Call]] = defaultdict(list)
+        for c in s.calls:
+            if c.key is not None and c.outcome == "ok":
+                by_key[(c.op, c.key)].append(c)
+        split = 0
+        for (op, key), cs in sorted(by_key.items()):
+            outcomes = {(c.order_id, c.done.qty if c.done else c.qty) for c in cs}
+            if len(outcomes) > 1:
+                split += 1
+                examples.append({"op": op, "key": key, "order_ids": [c.order_id for c in cs],
+                                 "user_ids": [c.user_id for c in cs], "op_ids": [c.op_id for c in cs],
+                                 "times": [done_time(c) for c in cs]})
+        if split:
+            problems.append(f"{split} idempotency keys gave two different ok outcomes")
+        if s.audit is not None:
+            twice = sorted((oid, n) for oid, n in Counter(e.order_id for e in s.audit.sold).items() if n > 1)
+            for oid, n in twice:
+                examples.append({"order_id": oid, "audit_entries": n, **s.order_ref(oid)})
+            if twice:
+                problems.append(f"the audit lists {len(twice)} orders more than once")
+        if problems:
+            return result(name, "fail", "Payments were applied more than once: " + "; ".join(problems) + ".", examples)
+        paid = len(s.acked_orders)
+        if s.audit is None:
+            return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
+                                            f"but the audit is missing so double sales cannot be ruled out.")
+        return result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys with ok "
+                                     f"outcomes, each with one outcome, and no order sold twice.")
+
+
+class UniqueOrderIds:
+    """No order id is handed out twice: ``ok`` orders of different requests never share one.
+
+    Two ok order completions with the same ``order_id`` are one request only when
+    they carry the same idempotency key and user (a retry gets the stored
+    answer back). Anything else is a reused id: every id-keyed record (a sold
+    set, a ledger idempotent per order id, a pay by id) then merges two orders,
+    and an acknowledged payment can vanish into the other's. A Redis failover
+    that rolls an id counter back does exactly this.
+    """
+
+    name: ClassVar[str] = "unique_order_ids"
+
+    def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
+        name = self.name
+        examples: list[dict[str, Any]] = []
+        for oid in sorted(s.order_calls):
+            cs = s.order_calls[oid]
+            # one request = one (user, key); without a key each operation is its own request
+            requests = {(c.user_id, c.key) if c.key is not None else ("", c.op_id) for c in cs}
+            if len(requests) > 1:
+                examples.append({"order_id": oid, "order_op_ids": [c.op_id for c in cs],
+                                 "user_ids": [c.user_id for c in cs], "keys": [c.key for c in cs],
+                                 "times": [done_time(c) for c in cs],
+                                 "pay_op_ids": s.pay_ids(oid)})
+        if examples:
+            ops = sum(len(e["order_op_ids"]) for e in examples)
+            return result(name, "fail",
+                           f"{len(examples)} order ids were returned by ok orders of different requests "
+                           f"({ops} order operations): the backend reused order ids.", examples)
+        return result(name, "pass", f"{len(s.order_calls)} order ids, each returned by ok orders of one request.")
+
+
+class RefundsCompensated:
+    """Every captured payment shipped or was refunded and compensated; nothing shipped past stock unrefunded.
+
+    Reads the audit's ``payments`` (captured money), ``refunds`` and
+    ``compensations`` lists, keyed by order id. Three parts: (1) every captured
+    payment is in the sold set or refunded; (2) every refund has a compensation;
+    (3) the sold orders past the stock line (latest paid first, refunded ones
+    left out) are none, i.e. every oversold unit was refunded and compensated.
+
+    Without an audit: unknown. An audit without those lists (a backend with no
+    payment ledger): unknown if it sold past stock or the sale is
+    ``payment_deduct`` (its payments cannot be reconciled), else a pass that
+    says it was not checked.
+    """
+
+    name: ClassVar[str] = "refunds_compensated"
+
+    def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
+        name = self.name
+        if s.audit is None:
+            return result(name, "unknown", "The audit is missing, so payments, refunds and compensations cannot be "
+                                            "reconciled.")
+        a, stock = s.audit, s.stock
+        if a.payments is None or a.refunds is None or a.compensations is None:
+            missing = " / ".join(n for n, v in (("payments", a.payments), ("refunds", a.refunds),
+                                                ("compensations", a.compensations)) if v is None)
+            if a.sold_qty > stock:
+                return result(name, "unknown", f"The audit lists {a.sold_qty} units sold of stock {stock} but has no "
+                                                f"{missing} list, so it cannot show the excess was refunded and "
+                                                f"compensated.")
+            if s.settings.strategy == "payment_deduct":
+                return result(name, "unknown", f"The sale captures payments (payment_deduct) but the audit has no "
+                                                f"{missing} list to reconcile them.")
+            return result(name, "pass", f"Not checked: the audit has no {missing} list, and {a.sold_qty} units sold "
+                                         f"is within stock {stock}.")
+        sold_ids = {e.order_id for e in a.sold}
+        compensated = {c.order_id for c in a.compensations}
+        examples: list[dict[str, Any]] = []
+        problems: list[str] = []
+        dropped = [p for p in a.payments if p.order_id not in sold_ids and p.order_id not in a.refunded_ids]
+        if dropped:
+            problems.append(f"{len(dropped)} captured payments ({sum(p.qty for p in dropped)} units) neither shipped "
+                            f"nor were refunded")
+            examples += [{"problem": "captured_not_refunded", "order_id": p.order_id, "user_id": p.user_id,
+                          "qty": p.qty, **s.order_ref(p.order_id)} for p in dropped]
+        uncompensated = [r for r in a.refunds if r.order_id not in compensated]
+        if uncompensated:
+            problems.append(f"{len(uncompensated)} refunds have no compensation")
+            examples += [{"problem": "refund_not_compensated", "order_id": r.order_id, "user_id": r.user_id,
+                          "qty": r.qty, **s.order_ref(r.order_id)} for r in uncompensated]
+        oversold = beyond_stock_audit(s)
+        if oversold:
+            problems.append(f"{a.net_sold_qty - stock} units sold past stock {stock} were not refunded")
+            examples += [{"problem": "oversold_not_refunded", **e} for e in oversold]
+        if problems:
+            return result(name, "fail", "Payments were not made good: " + "; ".join(problems) + ".", examples)
+        shipped = sum(1 for p in a.payments if p.order_id in sold_ids and p.order_id not in a.refunded_ids)
+        return result(name, "pass",
+                       f"{len(a.payments)} captured payments: {shipped} shipped, {len(a.payments) - shipped} refunded; "
+                       f"{len(a.refunds)} refunds, all compensated; net sold {a.net_sold_qty} is within stock {stock}.")

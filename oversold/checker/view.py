@@ -1,0 +1,186 @@
+"""The sale as the invariants see it: the history's operations and the typed final state, indexed once.
+
+Built once per check by ``SaleView.build``; every invariant reads the same
+view, and its cached indexes keep the invariants linear in the history.
+
+Usage::
+
+    view = SaleView.build(ops, final)
+    view.acked_paid            # units of acknowledged payments, one per order operation
+    view.audit.sold_qty if view.audit else None
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable
+
+from oversold.model.calls import Call, pair
+from oversold.model.history import FinalState, Op
+from oversold.model.state import Audit, Counters, Ledger, SaleSettings, SaleState, parse_state
+
+
+def done_time(c: Call) -> float:
+    """When an operation completed, else (no completion) when it was invoked."""
+    return c.done_time if c.done_time is not None else c.time
+
+
+@dataclass(frozen=True)
+class SaleView:
+    """Everything the invariants read, derived once from the inputs.
+
+    ``calls`` are this sale's operations by time of their first record; ``counts``
+    the pairing's bookkeeping (other sales' records, duplicates, orphans).
+    """
+
+    state: SaleState
+    calls: tuple[Call, ...]
+    counts: dict[str, int]
+    order_call: dict[str, Call] = field(default_factory=dict)  # order id -> the ok order that placed it
+    # order id -> every ok order that was answered with it (more than one request: see unique_order_ids)
+    order_calls: dict[str, tuple[Call, ...]] = field(default_factory=dict)
+    pays: dict[str, tuple[Call, ...]] = field(default_factory=dict)  # order id -> every pay of it
+
+    @classmethod
+    def build(cls, ops: Iterable[Op], final: FinalState) -> "SaleView":
+        """Pair the history of ``final.sale_id`` and parse the final state (``BadInput`` for a wrong shape)."""
+        state = parse_state(final)
+        calls, counts = pair(ops, final.sale_id)
+        order_call: dict[str, Call] = {}
+        order_calls: dict[str, list[Call]] = defaultdict(list)
+        pays: dict[str, list[Call]] = defaultdict(list)
+        for c in calls:
+            oid = c.order_id
+            if c.op == "order" and c.outcome == "ok" and oid:
+                order_calls[oid].append(c)
+                order_call.setdefault(oid, c)
+            elif c.op == "pay" and oid:
+                pays[oid].append(c)
+        return cls(state=state, calls=calls, counts=counts, order_call=order_call,
+                   order_calls={k: tuple(v) for k, v in order_calls.items()},
+                   pays={k: tuple(v) for k, v in pays.items()})
+
+    # -- the final state, for short -------------------------------------------------
+
+    @property
+    def stock(self) -> int:
+        return self.state.stock
+
+    @property
+    def audit(self) -> Audit | None:
+        return self.state.audit
+
+    @property
+    def counters(self) -> Counters | None:
+        return self.state.counters
+
+    @property
+    def ledger(self) -> Ledger | None:
+        return self.state.ledger
+
+    @property
+    def settings(self) -> SaleSettings:
+        return self.state.settings
+
+    # -- the history, indexed ---------------------------------------------------------
+
+    def ok_pays(self, order_id: str) -> tuple[Call, ...]:
+        return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
+
+    # cached_property writes straight into __dict__, so it works on a frozen dataclass;
+    # the caches keep the invariants linear in the size of the history.
+    @cached_property
+    def acked_orders(self) -> tuple[str, ...]:
+        """Order ids with at least one ``ok`` pay, in the order they were first acknowledged."""
+        firsts = []
+        for oid in self.pays:
+            oks = self.ok_pays(oid)
+            if oks:
+                firsts.append((min(done_time(c) for c in oks), oid))
+        return tuple(oid for _, oid in sorted(firsts))
+
+    def pay_owner(self, pay: Call) -> Call | None:
+        """The ok order operation a pay belongs to: of the ok orders answered with its order id, the
+        latest one completed before the pay was invoked, the payer's own preferred; None if none.
+
+        An order id may name two orders when a backend reused it (a failover that rolled its id
+        counter back): keyed by id alone, the second buyer's acknowledged payment would vanish
+        into the first's.
+        """
+        cands = self.order_calls.get(pay.order_id or "", ())
+        if not cands:
+            return None
+        before = [c for c in cands if done_time(c) <= pay.time] or list(cands)
+        own = [c for c in before if c.user_id == pay.user_id] or before
+        return max(own, key=lambda c: (done_time(c), c.op_id))
+
+    @cached_property
+    def acked_payments(self) -> tuple[tuple[str, Call | None, Call], ...]:
+        """One (order id, order operation, first ok pay) per distinct order operation with an ``ok`` pay,
+        in the order they were first acknowledged: acknowledged payments keyed by (order op, order id)."""
+        firsts: dict[tuple[str, str | None], Call] = {}
+        owner: dict[tuple[str, str | None], Call | None] = {}
+        for oid in self.pays:
+            for c in self.ok_pays(oid):
+                oc = self.pay_owner(c)
+                k = (oid, oc.op_id if oc else None)
+                if k not in firsts or done_time(c) < done_time(firsts[k]):
+                    firsts[k] = c
+                    owner[k] = oc
+        ordered = sorted(firsts, key=lambda k: (done_time(firsts[k]), k[0], k[1] or ""))
+        return tuple((k[0], owner[k], firsts[k]) for k in ordered)
+
+    def acked_qty(self, oid: str, oc: Call | None) -> int:
+        return oc.qty if oc is not None else self.qty_of(oid)
+
+    @cached_property
+    def audited_qty(self) -> dict[str, int]:
+        return {e.order_id: e.qty for e in self.audit.sold} if self.audit else {}
+
+    @cached_property
+    def acked_paid(self) -> int:
+        """Units of acknowledged payments, one per distinct order operation (not per order id)."""
+        return sum(self.acked_qty(oid, oc) for oid, oc, _ in self.acked_payments)
+
+    @cached_property
+    def acked_refunded(self) -> int:
+        """Units of acknowledged paid orders that the audit lists as refunded.
+
+        A refund names an order id, so it excuses one acknowledged payment of that id (the first):
+        a reused id's second payment is never written off by the first one's refund.
+        """
+        refunded = self.audit.refunded_ids if self.audit else frozenset()
+        seen: set[str] = set()
+        total = 0
+        for oid, oc, _ in self.acked_payments:
+            if oid in refunded and oid not in seen:
+                seen.add(oid)
+                total += self.acked_qty(oid, oc)
+        return total
+
+    def qty_of(self, order_id: str) -> int:
+        """Quantity of an order: as placed, else as audited, else as the pay said."""
+        if order_id in self.order_call:
+            return self.order_call[order_id].qty
+        if order_id in self.audited_qty:
+            return self.audited_qty[order_id]
+        pays = self.pays.get(order_id, ())
+        return pays[0].qty if pays else 0
+
+    def user_of(self, order_id: str) -> str | None:
+        if order_id in self.order_call:
+            return self.order_call[order_id].user_id
+        pays = self.pays.get(order_id, ())
+        return pays[0].user_id if pays else None
+
+    # -- for counterexamples ------------------------------------------------------------
+
+    def pay_ids(self, order_id: str) -> list[str]:
+        return [c.op_id for c in self.pays.get(order_id, ())]
+
+    def order_ref(self, order_id: str) -> dict[str, Any]:
+        """What the history knows of an order, for a counterexample."""
+        oc = self.order_call.get(order_id)
+        return {"order_op_id": oc.op_id if oc else None, "pay_op_ids": self.pay_ids(order_id)}

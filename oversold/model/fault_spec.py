@@ -1,0 +1,227 @@
+"""The chaos parts of a scenario: the fault list, the chaos driver, the topology checks. Pure.
+
+A scenario's ``faults:`` are ``FaultSpec``s: a ``chaos.Fault`` (action, role,
+target, start, duration, params) that may repeat at random intervals
+(``every_s``). Two pure steps turn them into the schedule a run executes:
+
+1. ``expand(specs, seed, horizon_s)``: every repeat gets a concrete start time,
+   drawn from the seed;
+2. ``chaos.plan(faults, roles, seed)``: every ``one``/``random`` target becomes
+   concrete indices.
+
+``schedule(scenario)`` does both with the roles ``expected_roles(scenario)``
+says the run will register. The result is written back into the run
+directory's ``scenario.yaml`` as plain faults (no ``every_s``, concrete
+targets), so ``oversold run RUN_DIR/scenario.yaml`` replays exactly that
+schedule: expanding and planning a concrete schedule again changes nothing.
+
+Usage::
+
+    specs, problems = parse_faults(yaml_data.get("faults"), "faults")
+    faults = expand(specs, seed=42, horizon_s=10.0)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from oversold.errors import FaultSpecError
+
+from .fault import NODE_ACTIONS, Fault
+from .toxics import Toxic, ToxicError
+
+#: what each role accepts; a role exists in a run only if the topology has it (``expected_roles``)
+ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "backend": NODE_ACTIONS,                          # reference backend node processes
+    "redis-primary": NODE_ACTIONS + ("failover",),    # the Redis the nodes write to (whoever is primary)
+    "sentinel": NODE_ACTIONS,                         # Sentinel processes (topology: sentinel)
+    "proxy": ("toxic", "down"),                       # each node's link to Redis through the fault proxy
+    "replication": ("toxic", "down"),                 # the replica's link to the primary (redis.replication_proxy)
+    "sync": NODE_ACTIONS + ("delay", "stall"),        # the stock sync worker
+}
+DRIVERS = ("process", "docker")
+TOPOLOGIES = ("single", "sentinel")
+PERSISTENCE = ("none", "aof")
+
+_FAULT_FIELDS = ("action", "role", "target", "start_s", "duration_s", "params", "every_s", "until_s")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One entry of a scenario's ``faults:`` list.
+
+    ``every_s = (lo, hi)``: after each occurrence is healed, the next one
+    starts a random ``lo..hi`` seconds later (drawn from the seed), as long as
+    it starts before ``until_s`` (default: the swarm's duration).
+
+    Usage::
+
+        FaultSpec("kill", "backend", "one", start_s=2, duration_s=1, every_s=(2, 4))
+    """
+
+    action: str
+    role: str
+    target: Any = "one"  # int, list of ints, or one of chaos.TARGET_CHOICES
+    start_s: float = 0.0
+    duration_s: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    every_s: tuple[float, float] | None = None
+    until_s: float | None = None
+
+    def fault(self, start_s: float | None = None) -> Fault:
+        return Fault(self.action, self.role, self.target, self.start_s if start_s is None else start_s,
+                     self.duration_s, self.params)
+
+    @classmethod
+    def of(cls, fault: Fault) -> "FaultSpec":
+        """A planned fault as a plain spec (for the scenario written into the run directory)."""
+        target = list(fault.target) if isinstance(fault.target, tuple) else fault.target
+        return cls(fault.action, fault.role, target, fault.start_s, fault.duration_s, dict(fault.params))
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """``chaos:``: which driver runs node faults on Redis, and the Docker label and image."""
+
+    driver: str = "process"
+    docker_label: str = "oversold.run"  # label key; its value is the run's id
+    docker_image: str = "oversold/redis:local"  # built locally from redis-server if missing (chaos.image)
+
+
+# -- parsing --------------------------------------------------------------------------
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def parse_faults(raw: Any, path: str = "faults") -> tuple[tuple[FaultSpec, ...], list[str]]:
+    """The ``faults:`` list; every problem with its field path (``faults[1].params.type: ...``)."""
+    if raw is None:
+        return (), []
+    if not isinstance(raw, list):
+        return (), [f"{path}: must be a list of faults, got {type(raw).__name__}"]
+    specs: list[FaultSpec] = []
+    problems: list[str] = []
+    for i, item in enumerate(raw):
+        where = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a mapping (action, role, target, start_s, duration_s, ...)")
+            continue
+        found = _fault_problems(item, where)
+        if found:
+            problems.extend(found)
+            continue
+        every = item.get("every_s")
+        specs.append(FaultSpec(
+            action=item["action"], role=item["role"],
+            target=item.get("target", "one"),
+            start_s=float(item.get("start_s", 0.0)),
+            duration_s=None if item.get("duration_s") is None else float(item["duration_s"]),
+            params=dict(item.get("params") or {}),
+            every_s=None if every is None else (float(every[0]), float(every[1])),
+            until_s=None if item.get("until_s") is None else float(item["until_s"]),
+        ))
+    return tuple(specs), problems
+
+
+def _fault_problems(item: dict[str, Any], where: str) -> list[str]:
+    problems = [f"{where}.{k}: unknown field; known: {', '.join(_FAULT_FIELDS)}" for k in item if k not in _FAULT_FIELDS]
+    base = {k: item[k] for k in ("action", "role", "target", "start_s", "duration_s", "params") if k in item}
+    try:
+        Fault.from_dict(base, where)  # the fault model's own checks (target shape, numbers)
+    except FaultSpecError as e:
+        problems.append(str(e))
+        return problems
+    role, action = item.get("role"), item.get("action")
+    if role not in ROLE_ACTIONS:
+        problems.append(f"{where}.role: unknown role {role!r}; known: {', '.join(ROLE_ACTIONS)}")
+    elif action not in ROLE_ACTIONS[role]:
+        problems.append(f"{where}.action: {role} takes {', '.join(ROLE_ACTIONS[role])}, got {action!r}")
+    else:
+        problems.extend(_params_problems(action, dict(item.get("params") or {}), f"{where}.params"))
+    every = item.get("every_s")
+    if every is not None:
+        if not (isinstance(every, list) and len(every) == 2 and all(_num(x) and x > 0 for x in every)
+                and every[0] <= every[1]):
+            problems.append(f"{where}.every_s: must be [low, high] seconds with 0 < low <= high, got {every!r}")
+        if item.get("duration_s") is None:
+            problems.append(f"{where}.every_s: a repeated fault needs duration_s (each one is healed before the next)")
+    until = item.get("until_s")
+    if until is not None:
+        if not _num(until) or until < 0:
+            problems.append(f"{where}.until_s: must be a number >= 0, got {until!r}")
+        if every is None:
+            problems.append(f"{where}.until_s: only with every_s")
+    return problems
+
+
+def _params_problems(action: str, params: dict[str, Any], where: str) -> list[str]:
+    if action == "toxic":
+        if "type" not in params:
+            return [f"{where}.type: required (latency, bandwidth, reset_peer, timeout, down, redis_drop_reply)"]
+        unknown = sorted(set(params) - {"type", "attributes", "stream", "toxicity"})
+        if unknown:
+            return [f"{where}: unknown field(s) {', '.join(unknown)}; known: type, attributes, stream, toxicity"]
+        try:
+            Toxic.from_json({**params, "name": "check"})  # the proxy's own validation, before the run
+        except ToxicError as e:
+            return [f"{where}.{e}"]
+        return []
+    if action == "delay":
+        delay = params.get("delay_ms")
+        problems = [f"{where}.{k}: unknown field; known: delay_ms" for k in params if k != "delay_ms"]
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            problems.append(f"{where}.delay_ms: required, an integer >= 0 (milliseconds), got {delay!r}")
+        return problems
+    if params:
+        return [f"{where}: {action} takes no params, got {', '.join(sorted(params))}"]
+    return []
+
+
+def parse_chaos(raw: Any, path: str = "chaos") -> tuple[ChaosConfig, list[str]]:
+    d = ChaosConfig()
+    if raw is None:
+        return d, []
+    if not isinstance(raw, dict):
+        return d, [f"{path}: must be a mapping, got {type(raw).__name__}"]
+    problems = [f"{path}.{k}: unknown field; known: driver, docker_label, docker_image"
+                for k in raw if k not in ("driver", "docker_label", "docker_image")]
+    driver = raw.get("driver", d.driver)
+    if driver not in DRIVERS:
+        problems.append(f"{path}.driver: must be one of {', '.join(DRIVERS)}, got {driver!r}")
+        driver = d.driver
+    label = raw.get("docker_label", d.docker_label)
+    if not isinstance(label, str) or not label.strip() or "=" in label or " " in label:
+        problems.append(f"{path}.docker_label: must be a label key without '=' or spaces (its value is the run id), "
+                        f"got {label!r}")
+        label = d.docker_label
+    image = raw.get("docker_image", d.docker_image)
+    if not isinstance(image, str) or not image.strip():
+        problems.append(f"{path}.docker_image: must be an image tag, got {image!r}")
+        image = d.docker_image
+    return ChaosConfig(driver=driver, docker_label=label, docker_image=image), problems
+
+
+def expand(specs: Sequence[FaultSpec], seed: int, horizon_s: float) -> tuple[Fault, ...]:
+    """Every occurrence of every spec, with its start time; repeats drawn from ``seed``. Pure.
+
+    Draws happen in the order the specs are written, so adding a fault at the
+    end keeps the times of the ones before it.
+    """
+    rng = random.Random(f"{seed}/faults")  # a str seed hashes the same in every process
+    out: list[Fault] = []
+    for spec in specs:
+        start = spec.start_s
+        out.append(spec.fault(start))
+        if spec.every_s is None or spec.duration_s is None:
+            continue
+        until = spec.until_s if spec.until_s is not None else horizon_s
+        while True:
+            start = round(start + spec.duration_s + rng.uniform(*spec.every_s), 3)
+            if start >= until:
+                break
+            out.append(spec.fault(start))
+    return tuple(out)

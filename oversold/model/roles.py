@@ -1,0 +1,109 @@
+"""The topology a scenario asks for, its problems, and the fault schedule planned on it. Pure.
+
+``expected_roles(scenario)`` says how many fault targets of each role the run
+will register; ``chaos_problems`` lists every topology option that cannot be
+stood up and every fault whose role or target this topology lacks;
+``schedule`` expands the faults (``fault_spec.expand``) and plans their targets
+(``fault.plan``).
+
+Usage::
+
+    roles = expected_roles(scenario)         # {"backend": 2, "redis-primary": 1}
+    planned = schedule(scenario)             # concrete start times and targets
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from oversold.errors import FaultSpecError
+
+from .fault import Fault, plan
+from .fault_spec import expand
+from .scenario import Scenario
+
+
+def expected_roles(scenario: Scenario) -> dict[str, int]:
+    """How many fault targets each role will have once the run stands the system up (pure)."""
+    roles: dict[str, int] = {}
+    own_nodes = scenario.backend.url is None
+    if own_nodes:
+        roles["backend"] = scenario.backend.nodes
+    if scenario.redis.url is None and own_nodes:  # a backend given by URL has its own Redis
+        roles["redis-primary"] = 1
+        if scenario.redis.topology == "sentinel":
+            roles["sentinel"] = 3
+            if scenario.redis.replication_proxy:
+                roles["replication"] = 1
+    if scenario.redis.proxy and own_nodes:
+        roles["proxy"] = scenario.backend.nodes
+    if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
+        roles["sync"] = 1
+    return roles
+
+
+def topology_problems(scenario: Scenario) -> list[str]:
+    """Combinations of topology options the harness cannot stand up, each with its field path."""
+    s, out = scenario, []
+    sentinel = s.redis.topology == "sentinel"
+    docker = s.chaos.driver == "docker"
+    if s.redis.url is not None:
+        if sentinel:
+            out.append("redis.topology: sentinel is a topology the harness starts; remove redis.url")
+        if docker:
+            out.append("chaos.driver: docker runs the harness's own Redis in a container; remove redis.url")
+        if s.redis.persistence != "none":
+            out.append("redis.persistence: only for the Redis the harness starts; remove redis.url")
+    if sentinel and s.redis.proxy:
+        out.append("redis.proxy: the fault proxy needs one fixed upstream, so not with redis.topology: sentinel")
+    if sentinel and docker:
+        out.append("chaos.driver: docker runs a single Redis; use driver: process with redis.topology: sentinel")
+    if s.redis.replication_proxy and not sentinel:
+        out.append("redis.replication_proxy: needs redis.topology: sentinel (a replica to partition)")
+    if sentinel and s.redis.persistence != "none":
+        out.append("redis.persistence: the sentinel topology runs without persistence (replicas resync)")
+    if s.backend.url is not None:
+        # the harness starts no Redis for a backend given by URL: the backend has its own
+        if s.redis.proxy:
+            out.append("redis.proxy: only the nodes the harness starts can be pointed at the proxy; remove backend.url")
+        if s.redis.url is None:
+            for path, asked in (("redis.topology: sentinel", sentinel), ("chaos.driver: docker", docker),
+                                (f"redis.persistence: {s.redis.persistence}", s.redis.persistence != "none")):
+                if asked:
+                    out.append(f"{path}: the harness starts no Redis for a backend given by URL "
+                               f"(backend.url / --host); run it against the reference backend")
+    if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
+        out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
+    for i, f in enumerate(s.faults):
+        if f.action == "failover" and not sentinel:
+            out.append(f"faults[{i}].action: failover needs redis.topology: sentinel")
+    return out
+
+
+def chaos_problems(scenario: Scenario) -> list[str]:
+    """Every problem of the topology options and of the faults against the topology's roles."""
+    out = topology_problems(scenario)
+    roles = expected_roles(scenario)
+    known = ", ".join(f"{r} ({n})" for r, n in roles.items()) or "none"
+    for i, spec in enumerate(scenario.faults):
+        n = roles.get(spec.role, 0)
+        if n == 0:
+            out.append(f"faults[{i}].role: this run has no {spec.role} targets (roles: {known})")
+            continue
+        fault = spec.fault()
+        if fault.resolved:
+            try:
+                fault.indices(n)
+            except FaultSpecError as e:
+                out.append(f"faults[{i}].target: {e}")
+    return out
+
+
+def schedule(scenario: Scenario, roles: Mapping[str, int] | None = None) -> tuple[Fault, ...]:
+    """The fault schedule of ``scenario``: expanded, targets resolved, sorted by start. Pure.
+
+    Raises ``FaultSpecError`` (bad input) naming every fault whose role has no
+    target in this topology or whose index is out of range.
+    """
+    faults = expand(scenario.faults, scenario.seed, scenario.swarm.duration_s)
+    return plan(faults, expected_roles(scenario) if roles is None else roles, seed=scenario.seed)
