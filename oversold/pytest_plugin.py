@@ -55,7 +55,7 @@ class OversoldRunner:
 
         def test_sale(oversold_run):
             result = oversold_run("scenarios/flash_sale.yaml", strategy="pre_deduct", duration_s=20)
-            assert result.verdict.verdict == "pass"
+            assert result.verdict.overall == "pass"
             print(result.run_dir / "report.html")
     """
 
@@ -110,7 +110,7 @@ def assert_sale_sound(result: "RunResult", *, thresholds: bool = True, max_examp
     from .model.exit_codes import exit_status
 
     checked = result.evaluation.thresholds if thresholds else ()
-    status = exit_status(result.verdict.verdict, checked)
+    status = exit_status(result.verdict.overall, checked)
     if status != 0:
         summary = format_summary(result.verdict, run_dir=result.run_dir, max_examples=max_examples,
                                  thresholds=checked)

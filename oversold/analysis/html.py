@@ -246,7 +246,7 @@ def render_report(
     elapsed_s: float | None = None,
 ) -> str:
     """The whole page as one HTML string."""
-    sale_ops = [o for o in ops if o.sku == final.sale_id]
+    sale_ops = [o for o in ops if o.sale_id == final.sale_id]
     raw = sorted(timeline, key=lambda s: s.t)
     samples = [s for s in raw if s.error is None]
     times = [o.time for o in sale_ops] + [s.t for s in samples]
@@ -260,7 +260,7 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>oversold: {_e(verdict.verdict.upper())} — {_e(scenario.name)} ({_e(scenario.sale.strategy)})</title>",
+        f"<title>oversold: {_e(verdict.overall.upper())} — {_e(scenario.name)} ({_e(scenario.sale.strategy)})</title>",
         f"<style>{CSS}</style></head><body><main>",
         _verdict_banner(verdict, thresholds),
         _what_ran(scenario, final, elapsed_s),
@@ -280,8 +280,8 @@ def render_report(
 
 def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
     failed = [t for t in thresholds if not t.passed]
-    colour = VERDICT_COLOUR.get(verdict.verdict, "#495057")
-    if verdict.verdict == "pass" and failed:
+    colour = VERDICT_COLOUR.get(verdict.overall, "#495057")
+    if verdict.overall == "pass" and failed:
         colour = "#d9480f"
     counts = defaultdict(int)
     for inv in verdict.invariants:
@@ -291,7 +291,7 @@ def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
     extra = f'<div class="sub"><b>THRESHOLDS FAILED</b>: {_e(", ".join(f"{t.metric} {t.expression}" for t in failed))}</div>' if failed else ""
     t = verdict.totals
     return (f'<section class="verdict" id="verdict" style="background:{colour}">'
-            f'<div class="word">{_e(verdict.verdict.upper())}</div>'
+            f'<div class="word">{_e(verdict.overall.upper())}</div>'
             f'<div class="sub">{_e(sub)}</div>{extra}'
             f'<div class="sub">stock {_num(t.stock)} · sold {_num(t.sold)} · '
             f'oversold units {_num(t.oversold_units)}</div></section>')

@@ -53,5 +53,5 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
     else:
         evaluation = evaluate_run(scenario, ops, final, verdict)
     return Judgement(verdict=verdict, evaluation=evaluation,
-                     exit_code=exit_status(verdict.verdict, evaluation.thresholds),
+                     exit_code=exit_status(verdict.overall, evaluation.thresholds),
                      summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))

@@ -76,7 +76,7 @@ def junit_xml(
     ts = ET.SubElement(root, "testsuite", name=_clean(suite), tests=str(len(cases)), failures=str(failures),
                        errors="0", skipped=str(skipped), time=f"{elapsed_s or 0:.3f}")
     props = ET.SubElement(ts, "properties")
-    for key, value in {"verdict": verdict.verdict, **(properties or {})}.items():
+    for key, value in {"verdict": verdict.overall, **(properties or {})}.items():
         ET.SubElement(props, "property", name=_clean(key), value=_clean(value))
     ts.extend(cases)
     ET.indent(root)

@@ -297,7 +297,7 @@ def compute_metrics(
         m.stat("throughput", "value")
     """
     state = parse_state(final)
-    ops = [o for o in ops if o.sku == final.sale_id]
+    ops = [o for o in ops if o.sale_id == final.sale_id]
     calls, _ = pair(ops)
     values: dict[str, Metric] = {}
     missing: dict[str, str] = {}

@@ -80,7 +80,7 @@ def write_outputs(
     (out_dir / JUNIT_FILE).write_text(
         junit_xml(verdict, evaluation.thresholds, suite=f"oversold.{scenario.name}",
                   properties={"strategy": scenario.sale.strategy, "seed": str(scenario.seed),
-                              "verdict": verdict.verdict},
+                              "verdict": verdict.overall},
                   elapsed_s=elapsed_s),
         encoding="utf-8")
     (out_dir / REPORT_FILE).write_text(

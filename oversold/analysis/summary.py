@@ -23,7 +23,7 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
     t = verdict.totals
     lines = [
         "",
-        f"verdict: {verdict.verdict.upper()}",
+        f"verdict: {verdict.overall.upper()}",
         f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]

@@ -43,7 +43,7 @@ _QUEUE_CHUNKS = 64  # bounded, so a slow (bandwidth-limited) writer pushes back 
 _UNPAIRED = {b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR", b"SYNC", b"PSYNC"}
 
 
-class ApiError(Exception):
+class ControlError(Exception):
     """An HTTP error answer of the control API."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -52,17 +52,17 @@ class ApiError(Exception):
 
 
 def split_address(text: Any, what: str) -> tuple[str, int]:
-    """``"host:port"`` (``"[::1]:port"`` for IPv6) as a pair; ApiError 400 if malformed."""
+    """``"host:port"`` (``"[::1]:port"`` for IPv6) as a pair; ControlError 400 if malformed."""
     if not isinstance(text, str) or ":" not in text:
-        raise ApiError(400, f"{what}: expected 'host:port', got {text!r}")
+        raise ControlError(400, f"{what}: expected 'host:port', got {text!r}")
     host, _, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         port = int(port_text)
     except ValueError:
-        raise ApiError(400, f"{what}: bad port in {text!r}") from None
+        raise ControlError(400, f"{what}: bad port in {text!r}") from None
     if not host or not 0 <= port <= 65535:
-        raise ApiError(400, f"{what}: bad address {text!r}")
+        raise ControlError(400, f"{what}: bad address {text!r}")
     return host, port
 
 
@@ -345,7 +345,7 @@ class Proxy:
             try:
                 self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
             except OSError as e:
-                raise ApiError(409, f"proxy {self.name}: cannot listen on {self.host}:{self.port}: {e}") from None
+                raise ControlError(409, f"proxy {self.name}: cannot listen on {self.host}:{self.port}: {e}") from None
             # Keep the port the OS chose for ":0", so going down and up keeps the address.
             self.port = self._server.sockets[0].getsockname()[1]
         elif not should and self._server is not None:
@@ -376,7 +376,7 @@ class Proxy:
 
     def add_toxic(self, toxic: Toxic) -> None:
         if toxic.name in self.toxics:
-            raise ApiError(409, f"toxic {toxic.name} already exists on proxy {self.name}")
+            raise ControlError(409, f"toxic {toxic.name} already exists on proxy {self.name}")
         self.toxics[toxic.name] = toxic
         for link in list(self.links):
             link.toxic_added(toxic)
@@ -384,7 +384,7 @@ class Proxy:
     def remove_toxic(self, name: str) -> Toxic:
         toxic = self.toxics.pop(name, None)
         if toxic is None:
-            raise ApiError(404, f"toxic {name} not found on proxy {self.name}")
+            raise ControlError(404, f"toxic {name} not found on proxy {self.name}")
         for link in list(self.links):
             link.toxic_removed(toxic)
         return toxic
@@ -419,14 +419,14 @@ class ProxyServer:
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             length = int(headers.get("content-length", "0"))
             if length > 1 << 20:
-                raise ApiError(413, "request body too large")
+                raise ControlError(413, "request body too large")
             raw = await asyncio.wait_for(reader.readexactly(length), timeout=10) if length else b""
             try:
                 body = json.loads(raw) if raw.strip() else None
             except ValueError:
-                raise ApiError(400, "request body is not JSON") from None
+                raise ControlError(400, "request body is not JSON") from None
             status, payload = await self.route(method.upper(), target.split("?", 1)[0], body)
-        except ApiError as e:
+        except ControlError as e:
             status, payload = e.status, {"error": str(e), "status": e.status}
         except ToxicError as e:
             status, payload = 400, {"error": str(e), "status": 400}
@@ -494,42 +494,42 @@ class ProxyServer:
                 await proxy.sync_listening()
                 return 204, None
         if parts and parts[0] in ("proxies", "reset", "version") and len(parts) <= 4:
-            raise ApiError(405, f"{method} not allowed on {path}")
-        raise ApiError(404, f"no such endpoint: {path}")
+            raise ControlError(405, f"{method} not allowed on {path}")
+        raise ControlError(404, f"no such endpoint: {path}")
 
     def _proxy(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
         if proxy is None:
-            raise ApiError(404, f"proxy {name} not found")
+            raise ControlError(404, f"proxy {name} not found")
         return proxy
 
     @staticmethod
     def _toxic(proxy: Proxy, name: str) -> Toxic:
         toxic = proxy.toxics.get(name)
         if toxic is None:
-            raise ApiError(404, f"toxic {name} not found on proxy {proxy.name}")
+            raise ControlError(404, f"toxic {name} not found on proxy {proxy.name}")
         return toxic
 
     async def create_proxy(self, body: Any) -> Proxy:
         if not isinstance(body, dict):
-            raise ApiError(400, "proxy: expected a JSON object")
+            raise ControlError(400, "proxy: expected a JSON object")
         unknown = set(body) - {"name", "listen", "upstream", "enabled"}
         if unknown:
-            raise ApiError(400, f"proxy: unknown field(s) {sorted(unknown)}")
+            raise ControlError(400, f"proxy: unknown field(s) {sorted(unknown)}")
         name = body.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-            raise ApiError(400, f"name: expected letters, digits, '_', '.', '-', got {name!r}")
+            raise ControlError(400, f"name: expected letters, digits, '_', '.', '-', got {name!r}")
         if name in self.proxies:
-            raise ApiError(409, f"proxy {name} already exists")
+            raise ControlError(409, f"proxy {name} already exists")
         listen = split_address(body.get("listen", "127.0.0.1:0"), "listen")
         if not _is_loopback(listen[0]):
-            raise ApiError(400, f"listen: only loopback addresses are allowed, got {listen[0]!r}")
+            raise ControlError(400, f"listen: only loopback addresses are allowed, got {listen[0]!r}")
         upstream = split_address(body.get("upstream"), "upstream")
         if upstream[1] == 0:
-            raise ApiError(400, "upstream: port 0 is not an address")
+            raise ControlError(400, "upstream: port 0 is not an address")
         enabled = body.get("enabled", True)
         if not isinstance(enabled, bool):
-            raise ApiError(400, f"enabled: expected true or false, got {enabled!r}")
+            raise ControlError(400, f"enabled: expected true or false, got {enabled!r}")
         proxy = Proxy(name, listen, upstream, self.rng)
         proxy.enabled = enabled
         await proxy.sync_listening()
@@ -538,19 +538,19 @@ class ProxyServer:
 
     async def update_proxy(self, proxy: Proxy, body: Any) -> Proxy:
         if not isinstance(body, dict):
-            raise ApiError(400, "proxy: expected a JSON object")
+            raise ControlError(400, "proxy: expected a JSON object")
         unknown = set(body) - {"name", "listen", "upstream", "enabled"}
         if unknown:
-            raise ApiError(400, f"proxy: unknown field(s) {sorted(unknown)}")
+            raise ControlError(400, f"proxy: unknown field(s) {sorted(unknown)}")
         if body.get("name", proxy.name) != proxy.name:
-            raise ApiError(400, "name: cannot be changed")
+            raise ControlError(400, "name: cannot be changed")
         if "upstream" in body:
             # New links go to the new upstream; links already open keep theirs.
             proxy.upstream = split_address(body["upstream"], "upstream")
         if "listen" in body:
             listen = split_address(body["listen"], "listen")
             if not _is_loopback(listen[0]):
-                raise ApiError(400, f"listen: only loopback addresses are allowed, got {listen[0]!r}")
+                raise ControlError(400, f"listen: only loopback addresses are allowed, got {listen[0]!r}")
             if listen != (proxy.host, proxy.port):
                 was = proxy.enabled
                 await proxy.close()
@@ -558,7 +558,7 @@ class ProxyServer:
                 proxy.enabled = was
         if "enabled" in body:
             if not isinstance(body["enabled"], bool):
-                raise ApiError(400, f"enabled: expected true or false, got {body['enabled']!r}")
+                raise ControlError(400, f"enabled: expected true or false, got {body['enabled']!r}")
             proxy.enabled = body["enabled"]
         await proxy.sync_listening()
         return proxy

@@ -17,7 +17,7 @@
 Usage::
 
     verdict = check(read_history(run_dir / "history.jsonl"), final)
-    verdict.verdict                    # "pass" | "fail" | "inconclusive"
+    verdict.overall                    # "pass" | "fail" | "inconclusive"
 """
 
 from .check import INVARIANTS, check, totals_of

@@ -8,7 +8,7 @@ subject in its own module; ``INVARIANTS`` is the one registry, in report order.
 Usage::
 
     verdict = check(read_history(run_dir / "history.jsonl"), final)
-    if verdict.verdict == "fail":
+    if verdict.overall == "fail":
         for inv in verdict.invariants:
             print(inv.name, inv.status, inv.message)
     json.dumps(verdict.to_dict())  # the results.json shape
@@ -83,7 +83,7 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
     """Check one sale's history against its final state.
 
     Only operations on ``final.sale_id`` are checked; others are counted in
-    ``totals.other_sku_records``. Records may come in any order. Invokes and
+    ``totals.other_sale_records``. Records may come in any order. Invokes and
     completions pair by ``op_id``; an invoke without completion is an unknown
     (``info``) outcome; a completion without invoke is used as evidence and
     counted in ``totals.unmatched_completions``; a repeated record is counted
@@ -111,9 +111,9 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
                Op("invoke", "u1-2", 1.2, "u1", "u1", "buyer", "pay", "moutai", order_id="o1"),
                Op("ok", "u1-2", 1.3, "u1", "u1", "buyer", "pay", "moutai", order_id="o1")]
         v = check(ops, final)
-        assert v.verdict == "pass" and v.totals.oversold_units == 0
+        assert v.overall == "pass" and v.totals.oversold_units == 0
     """
     s = SaleView.build(ops, final)
     opts = CheckOptions(grace_ms=grace_ms, expect_sell_out=expect_sell_out)
     results = tuple(inv(s, opts) for inv in invariants)
-    return Verdict(verdict=compose(results), totals=totals_of(s), invariants=results)
+    return Verdict(overall=compose(results), totals=totals_of(s), invariants=results)

@@ -6,7 +6,7 @@ The verdict is ``fail`` if any invariant fails, else ``inconclusive`` if any is
 Usage::
 
     v = check(ops, final)
-    v.verdict                        # "pass" | "fail" | "inconclusive"
+    v.overall                        # "pass" | "fail" | "inconclusive"
     v.totals.oversold_units          # 0 unless something oversold
     v.invariant("no_lost_sale").status
     v.to_dict()                      # what results.json holds
@@ -73,7 +73,7 @@ class Totals:
     ledger_sold: int | None
     sync_lag_ms: int | None
     records: int = 0
-    other_sku_records: int = 0
+    other_sale_records: int = 0
     duplicate_records: int = 0
     unmatched_completions: int = 0
     unfinished_ops: int = 0
@@ -92,7 +92,7 @@ def compose(results: Iterable[InvariantResult]) -> VerdictName:
 class Verdict:
     """The checker's answer: one overall verdict, totals and one result per invariant."""
 
-    verdict: VerdictName
+    overall: VerdictName
     totals: Totals
     invariants: tuple[InvariantResult, ...]
 
@@ -104,7 +104,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict,
+            "verdict": self.overall,
             "totals": self.totals.to_dict(),
             "invariants": [inv.to_dict() for inv in self.invariants],
         }

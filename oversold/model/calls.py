@@ -17,7 +17,7 @@ from typing import Iterable, Literal
 
 from .history import Op
 
-Outcome = Literal["ok", "fail", "info"]
+Completion = Literal["ok", "fail", "info"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Call:
         return self.first.key
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> Completion:
         return "info" if self.done is None else self.done.type  # type: ignore[return-value]
 
     @property
@@ -91,10 +91,10 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
     records = sorted(ops, key=lambda o: (o.time, _TYPE_RANK.get(o.type, 2), o.op_id, repr(o)))
     invokes: dict[str, Op] = {}
     dones: dict[str, Op] = {}
-    counts = Counter(records=len(records), other_sku_records=0, duplicate_records=0)
+    counts = Counter(records=len(records), other_sale_records=0, duplicate_records=0)
     for op in records:
-        if sale_id is not None and op.sku != sale_id:
-            counts["other_sku_records"] += 1
+        if sale_id is not None and op.sale_id != sale_id:
+            counts["other_sale_records"] += 1
             continue
         side = invokes if op.type == "invoke" else dones
         if op.op_id in side:

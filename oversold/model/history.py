@@ -5,7 +5,7 @@ Pure data and JSON-lines I/O; see ``docs/internals.md`` section 3 for the fields
 Usage::
 
     ops = [Op(type="invoke", op_id="u1-1", time=1.0, process="u1", user_id="u1",
-              kind="buyer", op="order", sku="moutai", qty=1)]
+              kind="buyer", op="order", sale_id="moutai", qty=1)]
     write_history(path, ops)
     assert read_history(path) == ops
 """
@@ -35,7 +35,7 @@ class Op:
     user_id: str
     kind: str
     op: str
-    sku: str
+    sale_id: str
     qty: int = 1
     order_id: str | None = None
     key: str | None = None
@@ -49,7 +49,9 @@ class Op:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "history") -> "Op":
         known = {f.name for f in fields(cls)}
-        missing = [n for n in ("type", "op_id", "time", "process", "user_id", "kind", "op", "sku") if n not in data]
+        if "sale_id" not in data and "sku" in data:  # histories written before the field was renamed
+            data = {**data, "sale_id": data["sku"]}
+        missing = [n for n in ("type", "op_id", "time", "process", "user_id", "kind", "op", "sale_id") if n not in data]
         if missing:
             raise BadInput(f"{where}: missing field(s) {', '.join(missing)}")
         if data["type"] not in OP_TYPES:

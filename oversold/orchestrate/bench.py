@@ -123,7 +123,7 @@ def run_bench(
             progress(f"bench {n}/{total}: {strategy} run {k} of {repeat}")
             run_dir = out / "runs" / f"{strategy}-{k}"
             result = run_scenario(scenario.with_overrides(strategy=strategy), run_dir, observer=observer)
-            row = RunRow(strategy, k, result.verdict.verdict, result.exit_code,
+            row = RunRow(strategy, k, result.verdict.overall, result.exit_code,
                          values_of(result), str(run_dir), result.elapsed_s)
             bench.rows.append(row)
             progress(_run_line(row))

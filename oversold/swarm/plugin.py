@@ -468,7 +468,7 @@ class _Node:
             self.env.process_exit_code = 2
             return
         print(outcome.summary, flush=True)
-        log.info("oversold: verdict %s, exit code %d", outcome.verdict.verdict, outcome.exit_code)
+        log.info("oversold: verdict %s, exit code %d", outcome.verdict.overall, outcome.exit_code)
         self.env.process_exit_code = outcome.exit_code
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:

@@ -12,7 +12,7 @@ Usage::
 
     rec = Recorder()
     p = rec.invoke(process="buyer-0-1", user_id="buyer-0-1", kind="buyer",
-                   op="order", sku="moutai", qty=1, key="k1")
+                   op="order", sale_id="moutai", qty=1, key="k1")
     rec.complete(p, classify(201, None), status=201, order_id="17")
     ops = [to_op(row) for row in rec.take()]   # an invoke and an ok
 """
@@ -38,7 +38,7 @@ class Pending:
     user_id: str
     kind: str
     op: str
-    sku: str
+    sale_id: str
     qty: int
     order_id: str | None
     key: str | None
@@ -77,7 +77,7 @@ class Recorder:
         user_id: str,
         kind: str,
         op: str,
-        sku: str,
+        sale_id: str,
         qty: int = 1,
         order_id: str | None = None,
         key: str | None = None,
@@ -86,9 +86,9 @@ class Recorder:
         """Record the invoke of an operation and return its handle for ``complete``."""
         p = Pending(
             op_id=op_id or self.next_op_id(process), process=process, user_id=user_id, kind=kind, op=op,
-            sku=sku, qty=qty, order_id=order_id, key=key, started=self.perf(),
+            sale_id=sale_id, qty=qty, order_id=order_id, key=key, started=self.perf(),
         )
-        self._append(("invoke", p.op_id, self.clock(), process, user_id, kind, op, sku, qty, order_id, key, None, None, None))
+        self._append(("invoke", p.op_id, self.clock(), process, user_id, kind, op, sale_id, qty, order_id, key, None, None, None))
         self.in_flight += 1
         return p
 
@@ -108,7 +108,7 @@ class Recorder:
         self.in_flight -= 1
         latency_ms = (self.perf() - p.started) * 1000.0
         self._append((
-            type, p.op_id, self.clock(), p.process, p.user_id, p.kind, p.op, p.sku, p.qty,
+            type, p.op_id, self.clock(), p.process, p.user_id, p.kind, p.op, p.sale_id, p.qty,
             order_id if order_id is not None else p.order_id, p.key, status, code, round(latency_ms, 3),
         ))
 

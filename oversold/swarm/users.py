@@ -199,7 +199,7 @@ class SwarmUser(FastHttpUser):
         rec = self.swarm.recorder
         pending = rec.invoke(
             process=self.user_id, user_id=account, kind=self.kind, op=op,
-            sku=self.sale_id, qty=qty, order_id=order_id, key=key,
+            sale_id=self.sale_id, qty=qty, order_id=order_id, key=key,
         )
         try:
             with self.client.request(

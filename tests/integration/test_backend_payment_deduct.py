@@ -95,7 +95,7 @@ def test_with_refunds_off_the_extra_payments_are_kept_and_the_checks_fail(backen
     assert len(unmade_good(audit)) == kept  # this file's own check fails...
     verdict = check(history(orders, paid), final_state(audit, stock))
     inv = verdict.invariant("refunds_compensated")  # ...and so does the checker's
-    assert inv.status == "fail" and verdict.verdict == "fail"
+    assert inv.status == "fail" and verdict.overall == "fail"
     assert inv.message == (f"Payments were not made good: {kept} captured payments ({kept} units) "
                            f"neither shipped nor were refunded.")
     assert Counter(a.get_order("s", o["order_id"])[1]["status"] for o in orders)["unfulfilled"] == kept

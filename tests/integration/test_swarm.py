@@ -129,7 +129,7 @@ def _check_history(ops: list[Op], audit: dict[str, Any], sale_id: str) -> dict[s
     assert not lone, f"{len(lone)} invokes without completion, e.g. {sorted(lone)[:3]}"
     assert {o.op for o in ops} <= {"order", "pay", "cancel"}
     assert {o.kind for o in ops} == {"buyer", "hoarder"}
-    assert all(o.sku == sale_id for o in ops)
+    assert all(o.sale_id == sale_id for o in ops)
     assert all(re.fullmatch(rf"{o.kind}-[0-9]+-[0-9]+", o.user_id) and o.process == o.user_id for o in ops)
     assert all(o.op == "order" for o in ops if o.kind == "hoarder"), "a hoarder paid or cancelled"
     keys = [o.key for o in invokes.values()]

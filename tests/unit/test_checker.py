@@ -36,14 +36,14 @@ class History:
         self.n = 0
 
     def call(self, op: str, user: str, *, qty: int = 1, order_id: str | None = None, outcome: str | None = "ok",
-             key: str | None = None, sku: str = SKU, done_order_id: str | None = None, done_qty: int | None = None,
+             key: str | None = None, sale_id: str = SKU, done_order_id: str | None = None, done_qty: int | None = None,
              ) -> str:
         self.n += 1
         op_id = f"{user}-{self.n}"
-        self.ops.append(Op("invoke", op_id, self.t, user, user, "buyer", op, sku, qty=qty, order_id=order_id, key=key))
+        self.ops.append(Op("invoke", op_id, self.t, user, user, "buyer", op, sale_id, qty=qty, order_id=order_id, key=key))
         self.t += 0.5
         if outcome is not None:
-            self.ops.append(Op(outcome, op_id, self.t, user, user, "buyer", op, sku,
+            self.ops.append(Op(outcome, op_id, self.t, user, user, "buyer", op, sale_id,
                                qty=qty if done_qty is None else done_qty, order_id=order_id or done_order_id, key=key,
                                status=STATUS[outcome], code="sold_out" if outcome == "fail" else None,
                                latency_ms=500.0))
@@ -51,9 +51,9 @@ class History:
         return op_id
 
     def order(self, user: str, oid: str | None = None, *, qty: int = 1, outcome: str | None = "ok",
-              key: str | None = None, sku: str = SKU) -> str:
+              key: str | None = None, sale_id: str = SKU) -> str:
         """An order; ``oid`` is the id its ok response names."""
-        return self.call("order", user, qty=qty, outcome=outcome, key=key, sku=sku,
+        return self.call("order", user, qty=qty, outcome=outcome, key=key, sale_id=sale_id,
                          done_order_id=oid if outcome == "ok" else None)
 
     def pay(self, user: str, oid: str, *, qty: int = 1, outcome: str | None = "ok", key: str | None = None,
@@ -124,12 +124,12 @@ def clean_sale() -> tuple[History, FinalState]:
 def test_clean_sale_passes_with_exact_totals():
     h, f = clean_sale()
     v = check(h.ops, f)
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert statuses(v) == ALL_PASS
     t = v.totals
     assert (t.stock, t.sold, t.oversold_units, t.acked_paid, t.info_ops, t.ops) == (3, 3, 0, 3, 0, 8)
     assert (t.demand, t.ok_ops, t.fail_ops, t.records) == (5, 6, 2, 16)
-    assert (t.unmatched_completions, t.unfinished_ops, t.other_sku_records) == (0, 0, 0)
+    assert (t.unmatched_completions, t.unfinished_ops, t.other_sale_records) == (0, 0, 0)
     assert v.invariant("sells_out").message == "Demand 5 exceeded stock 3 and 3 units sold."
     assert all(inv.counterexamples == () for inv in v.invariants)
 
@@ -144,7 +144,7 @@ def test_docstring_usage_example():
            Op("invoke", "u1-2", 1.2, "u1", "u1", "buyer", "pay", "moutai", order_id="o1"),
            Op("ok", "u1-2", 1.3, "u1", "u1", "buyer", "pay", "moutai", order_id="o1")]
     v = check(ops, final_state)
-    assert v.verdict == "pass" and v.totals.oversold_units == 0
+    assert v.overall == "pass" and v.totals.oversold_units == 0
 
 
 # --------------------------------------------------------------------------- each invariant failing
@@ -157,7 +157,7 @@ def test_oversell_in_audit_names_the_latest_paid_orders():
     # The audit lists o4 before o3 but o3 was paid last: blame goes by paid time, not list order.
     f = final(2, [("o1", "u1", 1), ("o2", "u2", 1), ("o4", "u4", 1), ("o3", "u3", 1)])
     v = check(h.ops, f)
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     # a real oversell also breaks conservation: available went to -2; without refund lists in the
     # audit, nobody can tell whether the excess was made good
     assert statuses(v) == only(no_oversell="fail", conservation="fail", refunds_compensated="unknown")
@@ -194,7 +194,7 @@ def test_lost_sale_names_the_acknowledged_payment():
         h.buy(f"u{i}", f"o{i}")
     f = final(3, [("o1", "u1", 1), ("o2", "u2", 1)])
     v = check(h.ops, f)
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     assert statuses(v) == only(no_lost_sale="fail")
     inv = v.invariant("no_lost_sale")
     assert inv.message == "1 of 3 acknowledged paid orders (1 units) are missing from the audited sold set."
@@ -305,7 +305,7 @@ def test_repeat_ok_pays_that_agree_are_idempotent():
     h.pay("u1", "o1", key="p1")  # a retry with the same key
     h.pay("u1", "o1", key="p2")  # a double-click with a fresh key
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.totals.acked_paid == 1 and v.totals.acked_paid_orders == 1
 
 
@@ -355,7 +355,7 @@ def test_stock_stuck_in_holds_fails_sells_out():
 def test_sells_out_not_checked_when_not_expected_or_demand_within_stock():
     h, f = stuck_sale()
     v = check(h.ops, f, expect_sell_out=False)
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.invariant("sells_out").message == "Not checked: the scenario does not expect a sell-out."
     h = History()
     h.buy("u1", "o1")
@@ -372,7 +372,7 @@ def test_info_pay_in_the_sold_set_passes():
     h.order("u1", "o1")
     h.pay("u1", "o1", outcome="info")
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.totals.info_ops == 1 and v.totals.acked_paid == 0 and v.totals.sold == 1
     assert v.invariant("no_lost_sale").message == (
         "All 0 acknowledged paid orders are in the audited sold set; of 1 orders with only unknown-outcome pays, "
@@ -384,7 +384,7 @@ def test_info_pay_not_in_the_sold_set_passes():
     h.order("u1", "o1")
     h.pay("u1", "o1", outcome="info")
     v = check(h.ops, final(1, [], [("o1", "u1", 1, NOW + 100)]), expect_sell_out=False)
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.invariant("no_lost_sale").message.endswith("0 were sold and 1 were not.")
 
 
@@ -403,7 +403,7 @@ def test_invoke_without_completion_is_info():
     h.order("u1", "o1")
     h.pay("u1", "o1", outcome=None)  # the client died mid-request
     v = check(h.ops, final(1, [("o1", "u1", 1)]))
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert (v.totals.info_ops, v.totals.unfinished_ops, v.totals.acked_paid) == (1, 1, 0)
     assert "of 1 orders with only unknown-outcome pays, 1 were sold" in v.invariant("no_lost_sale").message
 
@@ -412,7 +412,7 @@ def test_unknown_order_of_the_same_user_explains_one_sale_only():
     h = History()
     h.order("u7", outcome="info")  # the response was lost: which id it got, nobody knows
     v = check(h.ops, final(2, [("o8", "u7", 1)]), expect_sell_out=False)
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.invariant("no_phantom_sale").message == (
         "All 1 audited sold orders were placed by clients (1 explained only by an unknown-outcome order of the same user).")
     # one unknown order cannot explain two sales; the later paid one is the phantom
@@ -436,14 +436,14 @@ def test_completion_without_invoke_is_tolerated_used_and_counted():
     h, f = clean_sale()
     ops = [op for op in h.ops if not (op.op_id == "u3-6" and op.type == "invoke")]
     v = check(ops, f)
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert (v.totals.unmatched_completions, v.totals.acked_paid, v.totals.ops) == (1, 3, 8)
 
 
 def test_duplicate_records_are_counted_and_the_first_wins():
     h, f = clean_sale()
     v = check(h.ops + h.ops[:2], f)
-    assert v.verdict == "pass" and v.totals.duplicate_records == 2 and v.totals.ops == 8
+    assert v.overall == "pass" and v.totals.duplicate_records == 2 and v.totals.ops == 8
 
 
 def test_of_two_conflicting_completions_the_earlier_wins_whatever_the_input_order():
@@ -465,7 +465,7 @@ def test_of_two_conflicting_completions_the_earlier_wins_whatever_the_input_orde
 def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
     h, _ = clean_sale()
     v = check(h.ops, final(3, [("o1", "u1", 1), ("o2", "u2", 1), ("o3", "u3", 1)], audit=False))
-    assert v.verdict == "inconclusive"
+    assert v.overall == "inconclusive"
     assert statuses(v) == {"no_oversell": "pass", "no_lost_sale": "unknown", "no_phantom_sale": "unknown",
                            "conservation": "unknown", "holds_returned": "unknown", "single_payment": "unknown",
                            "unique_order_ids": "pass",
@@ -489,7 +489,7 @@ def test_missing_audit_with_info_pays_that_could_oversell_is_unknown():
     assert inv.message == ("The audit is missing; acknowledged paid 1 is within stock 1, but 1 more units have "
                            "unknown-outcome pays and could push it over.")
     assert [c["order_id"] for c in inv.counterexamples] == ["o2"]
-    assert v.verdict == "inconclusive"
+    assert v.overall == "inconclusive"
 
 
 def test_missing_audit_still_fails_on_a_history_oversell():
@@ -497,7 +497,7 @@ def test_missing_audit_still_fails_on_a_history_oversell():
     h.buy("u1", "o1")
     h.buy("u2", "o2")
     v = check(h.ops, final(1, [], audit=False, counters=None))
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     assert v.invariant("no_oversell").status == "fail"
     assert v.totals.oversold_units == 1 and v.totals.sold is None
 
@@ -513,13 +513,13 @@ def test_missing_audit_fails_when_the_counters_show_an_oversell():
 def test_missing_counters_fall_back_to_the_audit_snapshot_or_are_unknown():
     h, f = clean_sale()
     v = check(h.ops, replace(f, counters=None))
-    assert v.verdict == "pass"  # the audit carries its own counters
+    assert v.overall == "pass"  # the audit carries its own counters
     audit = dict(f.audit, counters=None)
     v = check(h.ops, replace(f, counters=None, audit=audit))
     assert v.invariant("conservation").status == "unknown"
     assert v.invariant("conservation").message == "The sale's counters are missing, so conservation cannot be checked."
     assert v.invariant("holds_returned").status == "unknown"
-    assert v.verdict == "inconclusive"
+    assert v.overall == "inconclusive"
 
 
 def test_malformed_audit_is_bad_input_not_an_empty_sale():
@@ -568,15 +568,15 @@ def test_check_is_deterministic():
     assert json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)
 
 
-def test_other_skus_are_ignored_but_counted():
+def test_other_sales_are_ignored_but_counted():
     h, f = clean_sale()
     for i in range(5):  # an oversell on another sale is not this sale's problem
-        h.order(f"x{i}", f"x{i}", sku="other")
+        h.order(f"x{i}", f"x{i}", sale_id="other")
         h.pay(f"x{i}", f"x{i}", outcome="ok")
-    h.ops = [replace(op, sku="other") if op.user_id.startswith("x") else op for op in h.ops]
+    h.ops = [replace(op, sale_id="other") if op.user_id.startswith("x") else op for op in h.ops]
     v = check(h.ops, f)
-    assert v.verdict == "pass"
-    assert v.totals.other_sku_records == 20 and v.totals.ops == 8
+    assert v.overall == "pass"
+    assert v.totals.other_sale_records == 20 and v.totals.ops == 8
 
 
 def test_every_counterexample_is_kept_and_the_message_claims_no_cut():
@@ -720,7 +720,7 @@ def test_clean_histories_from_a_correct_model_pass(stock, plan, rnd):
     m = run_model(stock, plan)
     f = m.final()
     v = check(m.ops, f, expect_sell_out=False)
-    assert v.verdict == "pass", v.to_dict()
+    assert v.overall == "pass", v.to_dict()
     assert v.totals.oversold_units == 0
     assert v.totals.sold == sum(q for _, q, _ in m.sold.values())
     # Liveness holds exactly when demand fits the stock or everything sold.
@@ -752,7 +752,7 @@ def test_a_generated_oversell_fails_and_names_the_excess(stock, plan, extra):
         m.avail -= 1
         added.append(oid)
     v = check(m.ops, m.final())
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     inv = v.invariant("no_oversell")
     assert inv.status == "fail"
     assert v.totals.oversold_units == extra
@@ -765,7 +765,7 @@ def test_a_generated_oversell_fails_and_names_the_excess(stock, plan, extra):
 def test_without_an_audit_the_checker_never_passes(stock, plan):
     m = run_model(stock, plan)
     v = check(m.ops, m.final(audit=False))
-    assert v.verdict == "inconclusive"
+    assert v.overall == "inconclusive"
     assert v.invariant("no_lost_sale").status == "unknown"
 
 
@@ -790,7 +790,7 @@ def payment_deduct_sale(*, refunded: bool = True, compensated: bool = True) -> t
 def test_payments_beyond_stock_that_were_refunded_and_compensated_pass():
     h, f = payment_deduct_sale()
     v = check(h.ops, f)
-    assert v.verdict == "pass" and statuses(v) == ALL_PASS
+    assert v.overall == "pass" and statuses(v) == ALL_PASS
     assert v.invariant("refunds_compensated").message == (
         "4 captured payments: 2 shipped, 2 refunded; 2 refunds, all compensated; net sold 2 is within stock 2.")
     assert v.invariant("no_oversell").message == "Acknowledged paid 2 and audited sold 2 are within stock 2."
@@ -800,7 +800,7 @@ def test_payments_beyond_stock_that_were_refunded_and_compensated_pass():
 def test_captured_payments_that_were_neither_shipped_nor_refunded_fail():
     h, f = payment_deduct_sale(refunded=False)
     v = check(h.ops, f)
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     assert statuses(v) == only(refunds_compensated="fail")  # nothing shipped past stock: no_oversell holds
     inv = v.invariant("refunds_compensated")
     assert inv.message == ("Payments were not made good: 2 captured payments (2 units) neither shipped nor were "
@@ -930,7 +930,7 @@ def test_without_a_ledger_the_ledger_invariants_are_not_checked():
 def test_a_ledger_within_stock_that_agrees_with_the_front_passes_and_reports_the_lag():
     h, f = clean_sale()
     v = check(h.ops, with_ledger(f, 3, [("o1", 1), ("o2", 1), ("o3", 1)], lag=40))
-    assert v.verdict == "pass"
+    assert v.overall == "pass"
     assert v.invariant("ledger_no_oversell").message == (
         "The warehouse ledger sold 3 of its stock 3 (3 orders), and its sold orders add up.")
     assert v.invariant("stock_converges").message == (
@@ -942,7 +942,7 @@ def test_a_ledger_past_its_stock_fails_and_names_the_orders_past_the_line():
     h, f = clean_sale()
     v = check(h.ops, with_ledger(f, 2, [("o1", 1), ("o2", 1), ("o3", 1)]))
     inv = v.invariant("ledger_no_oversell")
-    assert inv.status == "fail" and v.verdict == "fail"
+    assert inv.status == "fail" and v.overall == "fail"
     assert inv.message == "The warehouse ledger oversold: the ledger sold 3 units of its stock 2, 1 oversold."
     assert [(c["order_id"], c["ledger_sold_through"]) for c in inv.counterexamples] == [("o3", 3)]
     assert inv.counterexamples[0]["order_op_id"] is not None  # traced back to the client that ordered it
@@ -962,7 +962,7 @@ def test_a_ledger_whose_counter_and_orders_disagree_fails():
 def test_a_ledger_strategy_without_a_ledger_in_the_audit_is_unknown():
     h, f = clean_sale()
     v = check(h.ops, replace(f, extra={"sale": {"strategy": "pre_deduct_ledger"}}))
-    assert v.verdict == "inconclusive"
+    assert v.overall == "inconclusive"
     assert v.invariant("ledger_no_oversell").message == (
         "A warehouse ledger is expected (the strategy pre_deduct_ledger writes every sale to it) but the audit "
         "does not show it, so what the warehouse sold is unknown.")
@@ -977,7 +977,7 @@ def test_front_and_warehouse_that_disagree_fail_with_the_orders_on_one_side():
     v = check(h.ops, with_ledger(f, 5, [("o1", 1), ("o2", 1)], refused=[("o3", 1)], lag=900,
                                  front={"stock": 3}))
     inv = v.invariant("stock_converges")
-    assert inv.status == "fail" and v.verdict == "fail"
+    assert inv.status == "fail" and v.overall == "fail"
     assert inv.message == (
         "Front and warehouse disagree: front stock 3 but warehouse stock 5; front sold 3 but warehouse sold 2; "
         "1 sold orders are on the front only (1 refused by the warehouse) (sync lag 900 ms at the final read).")
@@ -1026,7 +1026,7 @@ def reused_id_sale() -> tuple[History, FinalState, dict[str, str]]:
 def test_a_reused_order_id_is_caught_and_its_payment_counted():
     h, f, ids = reused_id_sale()
     v = check(h.ops, f)
-    assert v.verdict == "fail"
+    assert v.overall == "fail"
     assert statuses(v) == only(unique_order_ids="fail", no_oversell="fail")
     u = v.invariant("unique_order_ids")
     assert u.message == ("1 order ids were returned by ok orders of different requests (2 order operations): "

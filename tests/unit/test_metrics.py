@@ -25,12 +25,12 @@ SALE = "s1"
 
 def call(op_id: str, user: str, kind: str, op: str, t: float, done_t: float | None, outcome: str = "ok",
          *, order_id: str | None = None, qty: int = 1, latency_ms: float | None = None,
-         code: str | None = None, sku: str = SALE) -> list[Op]:
+         code: str | None = None, sale_id: str = SALE) -> list[Op]:
     """An invoke and (unless ``done_t`` is None) its completion."""
-    out = [Op("invoke", op_id, t, user, user, kind, op, sku, qty, order_id=order_id if op != "order" else None)]
+    out = [Op("invoke", op_id, t, user, user, kind, op, sale_id, qty, order_id=order_id if op != "order" else None)]
     if done_t is not None:
         lat = latency_ms if latency_ms is not None else round((done_t - t) * 1000, 6)
-        out.append(Op(outcome, op_id, done_t, user, user, kind, op, sku, qty, order_id=order_id,
+        out.append(Op(outcome, op_id, done_t, user, user, kind, op, sale_id, qty, order_id=order_id,
                       code=code, latency_ms=lat))
     return out
 
@@ -87,7 +87,7 @@ def test_throughput_requests_and_errors_count_unknown_outcomes_only():
 
 def test_other_sales_records_are_ignored():
     ops = call("a", "u1", "buyer", "order", 0.0, 1.0, "info", order_id="x1")
-    ops += call("b", "u1", "buyer", "order", 0.0, 1.0, "ok", order_id="y1", sku="other")
+    ops += call("b", "u1", "buyer", "order", 0.0, 1.0, "ok", order_id="y1", sale_id="other")
     m = compute_metrics(ops, final())
     assert m.stat("requests", "count") == 1
     assert m.stat("errors", "rate") == 1.0

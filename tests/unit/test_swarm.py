@@ -96,7 +96,7 @@ def test_recorder_rows_are_ops_in_field_order() -> None:
     now = iter([100.0, 100.5, 101.0, 101.2])
     perf = iter([10.0, 10.25, 20.0])
     rec = Recorder(clock=lambda: next(now), perf=lambda: next(perf))
-    p = rec.invoke(process="buyer-0-1", user_id="buyer-0-1", kind="buyer", op="order", sku="s", qty=2, key="k1")
+    p = rec.invoke(process="buyer-0-1", user_id="buyer-0-1", kind="buyer", op="order", sale_id="s", qty=2, key="k1")
     assert rec.in_flight == 1
     rec.complete(p, "ok", status=201, order_id="17")
     rec.complete(p, "info", status=503)  # a second completion is ignored
@@ -104,13 +104,13 @@ def test_recorder_rows_are_ops_in_field_order() -> None:
     ops = [to_op(r) for r in rec.take()]
     assert ops == [
         Op(type="invoke", op_id="buyer-0-1-1", time=100.0, process="buyer-0-1", user_id="buyer-0-1",
-           kind="buyer", op="order", sku="s", qty=2, key="k1"),
+           kind="buyer", op="order", sale_id="s", qty=2, key="k1"),
         Op(type="ok", op_id="buyer-0-1-1", time=100.5, process="buyer-0-1", user_id="buyer-0-1",
-           kind="buyer", op="order", sku="s", qty=2, order_id="17", key="k1", status=201, latency_ms=250.0),
+           kind="buyer", op="order", sale_id="s", qty=2, order_id="17", key="k1", status=201, latency_ms=250.0),
     ]
     assert len(ROW_FIELDS) == len(ops[0].to_dict())
     # an abandoned operation (user killed mid-request) keeps its lone invoke
-    q = rec.invoke(process="buyer-0-1", user_id="buyer-0-1", kind="buyer", op="pay", sku="s", order_id="17")
+    q = rec.invoke(process="buyer-0-1", user_id="buyer-0-1", kind="buyer", op="pay", sale_id="s", order_id="17")
     rec.abandon(q)
     rec.complete(q, "ok", status=200)  # too late: ignored
     assert rec.in_flight == 0

@@ -68,7 +68,7 @@ def test_orders_left_in_the_queue_fail_orders_applied_though_demand_stayed_under
     ops = _async_history(4)
     stuck = check(ops, _async_final(queued=3))
     inv = stuck.invariant("orders_applied")
-    assert (stuck.verdict, inv.status) == ("fail", "fail")
+    assert (stuck.overall, inv.status) == ("fail", "fail")
     assert inv.message == ("3 accepted orders were never applied: still queued once the sale settled (4 orders "
                            "were accepted with 202); no order processor took them.")
     assert inv.counterexamples == ({"queued": 3, "accepted": 4, "stock": 10, "sold": 1},)
@@ -77,7 +77,7 @@ def test_orders_left_in_the_queue_fail_orders_applied_though_demand_stayed_under
     assert [i.name for i in stuck.invariants if i.status == "fail"] == ["orders_applied"]
 
     drained = check(ops, _async_final(queued=0))
-    assert drained.verdict == "pass"
+    assert drained.overall == "pass"
     assert drained.invariant("orders_applied").message == ("All 4 accepted (202) orders were applied: "
                                                            "none is left queued.")
     blind = check(ops, _async_final(queued=None))  # counters without "queued"
