@@ -4,7 +4,9 @@ Exit status: 0 every invariant and threshold holds; 1 an invariant is violated;
 2 inconclusive; 3 a threshold failed (and every invariant holds); 4 bad input;
 5 the harness could not stand the system up. ``bench`` exits 0 once the
 benchmark ran, whatever the strategies' verdicts (they are a column), 4 on bad
-input, 5 when a run could not stand the system up.
+input, 5 when a run could not stand the system up. ``fuzz`` exits 0 when the
+backend does what its document says, 1 on any mismatch, 4 on bad input, 5
+when the fuzz could not run.
 
 Usage::
 
@@ -14,6 +16,7 @@ Usage::
     oversold check runs/naive
     oversold check runs/naive --thresholds strict.yaml --out runs/naive-strict
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
+    OVERSOLD_ADMIN_TOKEN=secret oversold fuzz http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
-from .model.exit_codes import EXIT_BAD_INPUT, EXIT_PASS, EXIT_STAND_UP
+from .model.exit_codes import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, EXIT_STAND_UP
 
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.orchestrate.run and the reference backend read it
 
@@ -82,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, help="seed of every run (overrides seed)")
     b.add_argument("--duration", type=float, help="upper bound of each swarm in seconds (overrides swarm.duration_s)")
     b.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+
+    f = sub.add_parser("fuzz", help="fuzz a backend against its OpenAPI document with schemathesis, every phase "
+                                    "and check (admin token from $OVERSOLD_ADMIN_TOKEN; see docs/ci.md)")
+    f.add_argument("url", help="the backend's base URL, http://host:port")
+    f.add_argument("--document", metavar="FILE_OR_URL", help="the OpenAPI document (default URL/v1/openapi.yaml)")
+    f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--max-examples", type=int, default=60, help="test cases per operation and phase (default 60)")
+    f.add_argument("--strategies", default="pre_deduct,order_deduct,payment_deduct",
+                   help="one sale per strategy is made first (NAME+async: with async orders); the first one "
+                        "must place orders at once")
+    f.add_argument("--out", type=Path, help="reports and schemathesis configs (default runs/fuzz-<time>)")
     return p
 
 
@@ -94,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "fuzz":
+            return _cmd_fuzz(args)
         return _cmd_check(args)
     except KeyboardInterrupt:
         print("oversold: interrupted; everything it started has been stopped", file=sys.stderr)
@@ -159,6 +175,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(format_table(bench.summaries))
     print(f"\n{len(bench.rows)} runs in {bench.elapsed_s:.0f}s; " + ", ".join(str(p) for p in paths.values()))
     return EXIT_PASS  # the benchmark ran; a strategy's failed verdict is a column of the table
+
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    from oversold.fuzz import FuzzOptions, run_fuzz
+
+    token = os.environ.get(ADMIN_TOKEN_ENV)
+    if not token:
+        raise BadInput(f"${ADMIN_TOKEN_ENV} is not set: the fuzz must reach the admin operations too")
+    if args.max_examples < 1:
+        raise BadInput(f"--max-examples: must be at least 1, got {args.max_examples}")
+    options = FuzzOptions(args.url, token, document=args.document, seed=args.seed, max_examples=args.max_examples,
+                          strategies=tuple(s for s in args.strategies.split(",") if s))
+    out = args.out or Path("runs") / f"fuzz-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = run_fuzz(options, out.resolve(), stream=sys.stdout)
+    print(result.summary())
+    return EXIT_PASS if result.ok else EXIT_FAIL
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -109,6 +109,9 @@ class Request:
             # qty gets a message naming qty instead of "malformed JSON"
             try:
                 body = json.loads(raw, parse_constant=_no_constant)
+                # the stdlib also takes a lone surrogate (\ud800), which is no text: it
+                # could be neither stored nor answered (orjson refuses it, as here)
+                json.dumps(body, ensure_ascii=False).encode()
             except (ValueError, RecursionError):
                 raise bad_request(f"body: malformed JSON ({e})") from None
         if not isinstance(body, dict):
@@ -254,9 +257,9 @@ class App:
         self._admin_only(req)
         cfg = SaleConfig.from_body(await req.json_object(required=True), strategies=self.strategies)
         strategy = self.strategies[cfg.strategy]
-        if strategy.needs_ledger and self.warehouse is None:
-            raise bad_request(f"strategy: {cfg.strategy} needs the warehouse ledger and this node has none "
-                              f"(start it with --ledger PATH)")
+        if strategy.needs_ledger and self.warehouse is None:  # a well-formed request this node cannot serve
+            raise ApiError(409, "no_ledger", f"strategy: {cfg.strategy} needs the warehouse ledger and this node "
+                                             f"has none (start it with --ledger PATH)")
         if cfg.async_orders and not strategy.supports_async:
             raise bad_request(f"async_orders: strategy {cfg.strategy} cannot queue orders")
         if self.warehouse is not None:  # the ledger first: a front sale is never synced to no warehouse sale

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .errors import ApiError, bad_request
-from .validate import MAX_INT, type_name, user_id_field
+from .validate import MAX_INT, type_name, user_id_field, whole
 
 Action = Literal["allow", "limit", "reject"]
 MAX_PROFILES = 1000  # per request; a body is at most 16 KiB anyway
@@ -166,9 +166,9 @@ def _int(body: dict[str, Any], name: str, where: str, default: int | None = None
         if default is None:
             raise bad_request(f"{where}.{name}: required")
         return default
-    v = body[name]
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise bad_request(f"{where}.{name}: must be an integer, got {type_name(v)}")
+    v = whole(body[name])
+    if v is None:
+        raise bad_request(f"{where}.{name}: must be an integer, got {type_name(body[name])}")
     if not minimum <= v <= MAX_INT:
         raise bad_request(f"{where}.{name}: must be between {minimum} and {MAX_INT}, got {v}")
     return v

@@ -42,15 +42,30 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
+def whole(value: Any) -> int | None:
+    """``value`` as an int if it is a JSON integer, else None.
+
+    JSON (and JSON Schema's ``integer``) does not tell ``2`` from ``2.0``: both are
+    the number two, so an integral float is taken as its int. Booleans are not numbers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def int_field(body: dict[str, Any], name: str, *, minimum: int, default: int | None = None) -> int:
-    """An integer in [minimum, 10^9]; booleans and floats are refused even when integral."""
+    """An integer in [minimum, 10^9] (``2.0`` is 2); booleans and fractions are refused."""
     if name not in body:
         if default is None:
             raise bad_request(f"{name}: required")
         return default
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"{name}: must be an integer, got {type_name(value)}")
+    value = whole(body[name])
+    if value is None:
+        raise bad_request(f"{name}: must be an integer, got {type_name(body[name])}")
     if value < minimum or value > MAX_INT:
         raise bad_request(f"{name}: must be between {minimum} and {MAX_INT}, got {value}")
     return value
@@ -100,7 +115,7 @@ def bool_field(body: dict[str, Any], name: str, *, default: bool) -> bool:
 
 
 def int_list_field(body: dict[str, Any], name: str, *, minimum: int, max_items: int) -> tuple[int, ...]:
-    """A list of distinct integers in [minimum, 10^9]; missing or null is empty."""
+    """A list of distinct integers in [minimum, 10^9] (``2.0`` is 2); missing or null is empty."""
     value = body.get(name)
     if value is None:
         return ()
@@ -108,13 +123,14 @@ def int_list_field(body: dict[str, Any], name: str, *, minimum: int, max_items: 
         raise bad_request(f"{name}: must be an array of integers, got {type_name(value)}")
     if len(value) > max_items:
         raise bad_request(f"{name}: at most {max_items} items, got {len(value)}")
-    seen: set[int] = set()
-    for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise bad_request(f"{name}[{i}]: must be an integer, got {type_name(item)}")
+    seen: list[int] = []
+    for i, raw in enumerate(value):
+        item = whole(raw)
+        if item is None:
+            raise bad_request(f"{name}[{i}]: must be an integer, got {type_name(raw)}")
         if item < minimum or item > MAX_INT:
             raise bad_request(f"{name}[{i}]: must be between {minimum} and {MAX_INT}, got {item}")
         if item in seen:
             raise bad_request(f"{name}[{i}]: {item} is listed twice")
-        seen.add(item)
-    return tuple(value)
+        seen.append(item)
+    return tuple(seen)

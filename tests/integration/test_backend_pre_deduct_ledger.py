@@ -40,7 +40,7 @@ def confirming_by_hand(redis_url: str, sale: str, order_id: str, since_ms: int) 
 def test_a_node_without_a_ledger_refuses_the_strategy(backend):
     status, body = backend[0].client().request(
         "PUT", "/v1/sales/s", {"stock": 1, "hold_ttl_ms": 1000, "strategy": "pre_deduct_ledger"}, admin=True)
-    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert (status, body["error"]["code"]) == (409, "no_ledger")  # well-formed, but not on this node
     assert body["error"]["message"].startswith("strategy: pre_deduct_ledger needs the warehouse ledger")
 
 

@@ -118,6 +118,8 @@ def exercise_live(node: BackendNode, conf: Conformance) -> None:
     assert call(node, conf, "PUT", "/v1/sales/c", sale, ADMIN)[0] == 200
     assert call(node, conf, "PUT", "/v1/sales/c", sale)[0] == 401
     assert call(node, conf, "PUT", "/v1/sales/c", {"stock": -1}, ADMIN)[0] == 400
+    status, body = call(node, conf, "PUT", "/v1/sales/c", {**sale, "strategy": "pre_deduct_ledger"}, ADMIN)
+    assert (status, body["error"]["code"]) == (409, "no_ledger")  # this node has no warehouse ledger
     assert call(node, conf, "PUT", "/v1/sales/c", None, ADMIN | {"Content-Type": "text/plain"}, b"x")[0] == 415
     assert call(node, conf, "PUT", "/v1/sales/c", {"pad": "x" * 20_000}, ADMIN)[0] == 413
     assert call(node, conf, "DELETE", "/v1/sales/c", None, ADMIN)[0] == 405
