@@ -66,7 +66,7 @@ class SaleKeys:
         return self.prefix + "users"
 
     # Side records of the protections (docs/internals.md section 2). Lua scripts
-    # derive these names from the sale's prefix (see _prelude.lua ``skey``), so
+    # derive these names from the sale's prefix (see ``skey`` in lua/_sale.lua), so
     # a new one never shifts the KEYS list every order/pay/cancel script shares.
 
     @property
@@ -88,7 +88,7 @@ class SaleKeys:
     @property
     def refunded(self) -> str:
         # int: units of every refund record (captured payments refunded unshipped + admin refunds of
-        # sold orders), counted by the prelude's refund_and_compensate in the refund's atomic step
+        # sold orders), counted by refund_and_compensate (lua/_sale.lua) in the refund's atomic step
         return self.prefix + "refunded"
 
     @property

@@ -45,7 +45,7 @@ class Strategy:
 
     name: ClassVar[str]
     # its order step can queue an order and apply it later under its given id
-    # (the sale setting async_orders; see async_accept in lua/_prelude.lua)
+    # (the sale setting async_orders; see async_accept in lua/_sale.lua)
     supports_async: ClassVar[bool] = False
     # it cannot run without the node's warehouse ledger (--ledger)
     needs_ledger: ClassVar[bool] = False
@@ -128,7 +128,7 @@ class LuaStrategy(Strategy):
                 verdict = policy.verdict(Profile.decode(found) if found else None).lua_arg()
             try:
                 # ARGV 10: an async order's id ('' for a new order); ARGV 11: this node's random
-                # nonce for a new order's id (fresh_order_id in _prelude.lua), never Redis state, so a failover
+                # nonce for a new order's id (fresh_order_id in lua/_sale.lua), never Redis state, so a failover
                 # that rolls the sale's seq back cannot hand an id out twice
                 return await self._run("order", sale_id, key, f"{qty}:{user_id}", None, user_id, qty, verdict, raw,
                                        order_id or "", new_order_nonce())
