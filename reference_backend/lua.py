@@ -34,6 +34,7 @@ LUA_DIR = Path(__file__).parent / "lua"
 PRELUDES: dict[str, tuple[str, ...]] = {
     "base": ("_base",),
     "op": ("_base", "_op", "_sale"),
+    "batch": ("_base", "_batch", "_sale"),
 }
 _HEADER = re.compile(r"-- prelude: (\w+)\n")
 

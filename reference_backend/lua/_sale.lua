@@ -250,14 +250,47 @@ end
 
 -- What every order checks before it takes stock, in this order: the scalper
 -- verdict, the user's limit, then stock. A refusal reply, or nil to go ahead.
-local function order_refusal(meta, user, qty, verdict, judged)
+-- With short_ok, too little stock is not refused but answered {'n', available},
+-- unstored: pre_deduct_buckets then brings units over from other buckets and asks again.
+local function order_refusal(meta, user, qty, verdict, judged, short_ok)
   local gated = policy_gate(meta, user, verdict, judged)
   if gated then return gated end
   local limited = over_limit(meta, user, qty)
   if limited then return limited end
   local avail = tonumber(redis.call('GET', K_AVAIL) or '0')
   if avail < qty then
+    if short_ok then return {'n', tostring(avail)} end
     return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
   end
   return nil
+end
+
+-- pre_deduct's order: check the scalper verdict, the user's limit and stock,
+-- then hold qty units until now + hold_ttl_ms (Redis's clock), all in this one
+-- atomic step. given is a queued order's id ('' for a new order), nonce the
+-- random part of a new id; short_ok as in order_refusal. One request per call:
+-- a batch (pre_deduct_order_batch.lua) calls it once per order, req pointed at it.
+local function hold_order(user, qty_arg, verdict, judged, given, nonce, short_ok)
+  local prev = replayed()
+  if prev then return prev end
+  local meta, early = sale_meta()
+  if not meta then return early end
+  local queued = async_accept(user, qty_arg, given, nonce)  -- async_orders: queue it now, apply it later
+  if queued then return queued end
+
+  local qty = tonumber(qty_arg)
+  local refused = order_refusal(meta, user, qty, verdict, judged, short_ok)
+  if refused then return refused end
+
+  local now = now_ms()
+  local expires = now + meta.ttl
+  local id = new_order_id(given, nonce)
+  take(meta, qty, 'order')
+  redis.call('INCRBY', K_HELD, qty)
+  redis.call('HINCRBY', K_USERS, user, qty)
+  redis.call('HSET', A_ORDER_PREFIX .. id, 'user_id', user, 'qty', qty, 'status', 'held',
+             'created_ms', now, 'expires_ms', expires)
+  redis.call('ZADD', K_HOLDS, expires, id)
+  return ok(201, {order_id = id, sale_id = A_SALE, user_id = user, qty = qty, status = 'held',
+                  created_ms = now, expires_ms = expires, paid_ms = cjson.null})
 end

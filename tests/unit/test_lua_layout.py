@@ -27,6 +27,7 @@ _FUNCTION = re.compile(r"^local function (\w+)", re.M)
 # Called with op_keys outside a LuaStrategy's ``scripts``: PreDeductLedger.settle
 # (pre_deduct_ledger_commit) and Store.refund (refund).
 OP_CALLERS_ELSEWHERE = {"pre_deduct_ledger_commit", "refund"}
+LAYOUT_PARTS = {"op": "_op", "batch": "_batch"}  # the prelude part that names each shared layout
 
 
 def code_of(line: str) -> str:
@@ -89,6 +90,11 @@ def op_scripts() -> set[str]:
     return found
 
 
+def batch_scripts() -> set[str]:
+    """Called with keys.py's sale_keys by LuaStrategy._send_batch."""
+    return {cls.batch_script for cls in discover().values() if issubclass(cls, LuaStrategy) and cls.batch_script}
+
+
 def test_every_file_names_its_keys_and_args_in_a_header():
     files = sorted(lua.LUA_DIR.glob("*.lua"))
     assert len(files) > 10
@@ -120,26 +126,30 @@ def test_every_script_names_a_known_prelude():
 def test_a_missing_or_unknown_prelude_line_is_refused(tmp_path: Path):
     (tmp_path / "none.lua").write_text("local K_A = KEYS[1]\nreturn 1\n")
     (tmp_path / "odd.lua").write_text("-- prelude: everything\nreturn 1\n")
-    with pytest.raises(lua.LuaLayoutError, match="none.lua: the first line must be '-- prelude: base | op'"):
+    with pytest.raises(lua.LuaLayoutError, match="none.lua: the first line must be '-- prelude: base | op | batch'"):
         lua.prelude_of("none", tmp_path)
     with pytest.raises(lua.LuaLayoutError, match="odd.lua: unknown prelude 'everything'"):
         lua.prelude_of("odd", tmp_path)
 
 
 def test_only_scripts_of_the_op_layout_take_the_op_prelude():
-    expected_op = op_scripts()
     by_prelude = {n: lua.prelude_of(n) for n in lua.scripts()}
-    assert {n for n, p in by_prelude.items() if p == "op"} == expected_op
+    assert {n for n, p in by_prelude.items() if p == "op"} == op_scripts()
+    assert {n for n, p in by_prelude.items() if p == "batch"} == batch_scripts() == {"pre_deduct_order_batch"}
     op_helpers = set(_FUNCTION.findall((lua.LUA_DIR / "_sale.lua").read_text())) | {"req"}
     assert {"release", "take", "mark_paid", "answer"} <= op_helpers
     for name, prelude in by_prelude.items():
         src = lua.source(name)
         own = header_names((lua.LUA_DIR / f"{name}.lua").read_text())
-        if prelude == "op":
-            assert src.startswith((lua.LUA_DIR / "_base.lua").read_text()), name
-            assert "K_AVAIL, K_HELD" in src and "local function release" in src, name
-            # the layout's keys and first five arguments come from _op.lua, never from the script
-            assert not [v for v in own.values() if v.startswith("KEYS") or int(v[5:-1]) < 6], (name, own)
+        if prelude in LAYOUT_PARTS:
+            layout = (lua.LUA_DIR / f"{LAYOUT_PARTS[prelude]}.lua").read_text()
+            assert src.startswith((lua.LUA_DIR / "_base.lua").read_text() + "\n" + layout), name
+            assert "local function release" in src, name
+            other = set(LAYOUT_PARTS.values()) - {LAYOUT_PARTS[prelude]}
+            assert not [part for part in other if (lua.LUA_DIR / f"{part}.lua").read_text() in src], name
+            # the layout's keys and arguments come from its prelude part; an op script names ARGV 6 on only
+            assert not own if prelude == "batch" else not [
+                v for v in own.values() if v.startswith("KEYS") or int(v[5:-1]) < 6], (name, own)
         else:
             defined = set(_FUNCTION.findall(src)) | set(re.findall(r"^local (\w+) =", src, re.M))
             assert not defined & op_helpers, (name, defined & op_helpers)
