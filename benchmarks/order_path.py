@@ -331,15 +331,27 @@ def probe(c: Contender, order_id: str | None = None) -> tuple[int, bytes]:
         conn.close()
 
 
+def wrk_argv(wrk: str, url: str, script: Path, seconds: int, connections: int, threads: int,
+             *script_args: str) -> list[str]:
+    """A wrk command line: ``script`` against ``url`` for ``seconds``; the script's own arguments last."""
+    return [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+            "-s", str(script), url, "--", *script_args]
+
+
+def wrk_json(stdout: str, stderr: str, returncode: int, name: str) -> dict[str, Any]:
+    """The ``WRK_JSON {...}`` line our wrk scripts print at the end; ``BenchError`` if there is none."""
+    found = re.search(r"^WRK_JSON (\{.*\})$", stdout, re.M)
+    if returncode != 0 or not found:
+        raise BenchError(f"wrk against {name} failed ({returncode}):\n{stdout}\n{stderr}")
+    return json.loads(found.group(1))
+
+
 def run_wrk(c: Contender, args: argparse.Namespace, seconds: int, tag: str) -> dict[str, Any]:
     extra = [str(c.pay_ids), str(args.threads)] if c.op == "pay" else []
-    argv = [args.wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--timeout", "5s",
-            "-s", str(WRK_SCRIPTS[c.op]), c.url, "--", sale_id(c.strategy), tag, *extra]
+    argv = wrk_argv(args.wrk, c.url, WRK_SCRIPTS[c.op], seconds, args.connections, args.threads,
+                    sale_id(c.strategy), tag, *extra)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    found = re.search(r"^WRK_JSON (\{.*\})$", done.stdout, re.M)
-    if done.returncode != 0 or not found:
-        raise BenchError(f"wrk against {c.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return json.loads(found.group(1))
+    return wrk_json(done.stdout, done.stderr, done.returncode, c.name)
 
 
 def prepare_turn(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, seconds: int) -> float:

@@ -6,7 +6,7 @@ what an order, a payment or a cancel does lives in the strategies.
 Usage::
 
     app = App(store, strategies, node_name="n1", admin_token="secret")
-    # serve with any ASGI server; __main__.py uses granian's embedded server
+    # serve with any ASGI server; __main__.py runs uvicorn's (or granian's) in its own loop
 """
 
 from __future__ import annotations

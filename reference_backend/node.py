@@ -1,6 +1,6 @@
 """One backend node: the app, its Redis pool, its reaper, served in this process.
 
-The HTTP server (granian's embedded server or uvicorn's, ``--server``) runs
+The HTTP server (uvicorn's by default, or granian's embedded server, ``--server``) runs
 inside this process's own asyncio loop (no worker processes), so SIGKILL of this pid kills exactly one node and leaves
 nothing behind; SIGTERM and SIGINT stop it cleanly.
 
@@ -52,7 +52,7 @@ class NodeConfig:
     redis_timeout_ms: int = 2000
     backlog: int = 1024
     ledger_path: str | None = None  # the warehouse ledger (SQLite file), shared by every node and the sync worker
-    server: str = DEFAULT_SERVER  # granian | uvicorn (reference_backend.servers)
+    server: str = DEFAULT_SERVER  # uvicorn | granian (reference_backend.servers)
     coalesce: CoalesceConfig = CoalesceConfig()  # how strategies that coalesce orders batch them
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -97,8 +98,7 @@ class Store:
         # make one (XGROUP CREATE ... MKSTREAM) between the scan and the MULTI, and
         # the group created below would then fail with BUSYGROUP mid-transaction
         streams = {key.encode() for key in (k.warnings, k.order_queue, k.events)}
-        scanned = {key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000)}
-        doomed = sorted((scanned | streams) - {k.seq.encode()})
+        doomed = sorted((await self.keys_of(k) | streams) - {k.seq.encode()})
         if self.cluster:  # redis-py's cluster transaction has no UNLINK: gone just before it (resets do not race)
             for i in range(0, len(doomed), 1000):
                 await self.redis.unlink(*doomed[i : i + 1000])
@@ -127,11 +127,26 @@ class Store:
         """
         buckets = [m async for m in self.redis.sscan_iter(SALES, match=f"{sale_id}~*")]
         for raw in buckets:
-            prefix = SaleKeys(raw.decode()).prefix
-            for key in [key async for key in self.redis.scan_iter(match=prefix + "*", count=1000)]:
-                await self.redis.unlink(key)  # one by one: buckets are on many slots
+            doomed = sorted(await self.keys_of(SaleKeys(raw.decode())))
+            for i in range(0, len(doomed), 1000):
+                await self.redis.unlink(*doomed[i : i + 1000])  # one bucket: one slot
         if buckets:
             await self.redis.srem(SALES, *buckets)
+
+    async def keys_of(self, k: SaleKeys) -> set[bytes]:
+        """Every key of one sale. A cluster lists its slot's keys (CLUSTER GETKEYSINSLOT on the
+        slot's node: as many as the slot holds, not a SCAN of every node's whole keyspace);
+        one Redis is scanned."""
+        if not self.cluster:
+            return {key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000)}
+        slot = key_slot(k.meta.encode())
+        node = self.redis.get_node_from_key(k.meta)
+        n = int(await self.redis.execute_command("CLUSTER COUNTKEYSINSLOT", slot, target_nodes=node))
+        if not n:
+            return set()
+        found = await self.redis.execute_command("CLUSTER GETKEYSINSLOT", slot, n, target_nodes=node)
+        keys = {key if isinstance(key, bytes) else key.encode() for key in found}  # redis-py may decode them
+        return {key for key in keys if key.startswith(k.prefix.encode())}  # other sales may share the slot
 
     async def counters(self, sale_id: str) -> dict[str, Any] | None:
         """The sale's counters, one consistent snapshot (lua/counters.lua)."""

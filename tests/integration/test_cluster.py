@@ -48,7 +48,7 @@ def shard_of(tag: str) -> int:
     return next(i for i, (a, b) in enumerate(slot_ranges(3)) if a <= slot <= b)
 
 
-def test_each_bucket_on_its_own_primary_and_the_sale_sells_out_to_the_last_unit(cluster_node):
+def test_each_bucket_on_its_own_primary_and_the_sale_sells_out_to_the_last_unit(cluster, cluster_node):
     client = cluster_node.client(timeout=10)
     status, body = client.put_sale("hot", stock=15, hold_ttl_ms=30_000, strategy="pre_deduct_buckets", buckets=3)
     assert status == 200 and body["available"] == 15, body
@@ -62,6 +62,10 @@ def test_each_bucket_on_its_own_primary_and_the_sale_sells_out_to_the_last_unit(
     audit = assert_conserved(client, "hot")
     assert (audit["counters"]["sold"], audit["counters"]["available"]) == (15, 0)
     assert [b["sold"] for b in audit["buckets"]] == [0, 0, 15]
+    status, body = client.put_sale("hot", stock=4, hold_ttl_ms=1000, strategy="pre_deduct")  # buckets gone
+    assert status == 200 and (body["available"], body["sold"]) == (4, 0), body
+    left = [k for shard in range(3) for k in redis.Redis(*cluster.primary(shard)).keys("os:{hot~*")]
+    assert left == []
 
 
 def test_a_killed_shard_primary_fails_over_and_the_node_follows_it(cluster, cluster_node):
