@@ -197,16 +197,25 @@ class PreDeductBuckets(PreDeduct):
         raise AssertionError("unreachable: the last attempt is never short")
 
     async def _gather(self, layout: Layout, home: int, need: int) -> int:
-        """Move up to ``need`` units into bucket ``home`` from the others, nearest first; how many came."""
-        moved, n = 0, len(layout.tags)
-        for step in range(1, n):
+        """Move at least ``need`` units into bucket ``home`` from the others, nearest first (each donor gives
+        half of what it has if that is more: the home bucket ran dry); how many came.
+
+        The others' available counts are read first, all at once: near the end of a sale most
+        buckets are empty, and asking each in turn would cost a round trip per bucket.
+        """
+        others = [(home + step) % len(layout.tags) for step in range(1, len(layout.tags))]
+        counts = await asyncio.gather(*(self.store.redis.get(SaleKeys(layout.tags[b]).avail) for b in others))
+        moved = 0
+        for src, count in zip(others, counts):
             if moved >= need:
                 break
-            moved += await self.transfer(layout, (home + step) % n, home, need - moved)
+            if int(count or 0) > 0:  # a bucket found empty here may get units back later; the next order sees them
+                moved += await self.transfer(layout, src, home, need - moved)
         return moved
 
     async def transfer(self, layout: Layout, src: int, dst: int, want: int) -> int:
-        """Move up to ``want`` available units from bucket ``src`` to bucket ``dst``; how many moved."""
+        """Move ``want`` available units (or half of ``src``'s, if more; never more than it has) from bucket
+        ``src`` to bucket ``dst``; how many moved."""
         tid = f"{self._node_tag}-{next(self._transfer_ids)}"
         s = SaleKeys(layout.tags[src])
         sent = int(await self.store.script("bucket_send")(
