@@ -13,10 +13,12 @@ TTL, the reaper, payment, cancel, refunds, the oversell detector.
   cancel, refund and reads go straight to it.
 - **Falling back**: an order that finds too little in its home bucket is not
   refused: the script answers how much there is (nothing written), the node
-  moves units over from the other buckets (a transfer: ``bucket_send.lua`` takes
-  them out of one bucket, ``bucket_receive.lua`` adds them to the other once
-  per transfer id) and orders again. ``sold_out`` is answered only when no other
-  bucket had a unit to give: sell-out is decided when every bucket is empty.
+  reads the other buckets' counts at once and moves units over from those that
+  have some (a transfer: ``bucket_send.lua`` takes what the order needs, or half
+  of the donor's leftovers if more, out of one bucket, ``bucket_receive.lua``
+  adds them to the other once per transfer id) and orders again. ``sold_out`` is
+  answered only when no other bucket had a unit to give: sell-out is decided
+  when every bucket is empty.
 - **Rebalancing**: every node, each tick, finishes transfers stranded between
   their two steps (a node died) and gives an empty bucket half of the fullest
   bucket's leftovers, so stock does not wait in a bucket nobody orders from.
@@ -257,22 +259,40 @@ class PreDeductBuckets(PreDeduct):
             await self.layout(sale_id, fresh=True)
         raise ApiError(503, "unavailable", f"sale {sale_id} keeps changing its buckets")
 
-    async def _bucket_of(self, sale_id: str, order_id: str) -> tuple[Layout, int]:
-        layout = await self.layout(sale_id)
+    async def _bucket_of(self, sale_id: str, order_id: str, *, fresh: bool = False) -> tuple[Layout, int]:
+        """The layout and the bucket an order id names; an id this layout cannot hold is read again once
+        against the sale's current layout (this node's may be stale), then a 404."""
+        layout = await self.layout(sale_id, fresh=fresh)
         if layout is None:
             raise ApiError(404, "unknown_sale", f"sale_id: no sale {sale_id}")
         found = BUCKET_OF_ORDER.search(order_id)
         if found is None or int(found.group(1)) >= len(layout.tags):
+            if not fresh:
+                return await self._bucket_of(sale_id, order_id, fresh=True)
             raise ApiError(404, "unknown_order", f"order_id: no order {order_id} in sale {sale_id}")
         return layout, int(found.group(1))
 
     async def get_order(self, sale_id: str, order_id: str) -> Reply:
-        layout, b = await self._bucket_of(sale_id, order_id)
-        return await self.store.get_order(sale_id, order_id, keys_of=layout.tags[b])
+        return await self._read_in_bucket(sale_id, order_id, lambda tag: self.store.get_order(
+            sale_id, order_id, keys_of=tag))
 
     async def refund(self, sale_id: str, order_id: str, key: str | None) -> Reply:
-        layout, b = await self._bucket_of(sale_id, order_id)
-        return await self.store.refund(sale_id, order_id, key, keys_of=layout.tags[b])
+        return await self._read_in_bucket(sale_id, order_id, lambda tag: self.store.refund(
+            sale_id, order_id, key, keys_of=tag))
+
+    async def _read_in_bucket(self, sale_id: str, order_id: str, call: Any) -> Reply:
+        """``call(tag)`` on the order's bucket; a bucket gone since this node read the layout: once more."""
+        for fresh in (False, True):
+            layout, b = await self._bucket_of(sale_id, order_id, fresh=fresh)
+            try:
+                reply = await call(layout.tags[b])
+            except ApiError as e:
+                if e.code != "unknown_sale" or fresh:
+                    raise
+                continue
+            if not _bucket_gone(reply) or fresh:
+                return reply
+        raise AssertionError("unreachable")
 
     # -- the sale as a whole -------------------------------------------------------------
 

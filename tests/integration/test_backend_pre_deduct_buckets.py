@@ -154,7 +154,9 @@ def test_resets_between_bucketed_and_plain_leave_no_bucket_behind(backend, redis
         assert not [m for m in r.smembers("os:sales") if b"~" in m]
     finally:
         r.close()
-    status, body = a.order("hot", "alice", 1)  # the node that cached the layout follows the reset
+    status, plain = b.order("hot", "bob", 1)
+    assert a.get_order("hot", plain["order_id"]) == (200, plain)  # a node holding the old layout reads it too
+    status, body = a.order("hot", "alice", 1)  # and orders in the reset sale
     assert status == 201 and not re.search(r"-b\d+_", body["order_id"])  # a plain pre_deduct id
     put(b, "hot", stock=6, buckets=2)
     assert a.order("hot", "alice", 1)[0] == 201  # and back: the new layout is read again
