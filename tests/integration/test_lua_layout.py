@@ -20,6 +20,9 @@ def test_every_script_compiles_and_the_op_prelude_refuses_another_layout(redis_u
         with pytest.raises(redis.ResponseError, match="op prelude: expects the 10 KEYS"):
             release_like(keys=["os:{x}:holds", "os:{x}:avail", "os:{x}:held", "os:{x}:users"],
                          args=["os:{x}:o:", 10])
+        batch = client.register_script(lua.source("pre_deduct_order_batch"))
+        with pytest.raises(redis.ResponseError, match="batch prelude: expects the 8 sale KEYS"):
+            batch(keys=[f"os:{{x}}:k{i}" for i in range(10)], args=["pre_deduct", "x", "os:{x}:o:", "", "[]"])
         assert client.keys("*") == []  # refused before any write
     finally:
         client.close()
