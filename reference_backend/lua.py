@@ -14,7 +14,7 @@ is the script's own choice, written as its first line:
 
 Every script names its keys and arguments at its top (``local K_META = KEYS[1]``,
 ``local A_QTY = ARGV[7]``); nothing below that header indexes KEYS or ARGV
-(``tests/test_lua_layout.py`` holds every file to both rules).
+(``tests/unit/test_lua_layout.py`` holds every file to both rules).
 
 Usage::
 

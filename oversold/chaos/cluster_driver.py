@@ -12,7 +12,7 @@ hits the promoted node.
 | `restart`  | SIGTERM, wait for the failover, start again  | nothing                                             |
 | `failover` | ``CLUSTER FAILOVER`` on its replica, waited for | nothing                                          |
 
-As with Sentinel (``chaos/sentinel_driver.py``), the heal of a kill waits for
+As with Sentinel (``sentinel_driver.py``), the heal of a kill waits for
 the failover first: the nodes run without persistence, and a primary that
 came back empty before its replica was promoted would still own its slots,
 empty, and its replica would copy the empty dataset.

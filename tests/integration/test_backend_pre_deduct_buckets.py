@@ -1,7 +1,7 @@
 """pre_deduct_buckets on real nodes and a real Redis: home buckets, falling back, sell-out, transfers, resets.
 
 A single Redis holds every bucket here (each under its own hash tag, so on its
-own slot); tests/test_cluster.py runs the same strategy on a Redis Cluster.
+own slot); tests/integration/test_cluster.py runs the same strategy on a Redis Cluster.
 """
 
 from __future__ import annotations
