@@ -18,6 +18,8 @@ and counts, per run, from the run directory:
     .venv/bin/python benchmarks/failover_rates.py                      # 10 runs per cell, ~12 min
     .venv/bin/python benchmarks/failover_rates.py --runs 3 --scenarios redis_partition
     .venv/bin/python benchmarks/failover_rates.py --strategies pre_deduct --runs 20
+    .venv/bin/python benchmarks/failover_rates.py --scenarios hot_sku_cluster,cluster_failover \
+        --strategies pre_deduct_buckets --runs 10 --out benchmarks/results/cluster_rates.json   # Redis Cluster
 
 Writes ``benchmarks/results/failover_rates.json`` (every run) and prints a
 Markdown table (the README's). Runs go to a temporary directory unless
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,8 @@ def measure(run_dir: Path, exit_status: int) -> dict[str, Any]:
         "checker_oversold_units": (results.get("totals") or {}).get("oversold_units"),
         "ledger_sold": ledger.get("sold"),
         "front_sold": (final.get("counters") or {}).get("sold"),
+        "stock": stock,
+        "left_available": (final.get("counters") or {}).get("available"),
         "unknown_ops": sum(1 for o in done if o["type"] == "info"),
         "invariants": statuses,
     }
@@ -103,8 +107,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| scenario | strategy | runs | runs with lost acknowledged writes (payments lost, total) "
         "| runs with reused order ids | runs that oversold (units, total) | checker: runs failing no_oversell "
-        "| harness errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| runs sold out to the last unit | verdicts | harness errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (scenario, strategy), rs in sorted(cells.items()):
         ok = [r for r in rs if "error" not in r]
@@ -112,10 +116,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         reused = [r for r in ok if (r.get("reused_order_ids") or 0) > 0]
         over = [r for r in ok if (r.get("oversold_units") or 0) > 0]
         flagged = [r for r in ok if r.get("invariants", {}).get("no_oversell") == "fail"]
+        sold_out = [r for r in ok if r.get("stock") and r.get("front_sold") == r["stock"]
+                    and r.get("invariants", {}).get("sells_out") == "pass"]
+        verdicts = ", ".join(f"{v} {n}" for v, n in sorted(Counter(str(r.get("verdict")) for r in ok).items()))
         lines.append(
             f"| {scenario} | {strategy} | {len(rs)} | {len(lost)} ({sum(r.get('lost_payments') or 0 for r in ok)}) "
             f"| {len(reused)} | {len(over)} ({sum(r.get('oversold_units') or 0 for r in ok)}) | {len(flagged)} "
-            f"| {len(rs) - len(ok)} |"
+            f"| {len(sold_out)} | {verdicts} | {len(rs) - len(ok)} |"
         )
     return "\n".join(lines)
 

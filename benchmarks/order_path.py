@@ -122,6 +122,7 @@ class Contender:
     process: Child | BackendNode
     runs: list[dict[str, Any]] = field(default_factory=list)
     pay_ids: Path | None = None  # pay: the file of held order ids wrk pays this turn
+    script: str | None = None  # the one Lua script of this op (None: more than one step)
 
     @property
     def name(self) -> str:
@@ -154,9 +155,9 @@ def ledger_path(log_dir: Path) -> Path:
 
 
 def start_reference(redis_url: str, strategy: str, log_dir: Path, kind: str = "reference", op: str = "order",
-                    needs_ledger: bool = False) -> Contender:
+                    needs_ledger: bool = False, node_args: tuple[str, ...] = ()) -> Contender:
     server = REFERENCES[kind]
-    extra = ("--server", server, *(("--ledger", str(ledger_path(log_dir))) if needs_ledger else ()))
+    extra = ("--server", server, *(("--ledger", str(ledger_path(log_dir))) if needs_ledger else ()), *node_args)
     node = BackendNode.start(redis_url, name=f"{kind}-{strategy}", admin_token=secrets.token_urlsafe(16),
                              log_dir=log_dir, extra_args=extra)
     return Contender(kind, strategy, op, server, "reference_backend", node.port, node)
@@ -282,6 +283,16 @@ def make_held_orders(redis_url: str, strategy: str, strategy_cls: type, n: int, 
     return len(ids)
 
 
+def script_calls(redis_url: str) -> int:
+    """EVAL and EVALSHA calls Redis has run so far (INFO commandstats)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "evalsha"))
+
+
 def orders_paid(redis_url: str, strategy: str) -> int:
     """Distinct orders paid in the sale (its sold set: one entry per paid order)."""
     client = redis.Redis.from_url(redis_url)
@@ -320,15 +331,27 @@ def probe(c: Contender, order_id: str | None = None) -> tuple[int, bytes]:
         conn.close()
 
 
+def wrk_argv(wrk: str, url: str, script: Path, seconds: int, connections: int, threads: int,
+             *script_args: str) -> list[str]:
+    """A wrk command line: ``script`` against ``url`` for ``seconds``; the script's own arguments last."""
+    return [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+            "-s", str(script), url, "--", *script_args]
+
+
+def wrk_json(stdout: str, stderr: str, returncode: int, name: str) -> dict[str, Any]:
+    """The ``WRK_JSON {...}`` line our wrk scripts print at the end; ``BenchError`` if there is none."""
+    found = re.search(r"^WRK_JSON (\{.*\})$", stdout, re.M)
+    if returncode != 0 or not found:
+        raise BenchError(f"wrk against {name} failed ({returncode}):\n{stdout}\n{stderr}")
+    return json.loads(found.group(1))
+
+
 def run_wrk(c: Contender, args: argparse.Namespace, seconds: int, tag: str) -> dict[str, Any]:
     extra = [str(c.pay_ids), str(args.threads)] if c.op == "pay" else []
-    argv = [args.wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--timeout", "5s",
-            "-s", str(WRK_SCRIPTS[c.op]), c.url, "--", sale_id(c.strategy), tag, *extra]
+    argv = wrk_argv(args.wrk, c.url, WRK_SCRIPTS[c.op], seconds, args.connections, args.threads,
+                    sale_id(c.strategy), tag, *extra)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    found = re.search(r"^WRK_JSON (\{.*\})$", done.stdout, re.M)
-    if done.returncode != 0 or not found:
-        raise BenchError(f"wrk against {c.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return json.loads(found.group(1))
+    return wrk_json(done.stdout, done.stderr, done.returncode, c.name)
 
 
 def prepare_turn(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, seconds: int) -> float:
@@ -346,11 +369,13 @@ def measure(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, rnd:
     """One timed turn of one contender on a fresh sale."""
     setup_s = prepare_turn(c, args, redis_srv, args.duration)
     tag = f"r{rnd}-{c.kind}-{secrets.token_hex(3)}"
+    calls0 = script_calls(redis_srv.url)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     srv0, red0, (busy0, tot0), t0 = proc_cpu_s(c.pid), proc_cpu_s(redis_srv.child.pid), machine_busy_s(), time.monotonic()
     w = run_wrk(c, args, args.duration, tag)
     srv1, red1, (busy1, tot1), t1 = proc_cpu_s(c.pid), proc_cpu_s(redis_srv.child.pid), machine_busy_s(), time.monotonic()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    calls = script_calls(redis_srv.url) - calls0
     wall = t1 - t0
     n = w["requests"]
     server_cpu, redis_cpu = srv1 - srv0, red1 - red0
@@ -373,6 +398,8 @@ def measure(c: Contender, args: argparse.Namespace, redis_srv: RedisServer, rnd:
         **({"orders_paid": orders_paid(redis_srv.url, c.strategy), "setup_s": round(setup_s, 2)}
            if c.op == "pay" else {}),
         "server_cpu_us_per_req": round(server_cpu / n * 1e6, 1) if n else None,
+        # Lua script calls Redis ran per request answered: 1 one by one, below 1 when orders are coalesced
+        "script_calls_per_req": round(calls / n, 3) if n else None,
         "redis_cpu_us_per_req": round(redis_cpu / n * 1e6, 1) if n else None,
         "server_cpu_cores": round(server_cpu / wall, 2),
         "redis_cpu_cores": round(redis_cpu / wall, 2),
@@ -393,7 +420,8 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 def summary(c: Contender) -> dict[str, Any]:
-    keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req", "redis_cpu_us_per_req", "other_cpu_cores")
+    keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req", "redis_cpu_us_per_req", "other_cpu_cores",
+            "script_calls_per_req")
     return {
         "name": c.name, "kind": c.kind, "strategy": c.strategy, "op": c.op, "server": c.server,
         "framework": c.framework, "median": {k: median(c.runs, k) for k in keys},
@@ -415,6 +443,30 @@ def ratio_of(ref: Contender, base: Contender) -> dict[str, Any]:
         "ratio_of_medians": round(ref_rps / base_rps, 3) if ref_rps and base_rps else None,
         # baseline CPU per request / reference CPU per request: the same ratio, measured by cost
         "cpu_ratio": round(base_cpu / ref_cpu, 3) if ref_cpu and base_cpu else None,
+    }
+
+
+def vs_fastest_bare(ref: Contender, bare: list[Contender]) -> dict[str, Any]:
+    """Reference req/s over the fastest bare contender's (same op and script), per round and of the medians.
+
+    The baseline for a speed claim is whichever bare app (granian, uvicorn) served most in the run:
+    per round, the reference against the best bare turn of that round.
+    """
+    per_round = []
+    for r in ref.runs:
+        best = max((b_r["rps"] for b in bare for b_r in b.runs if b_r["round"] == r["round"]), default=0)
+        if best:
+            per_round.append(round(r["rps"] / best, 3))
+    medians = {b.name: median(b.runs, "rps") for b in bare}
+    fastest = max(medians, key=lambda n: medians[n] or 0) if medians else None
+    ref_rps = median(ref.runs, "rps")
+    return {
+        "fastest_bare": fastest, "fastest_bare_rps": medians.get(fastest) if fastest else None,
+        "reference_rps": ref_rps,
+        "vs_fastest_bare": round(statistics.median(per_round), 3) if per_round else None,
+        "vs_fastest_bare_per_round": per_round,
+        "vs_fastest_bare_of_medians": round(ref_rps / medians[fastest], 3) if fastest and ref_rps and medians[fastest]
+        else None,
     }
 
 
@@ -455,12 +507,15 @@ def cpu_model() -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("contender", "server", "framework", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "errors")
+    head = ("contender", "server", "framework", "req/s", "p50 ms", "p99 ms", "server CPU µs/req",
+            "Redis CPU µs/req", "script calls/req", "errors")
     lines = [head]
     for s in rows:
         m = s["median"]
         lines.append((s["name"], s["server"], s["framework"], f"{m['rps']:.0f}", f"{m['p50_ms']:.2f}",
                       f"{m['p99_ms']:.2f}", f"{m['server_cpu_us_per_req']:.0f}" if m["server_cpu_us_per_req"] else "-",
+                      f"{m['redis_cpu_us_per_req']:.0f}" if m["redis_cpu_us_per_req"] else "-",
+                      f"{m['script_calls_per_req']:.3f}" if m["script_calls_per_req"] is not None else "-",
                       str(s["errors"])))
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     fmt = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
@@ -485,6 +540,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-ratio", type=float, default=0.7, help="exit 1 if reference/baseline is below this")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)})")
     p.add_argument("--wrk", default=shutil.which("wrk"), help="wrk binary (default: on PATH)")
+    p.add_argument("--node-args", default="", help="extra arguments of every reference node, e.g. "
+                                                   "'--coalesce-max 32 --coalesce-window-us 200'")
     args = p.parse_args(argv)
     if not args.wrk:
         p.error("wrk not found: apt-get install -y wrk (or pass --wrk)")
@@ -503,6 +560,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if not args.op_list or any(o not in OPS for o in args.op_list):
         p.error(f"--ops: comma list of {', '.join(OPS)}")
     args.strategy_classes = known
+    args.node_arg_list = tuple(args.node_args.split())
     args.ledger_strategies = tuple(s for s in args.strategy_list if known[s].needs_ledger)
     args.ledger = None  # set by run(): the ledger file in the run's temp directory
     return args
@@ -526,12 +584,14 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, str, str | None
         for s in args.strategy_list:
             if "reference" in args.contender_list:
                 out.append(("reference", s, op, None))
-            if "reference_uvicorn" in args.contender_list and s == args.strategy_list[0]:
+            if "reference_uvicorn" in args.contender_list:
                 out.append(("reference_uvicorn", s, op, None))
             script = single_script(args.strategy_classes[s], op)
             if script is None:
                 notes.append(f"{s} {op}: no single {op} script, so no baseline and no ratio")
                 continue
+            if script in [x[3] for x in out if x[0] == "baseline" and x[2] == op]:
+                continue  # e.g. pre_deduct_coalesced: the same order script as pre_deduct, one baseline for both
             for kind in VARIANTS:
                 if kind not in args.contender_list or (kind != "baseline" and s != lua_strategies[0]):
                     continue
@@ -564,7 +624,7 @@ def run(args: argparse.Namespace) -> int:
                 node = nodes.get((kind, s))
                 if node is None:
                     c = start_reference(redis_srv.url, s, log_dir, kind, op,
-                                        needs_ledger=s in args.ledger_strategies)
+                                        needs_ledger=s in args.ledger_strategies, node_args=args.node_arg_list)
                     nodes[(kind, s)] = c.process  # type: ignore[assignment]
                 else:
                     c = Contender(kind, s, op, REFERENCES[kind], "reference_backend", node.port, node)
@@ -573,6 +633,7 @@ def run(args: argparse.Namespace) -> int:
                 c = start_variant(kind, redis_srv.url, s, script, log_dir, op)
             if op == "pay":
                 c.pay_ids = log_dir / f"pay-ids-{kind}-{s}.txt"
+            c.script = script if script is not None else single_script(args.strategy_classes[s], op)
             contenders.append(c)
         print("contenders: " + ", ".join(f"{c.name} (pid {c.pid}, port {c.port})" for c in contenders), flush=True)
         for c in contenders:
@@ -614,9 +675,11 @@ def run(args: argparse.Namespace) -> int:
     ratios = []
     for ref in (c for c in contenders if c.kind in REFERENCES):
         base = next((c for c in contenders
-                     if c.kind == "baseline" and c.strategy == ref.strategy and c.op == ref.op), None)
+                     if c.kind == "baseline" and c.script == ref.script and c.op == ref.op), None)
         if base is not None:
-            ratios.append(ratio_of(ref, base))
+            bare = [c for c in contenders if c.kind in VARIANTS and VARIANTS[c.kind][1] == "bare"
+                    and c.script == ref.script and c.op == ref.op]
+            ratios.append({**ratio_of(ref, base), **vs_fastest_bare(ref, bare)})
     # pay: every request must have paid its own order (fewer orders paid than answers: a replay)
     failed = [s["name"] for s in rows if not s["requests"] or s["errors"]
               or any(r.get("orders_paid", r["requests"]) < r["requests"] for r in s["runs"])]
@@ -641,7 +704,7 @@ def run(args: argparse.Namespace) -> int:
             "connections": args.connections, "threads": args.threads, "stock": args.stock,
             "hold_ttl_ms": args.hold_ttl_ms, "strategies": args.strategy_list, "contenders": args.contender_list,
             "ops": args.op_list, "pay_orders": args.pay_orders or "max(2000, 6000 x duration)",
-            "min_ratio": args.min_ratio,
+            "min_ratio": args.min_ratio, "node_args": args.node_args,
         },
         "notes": notes,
         "contenders": rows,
@@ -656,8 +719,11 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows))
     print()
     for r in ratios:
-        print(f"ratio reference/baseline ({r['strategy']} {r['op']}): {r['ratio']} "
+        print(f"ratio {r['reference']} / {r['baseline']}: {r['ratio']} "
               f"(per round {r['per_round']}; of medians {r['ratio_of_medians']}; by server CPU/req {r['cpu_ratio']})")
+        print(f"  vs the fastest bare contender ({r['fastest_bare']}, {r['fastest_bare_rps']} req/s): "
+              f"{r['vs_fastest_bare']} (reference {r['reference_rps']} req/s; per round "
+              f"{r['vs_fastest_bare_per_round']}; of medians {r['vs_fastest_bare_of_medians']})")
     m = result["machine"]
     print(f"machine: {m['cpus']} cpus, loadavg {m['loadavg_start'][0]} -> {m['loadavg_end'][0]}, "
           f"other processes used {m['other_cpu_cores_median']} cores (median over turns)")

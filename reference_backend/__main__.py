@@ -13,6 +13,8 @@ import os
 import secrets
 import sys
 
+from .cluster_pool import ClusterURLError, parse_cluster_url
+from .coalesce import CoalesceConfig
 from .node import NodeConfig, serve
 from .sentinel_url import SentinelURLError, parse_sentinel_url
 from .servers import DEFAULT_SERVER, SERVERS
@@ -23,7 +25,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-url", required=True,
                    help="redis://host:port/db, or redis+sentinel://host:port[,host:port...]/service[/db] "
-                        "to follow the primary the Sentinels name across failovers")
+                        "to follow the primary the Sentinels name across failovers, or "
+                        "redis+cluster://host:port[,host:port...] for a Redis Cluster")
     p.add_argument("--node-name", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
@@ -34,6 +37,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--naive-delay-ms", type=float, default=5.0, help="race window of the naive strategy")
     p.add_argument("--redis-max-connections", type=int, default=64)
     p.add_argument("--redis-timeout-ms", type=int, default=2000)
+    p.add_argument("--coalesce-window-us", type=int, default=0,
+                   help="strategies that coalesce orders (pre_deduct_coalesced): wait this long for more orders "
+                        "before a sale's batch goes out (default 0: at once; a batch forms while one is in flight)")
+    p.add_argument("--coalesce-max", type=int, default=64,
+                   help="at most this many orders per batch script call (default 64; 1: one call per order)")
     p.add_argument("--ledger", metavar="PATH", default=None,
                    help="the warehouse ledger (SQLite file) shared by every node and the sync worker")
     args = p.parse_args(argv)
@@ -41,10 +49,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
     if args.monitor_interval_ms < 1:
         p.error("--monitor-interval-ms must be >= 1")
+    if args.coalesce_window_us < 0 or not 1 <= args.coalesce_max <= 1000:
+        p.error("--coalesce-window-us must be >= 0 and --coalesce-max from 1 to 1000")
     if args.redis_url.startswith("redis+sentinel://"):
         try:
             parse_sentinel_url(args.redis_url)  # a bad URL is a usage error now, not a 503 on every request
         except SentinelURLError as e:
+            p.error(str(e))
+    if args.redis_url.startswith("redis+cluster://"):
+        try:
+            parse_cluster_url(args.redis_url)  # a bad URL is a usage error now, not a 503 on every request
+        except ClusterURLError as e:
             p.error(str(e))
     if args.naive_delay_ms < 0:
         p.error("--naive-delay-ms must be >= 0")
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         monitor_interval_ms=args.monitor_interval_ms,
         redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
         ledger_path=args.ledger, server=args.server,
+        coalesce=CoalesceConfig(window_us=args.coalesce_window_us, max_batch=args.coalesce_max),
     )
     asyncio.run(serve(cfg))
 

@@ -6,7 +6,7 @@ what an order, a payment or a cancel does lives in the strategies.
 Usage::
 
     app = App(store, strategies, node_name="n1", admin_token="secret")
-    # serve with any ASGI server; __main__.py uses granian's embedded server
+    # serve with any ASGI server; __main__.py runs uvicorn's (or granian's) in its own loop
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis import exceptions as rx
@@ -44,6 +44,7 @@ OPENAPI_PATH = Path(__file__).parent / "openapi.yaml"
 # place in the pipeline ("Command # 3 (...) of pipeline caused error: ('LOADING ...',)")
 TRANSIENT_REPLY = re.compile(r"(?:^|caused error: \(?['\"]?)(?:BUSY|LOADING|MASTERDOWN|NOREPLICAS)\b")
 
+T = TypeVar("T")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -194,7 +195,7 @@ class App:
                 sale_id = validate.sale_id(sale)
                 if req.method == "PUT":
                     return await self.put_sale(req, sale_id)
-                counters = await self.store.counters(sale_id)
+                counters = await self._dispatch(sale_id, lambda s: s.counters(sale_id))
                 if counters is None:
                     raise _unknown_sale(sale_id)
                 return Reply(200, await self._more_counters(sale_id, counters))
@@ -202,7 +203,7 @@ class App:
                 _allow(req, "GET")
                 sale_id = validate.sale_id(sale)
                 self._admin_only(req)
-                audit = await self.store.audit(sale_id)
+                audit = await self._dispatch(sale_id, lambda s: s.audit(sale_id))
                 if audit is None:
                     raise _unknown_sale(sale_id)
                 if self.warehouse is not None:  # what the warehouse recorded, for ledger_no_oversell
@@ -219,7 +220,8 @@ class App:
             case ["sales", sale, "orders", order]:
                 _allow(req, "GET")
                 sale_id, order_id = validate.sale_id(sale), validate.order_id(order)
-                return await self._rejection(sale_id, await self.store.get_order(sale_id, order_id))
+                return await self._rejection(sale_id, await self._dispatch(
+                    sale_id, lambda s: s.get_order(sale_id, order_id)))
             case ["sales", sale, ("restock" | "in_transit" | "receive") as change]:
                 _allow(req, "POST")
                 sale_id = validate.sale_id(sale)
@@ -239,7 +241,8 @@ class App:
                 sale_id, order_id = validate.sale_id(sale), validate.order_id(order)
                 self._admin_only(req)
                 await req.json_object(required=False)
-                return await self.store.refund(sale_id, order_id, req.idempotency_key())
+                key = req.idempotency_key()
+                return await self._dispatch(sale_id, lambda s: s.refund(sale_id, order_id, key))
             case ["sales", sale, "profiles"]:
                 _allow(req, "PUT")
                 sale_id = validate.sale_id(sale)
@@ -262,9 +265,12 @@ class App:
                                              f"has none (start it with --ledger PATH)")
         if cfg.async_orders and not strategy.supports_async:
             raise bad_request(f"async_orders: strategy {cfg.strategy} cannot queue orders")
+        if self.warehouse is not None and not strategy.ledger_sync:
+            raise bad_request(f"strategy: {cfg.strategy} sales are not synced with the warehouse ledger; "
+                              f"create it on a node without --ledger")
         if self.warehouse is not None:  # the ledger first: a front sale is never synced to no warehouse sale
             cfg = dataclasses.replace(cfg, epoch=await self.warehouse.create_sale(sale_id, cfg.stock))
-        counters = await self.store.put_sale(sale_id, cfg)
+        counters = await strategy.put_sale(sale_id, cfg)
         self._strategy_of[sale_id] = cfg.strategy
         return Reply(200, await self._more_counters(sale_id, counters))
 
@@ -307,7 +313,7 @@ class App:
             raise ApiError(503, "unavailable", f"ledger: unavailable, outcome unknown ({e})") from None
         return Reply(200, {"sale_id": sale_id, "change": change, "qty": qty, "warehouse": c.as_dict()})
 
-    async def _dispatch(self, sale_id: str, call: Callable[[Strategy], Awaitable[Reply]]) -> Reply:
+    async def _dispatch(self, sale_id: str, call: Callable[[Strategy], Awaitable[T]]) -> T:
         name = self._strategy_of.get(sale_id)
         for _ in range(3):  # a sale reset to another strategy mid-request: follow it
             if name is None:

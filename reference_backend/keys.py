@@ -66,7 +66,7 @@ class SaleKeys:
         return self.prefix + "users"
 
     # Side records of the protections (docs/internals.md section 2). Lua scripts
-    # derive these names from the sale's prefix (see _prelude.lua ``skey``), so
+    # derive these names from the sale's prefix (see ``skey`` in lua/_sale.lua), so
     # a new one never shifts the KEYS list every order/pay/cancel script shares.
 
     @property
@@ -88,7 +88,7 @@ class SaleKeys:
     @property
     def refunded(self) -> str:
         # int: units of every refund record (captured payments refunded unshipped + admin refunds of
-        # sold orders), counted by the prelude's refund_and_compensate in the refund's atomic step
+        # sold orders), counted by refund_and_compensate (lua/_sale.lua) in the refund's atomic step
         return self.prefix + "refunded"
 
     @property
@@ -133,6 +133,16 @@ class SaleKeys:
     def order_queue(self) -> str:
         return self.prefix + "order_queue"  # stream: accepted asynchronous orders not yet processed
 
+    # pre_deduct_buckets: a bucket is a sale of its own keys (its own hash tag), see strategies/pre_deduct_buckets.py
+
+    @property
+    def sent(self) -> str:
+        return self.prefix + "sent"  # hash transfer id -> "to:qty:ms": units sent to another bucket, not yet confirmed
+
+    @property
+    def received(self) -> str:
+        return self.prefix + "received"  # set of transfer ids whose units this bucket added
+
     @property
     def order_prefix(self) -> str:
         return self.prefix + "o:"
@@ -144,10 +154,11 @@ class SaleKeys:
         # without a key the scripts still get a key of the sale's slot, and ignore it
         return f"{self.prefix}idem:{op}:{key if key is not None else '-'}"
 
+    def sale_keys(self) -> list[str]:
+        """The sale's own KEYS, first in every order/pay/cancel script (lua/_op.lua) and all of a batch's."""
+        return [self.meta, self.avail, self.held, self.sold, self.seq, self.holds, self.sold_set, self.users]
+
     def op_keys(self, op: str, key: str | None, order_id: str | None = None) -> list[str]:
-        """The KEYS list every order/pay/cancel script takes, in its fixed order."""
-        return [
-            self.meta, self.avail, self.held, self.sold, self.seq, self.holds,
-            self.sold_set, self.users, self.idem(op, key),
-            self.order(order_id) if order_id is not None else self.order_prefix,
-        ]
+        """The KEYS list every order/pay/cancel script takes, in its fixed order (lua/_op.lua)."""
+        return [*self.sale_keys(), self.idem(op, key),
+                self.order(order_id) if order_id is not None else self.order_prefix]

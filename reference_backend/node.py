@@ -1,6 +1,6 @@
 """One backend node: the app, its Redis pool, its reaper, served in this process.
 
-The HTTP server (granian's embedded server or uvicorn's, ``--server``) runs
+The HTTP server (uvicorn's by default, or granian's embedded server, ``--server``) runs
 inside this process's own asyncio loop (no worker processes), so SIGKILL of this pid kills exactly one node and leaves
 nothing behind; SIGTERM and SIGINT stop it cleanly.
 
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from redis import exceptions as rx
 
 from .app import App
+from .cluster_pool import cluster_client, is_cluster_url
+from .coalesce import CoalesceConfig
 from .errors import REDIS_DOWN
 from .ledger import SqliteLedger
 from .monitor import watch
@@ -50,7 +52,8 @@ class NodeConfig:
     redis_timeout_ms: int = 2000
     backlog: int = 1024
     ledger_path: str | None = None  # the warehouse ledger (SQLite file), shared by every node and the sync worker
-    server: str = DEFAULT_SERVER  # granian | uvicorn (reference_backend.servers)
+    server: str = DEFAULT_SERVER  # uvicorn | granian (reference_backend.servers)
+    coalesce: CoalesceConfig = CoalesceConfig()  # how strategies that coalesce orders batch them
 
 
 async def reaper(store: Store, interval_s: float) -> None:
@@ -95,12 +98,15 @@ async def serve(cfg: NodeConfig) -> None:
     if is_sentinel_url(cfg.redis_url):  # follow the primary the Sentinels name, across failovers
         store = Store(sentinel_client(cfg.redis_url, max_connections=cfg.redis_max_connections,
                                       timeout_s=cfg.redis_timeout_ms / 1000))
+    elif is_cluster_url(cfg.redis_url):  # a Redis Cluster: each sale's keys on one slot, followed across failovers
+        store = Store(cluster_client(cfg.redis_url, max_connections=cfg.redis_max_connections,
+                                     timeout_s=cfg.redis_timeout_ms / 1000), cluster=True)
     else:
         store = Store.connect(
             cfg.redis_url, max_connections=cfg.redis_max_connections, timeout_s=cfg.redis_timeout_ms / 1000
         )
     ledger = AsyncLedger(SqliteLedger(cfg.ledger_path)) if cfg.ledger_path else None
-    options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000, ledger=ledger)
+    options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000, ledger=ledger, coalesce=cfg.coalesce)
     strategies = {name: cls(store, options) for name, cls in discover().items()}
     app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token,
               warehouse=Warehouse(ledger, store.redis) if ledger else None)
@@ -113,6 +119,10 @@ async def serve(cfg: NodeConfig) -> None:
         asyncio.create_task(watch(store, strategies, cfg.monitor_interval_ms / 1000)),
         asyncio.create_task(forward_warnings(store, cfg.node_name, cfg.monitor_interval_ms / 1000)),
     ]
+    for strategy in strategies.values():  # e.g. pre_deduct_buckets' rebalancer
+        loop = strategy.background(cfg.monitor_interval_ms / 1000)
+        if loop is not None:
+            watching.append(asyncio.ensure_future(loop))
     if ledger is not None:  # payments whose payer went away mid-confirmation (pre_deduct_ledger)
         watching.append(asyncio.create_task(settle_forever(strategies, cfg.monitor_interval_ms / 1000)))
     print(

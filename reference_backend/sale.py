@@ -40,6 +40,8 @@ class SaleConfig:
     profiles: dict[str, Profile] = field(default_factory=dict)  # loaded with the sale, not a setting
     # asynchronous order mode (异步处理订单): orders are queued (202) and applied by order processors
     async_orders: bool = False
+    # pre_deduct_buckets: stock split into this many buckets, each under its own hash tag (0: not bucketed)
+    buckets: int = 0
     # set by a node with a warehouse ledger, not by the body: names this incarnation of the
     # sale in the ledger and on its sync events (reference_backend/warehouse.py)
     epoch: str = ""
@@ -64,6 +66,7 @@ class SaleConfig:
             ),
             profiles={} if body.get("profiles") is None else profiles_from_body(body["profiles"]),
             async_orders=validate.bool_field(body, "async_orders", default=False),
+            buckets=_buckets(body),
         )
 
     def as_meta(self) -> dict[str, str | int]:
@@ -78,6 +81,24 @@ class SaleConfig:
             scalper_policy=self.scalper_policy.encode() if self.scalper_policy else "",
         )
         return meta
+
+
+BUCKETED = "pre_deduct_buckets"  # the strategy whose sales have buckets
+DEFAULT_BUCKETS = 4
+MAX_BUCKETS = 256
+
+
+def _buckets(body: dict[str, Any]) -> int:
+    """``buckets``: 1 to 256 for a pre_deduct_buckets sale (default 4); refused for any other."""
+    if body.get("strategy") != BUCKETED:
+        if "buckets" in body:
+            raise validate.bad_request(f"buckets: only a {BUCKETED} sale has buckets, this one is "
+                                       f"{body.get('strategy')}")
+        return 0
+    n = validate.int_field(body, "buckets", minimum=1, default=DEFAULT_BUCKETS)
+    if n > MAX_BUCKETS:
+        raise validate.bad_request(f"buckets: must be between 1 and {MAX_BUCKETS}, got {n}")
+    return n
 
 
 def _delay(body: dict[str, Any]) -> int:

@@ -1,12 +1,13 @@
 """The HTTP server a node runs its ASGI app under, inside this process's own loop.
 
 Two are offered because which is faster depends on the machine and the app:
-``benchmarks/order_path.py`` measures the reference app under both in one run. On
-the machine the project was built on they served the same requests per second
-(uvicorn with less CPU per request, granian with the better p99; see
-benchmarks/README.md), so ``DEFAULT_SERVER`` stayed granian. Either way a node stays
-one OS process with no workers, so SIGKILL of its pid kills exactly one node; both stop
-cleanly through ``stop()``.
+``benchmarks/order_path.py`` measures the reference app under both in one run. Here
+(2 cores shared by wrk, Redis and the node) uvicorn served the reference node faster:
+2092 against 1698 req/s one call per order, 6243 against 4436 with coalesced orders
+(``results/order_path_coalesced.json``, benchmarks/README.md), and it suffers less when
+the machine is busy (granian hands every request from its Rust thread to the asyncio
+loop), so ``DEFAULT_SERVER`` is uvicorn. Either way a node stays one OS process with no
+workers, so SIGKILL of its pid kills exactly one node; both stop cleanly through ``stop()``.
 
 Fixed: under uvicorn a node used to keep running after SIGTERM now and then (3 of 200
 SIGTERMs in a loop, 10 of 520 over four batches). The signal was handled and uvicorn
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 SERVERS = ("granian", "uvicorn")
-DEFAULT_SERVER = "granian"
+DEFAULT_SERVER = "uvicorn"  # the faster here for the reference node (see above)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -40,8 +42,9 @@ def _int(value: bytes | None) -> int:
 class Store:
     """Redis access of one node (one pool), plus the scripts it has registered."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, cluster: bool = False) -> None:
         self.redis = client
+        self.cluster = cluster  # a Redis Cluster client: no multi-slot pipelines of scripts
         self._scripts: dict[str, AsyncScript] = {}
         self.policies = PolicyCache()  # scalper policy per sale, checked by the order scripts
 
@@ -80,17 +83,30 @@ class Store:
         request for an order of an earlier run cannot touch a new order.
         A reset is not meant to race with traffic on the same sale.
         """
+        await self.forget_buckets(sale_id)  # a reset of a pre_deduct_buckets sale to another strategy
+        await self.write_sale(sale_id, cfg)
+        self.policies.put(sale_id, cfg.scalper_policy.encode() if cfg.scalper_policy else "")
+        counters = await self.counters(sale_id)
+        assert counters is not None
+        return counters
+
+    async def write_sale(self, sale_id: str, cfg: SaleConfig, meta: dict[str, Any] | None = None) -> None:
+        """Every key of the sale (one slot) replaced, in one MULTI, by ``cfg`` (plus ``meta`` fields)."""
         k = SaleKeys(sale_id)
+        await self.redis.sadd(SALES, sale_id)  # first: the reaper's list may name a sale not made yet, never miss one
         # the streams go whatever the scan saw: a sync worker or order processor may
         # make one (XGROUP CREATE ... MKSTREAM) between the scan and the MULTI, and
         # the group created below would then fail with BUSYGROUP mid-transaction
         streams = {key.encode() for key in (k.warnings, k.order_queue, k.events)}
-        scanned = {key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000)}
-        doomed = sorted((scanned | streams) - {k.seq.encode()})
-        async with self.redis.pipeline(transaction=True) as pipe:
+        doomed = sorted((await self.keys_of(k) | streams) - {k.seq.encode()})
+        if self.cluster:  # redis-py's cluster transaction has no UNLINK: gone just before it (resets do not race)
             for i in range(0, len(doomed), 1000):
-                pipe.unlink(*doomed[i : i + 1000])
-            pipe.hset(k.meta, mapping=cfg.as_meta())
+                await self.redis.unlink(*doomed[i : i + 1000])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if not self.cluster:
+                for i in range(0, len(doomed), 1000):
+                    pipe.unlink(*doomed[i : i + 1000])
+            pipe.hset(k.meta, mapping={**cfg.as_meta(), **(meta or {})})
             if cfg.profiles:
                 pipe.hset(k.profiles, mapping={u: p.encode() for u, p in cfg.profiles.items()})
             if cfg.warn_webhook_url:  # the group the nodes share the warnings through (webhook.py)
@@ -99,26 +115,57 @@ class Store:
                 pipe.xgroup_create(k.order_queue, ORDER_GROUP, id="0", mkstream=True)
             if cfg.epoch:  # synced with the warehouse: the sync worker's group
                 pipe.xgroup_create(k.events, SYNC_GROUP, id="0", mkstream=True)
-            pipe.mset({k.avail: cfg.stock, k.held: 0, k.sold: 0})
-            pipe.sadd(SALES, sale_id)  # another slot than the sale's keys: fine outside a cluster
+            for counter, value in ((k.avail, cfg.stock), (k.held, 0), (k.sold, 0)):  # no MSET in a cluster pipeline
+                pipe.set(counter, value)
             await pipe.execute()
-        self.policies.put(sale_id, cfg.scalper_policy.encode() if cfg.scalper_policy else "")
-        counters = await self.counters(sale_id)
-        assert counters is not None
-        return counters
+
+    async def forget_buckets(self, sale_id: str) -> None:
+        """Delete the keys of every bucket a pre_deduct_buckets incarnation of the sale had, and their registry.
+
+        A bucket is a sale of its own (hash tag ``<sale_id>~<b>~<k>``; a sale id never holds
+        ``~``), listed in the sales registry from before its keys were written.
+        """
+        buckets = [m async for m in self.redis.sscan_iter(SALES, match=f"{sale_id}~*")]
+        for raw in buckets:
+            doomed = sorted(await self.keys_of(SaleKeys(raw.decode())))
+            for i in range(0, len(doomed), 1000):
+                await self.redis.unlink(*doomed[i : i + 1000])  # one bucket: one slot
+        if buckets:
+            await self.redis.srem(SALES, *buckets)
+
+    async def keys_of(self, k: SaleKeys) -> set[bytes]:
+        """Every key of one sale. A cluster lists its slot's keys (CLUSTER GETKEYSINSLOT on the
+        slot's node: as many as the slot holds, not a SCAN of every node's whole keyspace);
+        one Redis is scanned."""
+        if not self.cluster:
+            return {key async for key in self.redis.scan_iter(match=k.prefix + "*", count=1000)}
+        slot = key_slot(k.meta.encode())
+        node = self.redis.get_node_from_key(k.meta)
+        n = int(await self.redis.execute_command("CLUSTER COUNTKEYSINSLOT", slot, target_nodes=node))
+        if not n:
+            return set()
+        found = await self.redis.execute_command("CLUSTER GETKEYSINSLOT", slot, n, target_nodes=node)
+        keys = {key if isinstance(key, bytes) else key.encode() for key in found}  # redis-py may decode them
+        return {key for key in keys if key.startswith(k.prefix.encode())}  # other sales may share the slot
 
     async def counters(self, sale_id: str) -> dict[str, Any] | None:
-        """The sale's counters, read in one MULTI so they are one consistent snapshot."""
-        k = SaleKeys(sale_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(k.meta, "strategy", "stock", "hold_ttl_ms", "per_user_limit", "pay_after_expiry")
-            pipe.mget(k.avail, k.held, k.sold, k.refunded)
-            pipe.time()
-            meta, counters, (sec, usec) = await pipe.execute()
-        return _counters(sale_id, meta, counters, sec * 1000 + usec // 1000)
+        """The sale's counters, one consistent snapshot (lua/counters.lua)."""
+        found = await self.counters_of(sale_id)
+        return None if found is None else found[0]
 
-    async def get_order(self, sale_id: str, order_id: str) -> Reply:
+    async def counters_of(self, sale_id: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """The counters and the transfers the sale (a bucket) sent and has not seen confirmed (id -> 'to:qty:ms')."""
         k = SaleKeys(sale_id)
+        meta, counters, now, sent = await self.script("counters")(
+            keys=[k.meta, k.avail, k.held, k.sold, k.refunded, k.sent])
+        found = _counters(sale_id, meta, counters, int(now))
+        if found is None:
+            return None
+        return found, {sent[i].decode(): sent[i + 1].decode() for i in range(0, len(sent), 2)}
+
+    async def get_order(self, sale_id: str, order_id: str, keys_of: str | None = None) -> Reply:
+        """One order; ``keys_of`` names the sale whose keys hold it (a bucket of a pre_deduct_buckets sale)."""
+        k = SaleKeys(keys_of or sale_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(k.meta)
             pipe.hmget(k.order(order_id), *ORDER_HASH_FIELDS)
@@ -129,9 +176,9 @@ class Store:
             raise ApiError(404, "unknown_order", f"order_id: no order {order_id} in sale {sale_id}")
         return Reply(200, order_body(order_from_hash(sale_id, order_id, fields)))
 
-    async def audit(self, sale_id: str) -> dict[str, Any] | None:
-        """Counters, sold orders and live holds, from one atomic script run."""
-        k = SaleKeys(sale_id)
+    async def audit(self, sale_id: str, keys_of: str | None = None) -> dict[str, Any] | None:
+        """Counters, sold orders and live holds, from one atomic script run (of ``keys_of``'s keys, if given)."""
+        k = SaleKeys(keys_of or sale_id)
         found = await self.script("audit")(
             keys=[k.meta, k.avail, k.held, k.sold, k.sold_set, k.holds], args=[k.order_prefix]
         )
@@ -175,9 +222,9 @@ class Store:
             *_, total = await pipe.execute()
         return int(total)
 
-    async def refund(self, sale_id: str, order_id: str, key: str | None) -> Reply:
-        """Admin refund of a paid order (lua/refund.lua), any strategy."""
-        k = SaleKeys(sale_id)
+    async def refund(self, sale_id: str, order_id: str, key: str | None, keys_of: str | None = None) -> Reply:
+        """Admin refund of a paid order (lua/refund.lua), any strategy (``keys_of``: as for ``get_order``)."""
+        k = SaleKeys(keys_of or sale_id)
         _, payload = await self.script("refund")(
             keys=k.op_keys("refund", key, order_id),
             args=["*", sale_id, "1" if key is not None else "0", order_id, k.order_prefix, order_id],
@@ -190,12 +237,17 @@ class Store:
         if not sales:
             return {}
         monitor = self.script("monitor")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sale_id in sales:
-                k = SaleKeys(sale_id)
-                await monitor(keys=[k.meta, k.sold_set, k.sold, k.avail, k.refunded_sold, k.monitor, k.alerts],
-                              args=[], client=pipe)
-            found = await pipe.execute()
+
+        def keys(k: SaleKeys) -> list[str]:
+            return [k.meta, k.sold_set, k.sold, k.avail, k.refunded_sold, k.monitor, k.alerts]
+
+        if self.cluster:  # sales on many slots: no script pipeline across nodes (a NOSCRIPT there is not reloaded)
+            found = [await monitor(keys=keys(SaleKeys(sale_id)), args=[]) for sale_id in sales]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sale_id in sales:
+                    await monitor(keys=keys(SaleKeys(sale_id)), args=[], client=pipe)
+                found = await pipe.execute()
         return {sale_id: int(excess) for sale_id, excess in zip(sales, found) if excess is not None}
 
     async def reap(self) -> int:
@@ -204,11 +256,19 @@ class Store:
         if not sales:
             return 0
         reap = self.script("reap")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for raw in sales:
-                k = SaleKeys(raw.decode())
-                await reap(keys=[k.holds, k.avail, k.held, k.users], args=[k.order_prefix, REAP_BATCH], client=pipe)
-            done = await pipe.execute()
+
+        def keys(k: SaleKeys) -> list[str]:
+            return [k.holds, k.avail, k.held, k.users]
+
+        if self.cluster:  # as in detect_oversell
+            done = [await reap(keys=keys(k), args=[k.order_prefix, REAP_BATCH])
+                    for k in (SaleKeys(raw.decode()) for raw in sales)]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for raw in sales:
+                    k = SaleKeys(raw.decode())
+                    await reap(keys=keys(k), args=[k.order_prefix, REAP_BATCH], client=pipe)
+                done = await pipe.execute()
         return sum(int(n) for n in done)
 
 

@@ -1,7 +1,7 @@
 """Inventory warnings to a webhook: each warning of the stream POSTed once, best effort.
 
 The warnings themselves are written by the Lua step that moves stock (see
-``warn_crossings`` in ``lua/_prelude.lua``) to the sale's stream
+``warn_crossings`` in ``lua/_sale.lua``) to the sale's stream
 ``os:{S}:warnings``; that stream is the record. This task only forwards it: a
 consumer group ``webhook`` per sale shares the entries among the nodes, so each
 entry is posted by one node. An entry is acknowledged after one attempt,

@@ -39,13 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from oversold.errors import BadInput, ChaosError, RedisUnavailable
 from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
 from oversold.infra.redis_server import find_redis_binary
+
+from .redis_ask import ask as _ask
 
 SCHEME = "redis+sentinel"
 Address = tuple[str, int]
@@ -106,25 +104,6 @@ class Node:
 
     def alive(self) -> bool:
         return self.child.alive()
-
-
-def _client(addr: Address, timeout: float = 0.5) -> redis.Redis:
-    # No retries: the topology asks, notes who did not answer, and moves on.
-    return redis.Redis(
-        host=addr[0], port=addr[1], socket_timeout=timeout, socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0), decode_responses=True,
-    )
-
-
-def _ask(addr: Address, *command: str) -> Any:
-    """One command to one node; None if it does not answer."""
-    client = _client(addr)
-    try:
-        return client.execute_command(*command)
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
 
 
 def _as_dict(reply: Any) -> dict[str, Any]:

@@ -35,14 +35,14 @@ from .toxics import Toxic, ToxicError
 #: what each role accepts; a role exists in a run only if the topology has it (``expected_roles``)
 ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "backend": NODE_ACTIONS,                          # reference backend node processes
-    "redis-primary": NODE_ACTIONS + ("failover",),    # the Redis the nodes write to (whoever is primary)
+    "redis-primary": NODE_ACTIONS + ("failover",),    # the Redis the nodes write to (whoever is primary; a cluster: one per shard)
     "sentinel": NODE_ACTIONS,                         # Sentinel processes (topology: sentinel)
     "proxy": ("toxic", "down"),                       # each node's link to Redis through the fault proxy
     "replication": ("toxic", "down"),                 # the replica's link to the primary (redis.replication_proxy)
     "sync": NODE_ACTIONS + ("delay", "stall"),        # the stock sync worker
 }
 DRIVERS = ("process", "docker")
-TOPOLOGIES = ("single", "sentinel")
+TOPOLOGIES = ("single", "sentinel", "cluster")
 PERSISTENCE = ("none", "aof")
 
 _FAULT_FIELDS = ("action", "role", "target", "start_s", "duration_s", "params", "every_s", "until_s")

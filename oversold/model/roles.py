@@ -30,7 +30,7 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
     if own_nodes:
         roles["backend"] = scenario.backend.nodes
     if scenario.redis.url is None and own_nodes:  # a backend given by URL has its own Redis
-        roles["redis-primary"] = 1
+        roles["redis-primary"] = scenario.redis.shards if scenario.redis.topology == "cluster" else 1
         if scenario.redis.topology == "sentinel":
             roles["sentinel"] = 3
             if scenario.redis.replication_proxy:
@@ -46,16 +46,26 @@ def topology_problems(scenario: Scenario) -> list[str]:
     """Combinations of topology options the harness cannot stand up, each with its field path."""
     s, out = scenario, []
     sentinel = s.redis.topology == "sentinel"
+    cluster = s.redis.topology == "cluster"
     docker = s.chaos.driver == "docker"
     if s.redis.url is not None:
-        if sentinel:
-            out.append("redis.topology: sentinel is a topology the harness starts; remove redis.url")
+        if sentinel or cluster:
+            out.append(f"redis.topology: {s.redis.topology} is a topology the harness starts; remove redis.url")
         if docker:
             out.append("chaos.driver: docker runs the harness's own Redis in a container; remove redis.url")
         if s.redis.persistence != "none":
             out.append("redis.persistence: only for the Redis the harness starts; remove redis.url")
-    if sentinel and s.redis.proxy:
-        out.append("redis.proxy: the fault proxy needs one fixed upstream, so not with redis.topology: sentinel")
+    if (sentinel or cluster) and s.redis.proxy:
+        out.append(f"redis.proxy: the fault proxy needs one fixed upstream, so not with redis.topology: "
+                   f"{s.redis.topology}")
+    if cluster:
+        if docker:
+            out.append("chaos.driver: docker runs a single Redis; use driver: process with redis.topology: cluster")
+        if s.redis.persistence != "none":
+            out.append("redis.persistence: the cluster topology runs without persistence (replicas resync)")
+        if s.uses_ledger:
+            out.append("redis.topology: cluster has no warehouse ledger sync (the sync worker and "
+                       "pre_deduct_ledger need redis.topology: single or sentinel)")
     if sentinel and docker:
         out.append("chaos.driver: docker runs a single Redis; use driver: process with redis.topology: sentinel")
     if s.redis.replication_proxy and not sentinel:
@@ -67,7 +77,8 @@ def topology_problems(scenario: Scenario) -> list[str]:
         if s.redis.proxy:
             out.append("redis.proxy: only the nodes the harness starts can be pointed at the proxy; remove backend.url")
         if s.redis.url is None:
-            for path, asked in (("redis.topology: sentinel", sentinel), ("chaos.driver: docker", docker),
+            for path, asked in ((f"redis.topology: {s.redis.topology}", sentinel or cluster),
+                                ("chaos.driver: docker", docker),
                                 (f"redis.persistence: {s.redis.persistence}", s.redis.persistence != "none")):
                 if asked:
                     out.append(f"{path}: the harness starts no Redis for a backend given by URL "
@@ -75,8 +86,8 @@ def topology_problems(scenario: Scenario) -> list[str]:
     if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
         out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
     for i, f in enumerate(s.faults):
-        if f.action == "failover" and not sentinel:
-            out.append(f"faults[{i}].action: failover needs redis.topology: sentinel")
+        if f.action == "failover" and not (sentinel or cluster):
+            out.append(f"faults[{i}].action: failover needs redis.topology: sentinel or cluster")
     return out
 
 

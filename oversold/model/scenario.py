@@ -23,9 +23,12 @@ from oversold.errors import ScenarioError
 from .checks import DURATION_RANGE, SEED_RANGE, Check, adapter_spec, http_url, redis_url
 from .fault_spec import ChaosConfig, FaultSpec
 
-STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct", "pre_deduct_ledger")
+STRATEGIES = ("pre_deduct", "naive", "order_deduct", "payment_deduct", "pre_deduct_ledger", "pre_deduct_coalesced",
+              "pre_deduct_buckets")
 LEDGER_STRATEGIES = ("pre_deduct_ledger",)  # cannot run without the warehouse ledger
-ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger")  # can queue orders (sale.async_orders)
+UNSYNCED_STRATEGIES = ("pre_deduct_buckets",)  # cannot be synced with the warehouse ledger (backend.ledger)
+ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger", "pre_deduct_coalesced")  # can queue orders (sale.async_orders)
+BUCKETED = "pre_deduct_buckets"  # the strategy whose sale has sale.buckets
 USER_KINDS = ("buyer", "hoarder", "scalper", "double_clicker", "late_payer", "simultaneous_payer")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -46,6 +49,8 @@ class Sale:
     scalper_policy: dict[str, Any] | None = None
     # asynchronous order mode: orders are queued (202) and applied by order processors
     async_orders: bool = False
+    # pre_deduct_buckets: the stock split into this many buckets (each on its own slot / shard); others ignore it
+    buckets: int = 4
 
     def settings(self) -> dict[str, Any]:
         """The body of ``PUT /v1/sales/{id}`` for this sale (every field but ``id``)."""
@@ -55,6 +60,8 @@ class Sale:
             del body["scalper_policy"]
         if not self.async_orders:  # sent only when asked for, so a backend without the mode is not bothered
             del body["async_orders"]
+        if self.strategy != BUCKETED:  # only a bucketed sale takes it
+            del body["buckets"]
         return body
 
 
@@ -76,12 +83,15 @@ class Backend:
 @dataclass(frozen=True)
 class RedisConfig:
     url: str | None = None  # an existing server; else the harness starts its own
-    topology: str = "single"  # single | sentinel (primary + replica + 3 Sentinels; nodes follow failovers)
+    topology: str = "single"  # single | sentinel (primary + replica + 3 Sentinels; nodes follow failovers) | cluster
     proxy: bool = False  # nodes reach Redis through the fault proxy (role "proxy": one link per node)
     persistence: str = "none"  # none | aof (appendfsync always: a killed Redis restarts with its data)
     # sentinel only: the replica replicates through the fault proxy (role "replication"), so a
     # fault can partition it from the primary (or slow it down) before the primary dies
     replication_proxy: bool = False
+    # topology cluster: shards of the Redis Cluster, each a primary and a replica (role redis-primary: one per
+    # shard); other topologies ignore it
+    shards: int = 3
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,9 @@ class Scenario:
             if s.sale.async_orders and strategy not in ASYNC_STRATEGIES:
                 raise ScenarioError("--strategy", [f"--strategy: {strategy} cannot queue orders and the scenario "
                                                    f"has sale.async_orders: true"])
+            if strategy in UNSYNCED_STRATEGIES and s.backend.ledger:
+                raise ScenarioError("--strategy", [f"--strategy: {strategy} cannot be synced with the warehouse "
+                                                   f"ledger and the scenario has backend.ledger: true"])
             s = dataclasses.replace(s, sale=dataclasses.replace(s.sale, strategy=strategy))
         if overrides.get("seed") is not None:
             s = dataclasses.replace(s, seed=_override("--seed", overrides["seed"], SEED_RANGE))

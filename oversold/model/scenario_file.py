@@ -40,6 +40,7 @@ from .scenario import (
     ASYNC_STRATEGIES,
     PAY_AFTER_EXPIRY,
     STRATEGIES,
+    UNSYNCED_STRATEGIES,
     USER_KINDS,
     Backend,
     BuyerConfig,
@@ -147,6 +148,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         warn_thresholds=tuple(r.get(sd, "warn_thresholds", "sale", d.sale.warn_thresholds, warn_thresholds)),
         scalper_policy=_policy(r, sd.get("scalper_policy"), "sale.scalper_policy"),
         async_orders=r.get(sd, "async_orders", "sale", d.sale.async_orders, boolean),
+        buckets=r.get(sd, "buckets", "sale", d.sale.buckets, int_in(1, 256)),
     )
     if sale.async_orders and sale.strategy not in ASYNC_STRATEGIES:
         r.problems.append(f"sale.async_orders: strategy {sale.strategy} cannot queue orders; "
@@ -164,6 +166,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         order_workers=r.get(bd, "order_workers", "backend", d.backend.order_workers, int_in(1, 64)),
         redis_timeout_ms=r.get(bd, "redis_timeout_ms", "backend", d.backend.redis_timeout_ms, int_in(1, 600_000)),
     )
+    if backend.ledger and sale.strategy in UNSYNCED_STRATEGIES:
+        r.problems.append(f"backend.ledger: strategy {sale.strategy} cannot be synced with the warehouse ledger")
 
     rd = r.section(data, "redis", "")
     r.unknown(rd, tuple(f.name for f in dataclasses.fields(RedisConfig)), "redis")
@@ -173,6 +177,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         proxy=r.get(rd, "proxy", "redis", d.redis.proxy, boolean),
         persistence=r.get(rd, "persistence", "redis", d.redis.persistence, one_of(PERSISTENCE)),
         replication_proxy=r.get(rd, "replication_proxy", "redis", d.redis.replication_proxy, boolean),
+        shards=r.get(rd, "shards", "redis", d.redis.shards, int_in(1, 16)),
     )
     chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
     faults, bad_faults = parse_faults(data.get("faults"), "faults")

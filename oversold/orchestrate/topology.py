@@ -9,6 +9,7 @@ registered by role with the driver that can hurt it:
 | ----------------------------- | ---------------------------------- | ---------------------------------- |
 | Redis (``topology: single``)  | ``RedisServer`` (or a container with ``chaos.driver: docker``) | ``redis-primary`` / process (docker) |
 | Redis (``topology: sentinel``)| ``SentinelTopology``: primary, replica, 3 Sentinels | ``redis-primary`` / sentinel, ``sentinel`` / process |
+| Redis (``topology: cluster``) | ``ClusterTopology`` (``cluster_redis.py``): a primary and a replica per shard | ``redis-primary`` / cluster (one per shard) |
 | fault proxy (``redis.proxy``) | ``FaultProxy``, one link per node  | ``proxy`` / proxy                  |
 | backend nodes                 | ``BackendNode``                    | ``backend`` / process              |
 | sync worker (ledger runs)     | ``oversold.orchestrate.workers``               | ``sync`` / sync                    |
@@ -128,6 +129,12 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         if partitionable:
             drivers.append(_replication_through_proxy(topo, scenario.seed, stack, state, logs))
             progress("redis: the replica replicates through the fault proxy (role replication)")
+    elif scenario.redis.topology == "cluster":
+        from .cluster_redis import stand_up_cluster
+
+        redis_url, cluster_driver = stand_up_cluster(shards=scenario.redis.shards, logs=logs, stack=stack, state=state)
+        drivers.append(cluster_driver)
+        progress(f"redis: cluster of {scenario.redis.shards} shards (a primary and a replica each), {redis_url}")
     else:
         extra = AOF_ARGS if scenario.redis.persistence == "aof" else []
         server = RedisServer.start(log_dir=logs, extra_args=extra)
@@ -137,7 +144,7 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         redis_url = server.url
         progress(f"redis: started {redis_url} (pid {server.child.pid}"
                  f"{', AOF appendfsync always' if extra else ''})")
-    if redis_url is not None:
+    if redis_url is not None and not redis_url.startswith("redis+cluster://"):  # a cluster waited for itself
         _check_redis(redis_url)
 
     if not own_nodes:

@@ -1,7 +1,10 @@
+-- prelude: base
 -- Asynchronous orders: record that a queued order's processor turned it down.
--- KEYS: 1 order key   ARGV: 1 error code, 2 message
 -- Only a still pending order becomes rejected: a cancel may have withdrawn it meanwhile.
-local status = redis.call('HGET', KEYS[1], 'status')
+local K_ORDER = KEYS[1]
+local A_CODE, A_MESSAGE = ARGV[1], ARGV[2]  -- the error code and message it answered
+
+local status = redis.call('HGET', K_ORDER, 'status')
 if status ~= 'pending' then return status or false end
-redis.call('HSET', KEYS[1], 'status', 'rejected', 'error_code', ARGV[1], 'error_message', ARGV[2])
+redis.call('HSET', K_ORDER, 'status', 'rejected', 'error_code', A_CODE, 'error_message', A_MESSAGE)
 return 'rejected'

@@ -1,29 +1,32 @@
+-- prelude: base
 -- Audit: one consistent snapshot of a sale for the checker.
--- KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 sold_set, 6 holds   ARGV: 1 order key prefix
 -- Answers nil without a sale, else
 -- {meta, {avail, held, sold, refunded}, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...},
 --  {payments, refunds, compensations, warnings, alerts, refunded_sold}}
-local m = redis.call('HMGET', KEYS[1], 'strategy', 'stock', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
+local K_META, K_AVAIL, K_HELD, K_SOLD, K_SOLD_SET, K_HOLDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local A_ORDER_PREFIX = ARGV[1]
+
+local m = redis.call('HMGET', K_META, 'strategy', 'stock', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
 if not m[1] then return false end
-local P = string.sub(ARGV[1], 1, -3)  -- the sale's key prefix, for the side records
-local counters = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], P .. 'refunded')
+local P = string.sub(A_ORDER_PREFIX, 1, -3)  -- the sale's key prefix, for the side records
+local counters = redis.call('MGET', K_AVAIL, K_HELD, K_SOLD, P .. 'refunded')
 local sold = {}
-local entries = redis.call('HGETALL', KEYS[5])
+local entries = redis.call('HGETALL', K_SOLD_SET)
 for i = 1, #entries, 2 do
-  local f = redis.call('HMGET', ARGV[1] .. entries[i], 'user_id', 'paid_ms')
+  local f = redis.call('HMGET', A_ORDER_PREFIX .. entries[i], 'user_id', 'paid_ms')
   sold[#sold + 1] = entries[i]
   sold[#sold + 1] = f[1] or ''
   sold[#sold + 1] = entries[i + 1]
   sold[#sold + 1] = f[2] or '0'
 end
 local holds = {}
-local listed = redis.call('ZRANGE', KEYS[6], 0, -1)
+local listed = redis.call('ZRANGE', K_HOLDS, 0, -1)
 -- a hold whose pre_deduct_ledger payment is being confirmed with the warehouse ledger is still held
-for _, id in ipairs(redis.call('ZRANGE', string.sub(ARGV[1], 1, -3) .. 'confirming', 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', P .. 'confirming', 0, -1)) do
   listed[#listed + 1] = id
 end
 for _, id in ipairs(listed) do
-  local f = redis.call('HMGET', ARGV[1] .. id, 'status', 'user_id', 'qty', 'created_ms', 'expires_ms')
+  local f = redis.call('HMGET', A_ORDER_PREFIX .. id, 'status', 'user_id', 'qty', 'created_ms', 'expires_ms')
   if f[1] == 'held' or f[1] == 'confirming' then
     holds[#holds + 1] = id
     holds[#holds + 1] = f[2]

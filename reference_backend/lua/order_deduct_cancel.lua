@@ -1,6 +1,9 @@
+-- prelude: op
 -- order_deduct cancel: give a held order's units back to stock. Cancelling a
 -- cancelled order changes nothing and shows it; a paid order is 409.
-local meta, o, early = order_step()
+local A_ORDER_ID = ARGV[6]
+
+local meta, o, early = order_step(K_ORDER, A_ORDER_ID)
 if early then return early end
 
 if o.status == 'paid' or o.status == 'refunded' then

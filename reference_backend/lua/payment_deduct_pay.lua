@@ -1,4 +1,5 @@
--- payment_deduct pay, in two steps the node runs one after the other (ARGV[7]):
+-- prelude: op
+-- payment_deduct pay, in two steps the node runs one after the other (A_STEP):
 --
 --   capture: the simulated payment provider takes the money. A captured payment
 --            is written to the payments ledger and the order becomes 'captured'.
@@ -15,7 +16,9 @@
 -- article's "100 pay, 1 ships". A pay that finds the order 'captured' (a
 -- double click, a retry, a node that died between the steps) goes on to settle
 -- it; settling is atomic, so the payment is settled exactly once.
-local meta, o, early = order_step()
+local A_ORDER_ID, A_STEP = ARGV[6], ARGV[7]  -- A_STEP: 'capture' or 'settle'
+
+local meta, o, early = order_step(K_ORDER, A_ORDER_ID)
 if early then return early end
 
 -- orders whose payment is over answer the same whichever step finds them
@@ -34,18 +37,18 @@ if o.status == 'unfulfilled' then
 end
 
 local now = now_ms()
-if ARGV[7] == 'capture' then
+if A_STEP == 'capture' then
   if o.status == 'captured' then return {'c', '0'} end
-  local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local avail = tonumber(redis.call('GET', K_AVAIL) or '0')
   if avail < o.qty then  -- sold out before the payment even started: nothing captured
     return refuse(409, 'sold_out', 'order_id: ' .. avail .. ' available, order ' .. o.order_id .. ' needs '
                   .. o.qty .. '; no payment was taken')
   end
   redis.call('HSET', skey('payments'), o.order_id, cjson.encode({
     order_id = o.order_id, user_id = o.user_id, qty = o.qty, amount_cents = o.qty * meta.price, captured_ms = now}))
-  redis.call('HSET', KEYS[10], 'status', 'captured')
+  redis.call('HSET', o.key, 'status', 'captured')
   redis.call('ZADD', skey('paying'), now, o.order_id)
-  return {'c', redis.call('HGET', KEYS[1], 'payment_delay_ms') or '0'}
+  return {'c', redis.call('HGET', K_META, 'payment_delay_ms') or '0'}
 end
 
 -- settle
@@ -53,22 +56,22 @@ if o.status ~= 'captured' then
   return redis.error_reply('payment_deduct settle: order ' .. o.order_id .. ' is ' .. o.status .. ', not captured')
 end
 redis.call('ZREM', skey('paying'), o.order_id)
-local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+local avail = tonumber(redis.call('GET', K_AVAIL) or '0')
 if avail >= o.qty then
   take(meta, o.qty, 'pay')
-  redis.call('INCRBY', KEYS[4], o.qty)
+  redis.call('INCRBY', K_SOLD, o.qty)
   mark_paid(o, now)
   return ok(200, o)
 end
-redis.call('HINCRBY', KEYS[8], o.user_id, -o.qty)  -- nothing bought: the user's allowance is back
+redis.call('HINCRBY', K_USERS, o.user_id, -o.qty)  -- nothing bought: the user's allowance is back
 if not meta.refunds then
-  redis.call('HSET', KEYS[10], 'status', 'unfulfilled')
+  redis.call('HSET', o.key, 'status', 'unfulfilled')
   return answer({s = 409, e = 'sold_out', m = 'order_id: payment of order ' .. o.order_id .. ' was captured but '
                  .. avail .. ' of ' .. o.qty .. ' units were left; not refunded (refunds are off)',
                  x = {refunded = false}}, true)
 end
 local refund, comp = refund_and_compensate(o, meta.price, meta.coupon, 'sold_out', now)
-redis.call('HSET', KEYS[10], 'status', 'refunded')
+redis.call('HSET', o.key, 'status', 'refunded')
 return answer({s = 409, e = 'sold_out', m = 'order_id: payment of order ' .. o.order_id .. ' was captured but '
                .. avail .. ' of ' .. o.qty .. ' units were left; refunded and compensated',
                x = {refunded = true, refund = refund, compensation = comp}}, true)

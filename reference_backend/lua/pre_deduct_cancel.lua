@@ -1,7 +1,10 @@
+-- prelude: op
 -- pre_deduct cancel: give a held order's units back. Cancelling an order that
 -- is already cancelled or expired changes nothing and shows it; a paid order
 -- cannot be cancelled (refunds are another operation).
-local meta, o, early = order_step()
+local A_ORDER_ID = ARGV[6]
+
+local meta, o, early = order_step(K_ORDER, A_ORDER_ID)
 if early then return early end
 local queued = queued_order(o, 'cancel')
 if queued then return queued end

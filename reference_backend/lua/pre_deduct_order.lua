@@ -1,24 +1,10 @@
+-- prelude: op
 -- pre_deduct order: check the scalper verdict, the user's limit and stock, then
--- hold qty units until now + hold_ttl_ms (Redis's clock), all in one atomic step.
-local prev = replayed()
-if prev then return prev end
-local meta, early = sale_meta()
-if not meta then return early end
-local queued = async_accept()  -- async_orders: queue it now, apply it when its processor comes
-if queued then return queued end
+-- hold qty units until now + hold_ttl_ms (Redis's clock), all in one atomic step
+-- (hold_order in _sale.lua; pre_deduct_order_batch.lua runs it for many orders).
+local A_USER, A_QTY = ARGV[6], ARGV[7]
+local A_VERDICT, A_JUDGED = ARGV[8], ARGV[9]  -- the node's scalper verdict, and the policy it judged by
+local A_GIVEN_ID, A_NONCE = ARGV[10], ARGV[11]  -- a queued order's id ('' for a new order); the id's random part
+local A_SHORT = ARGV[12]  -- 'need': too little stock answers {'n', available} unstored (pre_deduct_buckets)
 
-local user, qty = ARGV[6], tonumber(ARGV[7])
-local refused = order_refusal(meta, user, qty)
-if refused then return refused end
-
-local now = now_ms()
-local expires = now + meta.ttl
-local id = new_order_id()
-take(meta, qty, 'order')
-redis.call('INCRBY', KEYS[3], qty)
-redis.call('HINCRBY', KEYS[8], user, qty)
-redis.call('HSET', ARGV[5] .. id, 'user_id', user, 'qty', qty, 'status', 'held',
-           'created_ms', now, 'expires_ms', expires)
-redis.call('ZADD', KEYS[6], expires, id)
-return ok(201, {order_id = id, sale_id = ARGV[2], user_id = user, qty = qty, status = 'held',
-                created_ms = now, expires_ms = expires, paid_ms = cjson.null})
+return hold_order(A_USER, A_QTY, A_VERDICT, A_JUDGED, A_GIVEN_ID, A_NONCE, A_SHORT == 'need')

@@ -1,18 +1,21 @@
+-- prelude: base
 -- Reaper: give expired holds of one sale back to stock, a batch at a time.
 -- Atomic, so several nodes may run it at once: a hold is released at most once.
--- KEYS: 1 holds, 2 avail, 3 held, 4 users   ARGV: 1 order key prefix, 2 batch size
+local K_HOLDS, K_AVAIL, K_HELD, K_USERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local A_ORDER_PREFIX, A_BATCH = ARGV[1], ARGV[2]
+
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', K_HOLDS, '-inf', now, 'LIMIT', 0, tonumber(A_BATCH))
 for _, id in ipairs(ids) do
-  local okey = ARGV[1] .. id
+  local okey = A_ORDER_PREFIX .. id
   local f = redis.call('HMGET', okey, 'status', 'qty', 'user_id')
   if f[1] == 'held' then
     local qty = tonumber(f[2])
-    redis.call('INCRBY', KEYS[2], qty)
-    redis.call('DECRBY', KEYS[3], qty)
-    redis.call('HINCRBY', KEYS[4], f[3], -qty)
+    redis.call('INCRBY', K_AVAIL, qty)
+    redis.call('DECRBY', K_HELD, qty)
+    redis.call('HINCRBY', K_USERS, f[3], -qty)
     redis.call('HSET', okey, 'status', 'expired')
   end
-  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', K_HOLDS, id)
 end
 return #ids

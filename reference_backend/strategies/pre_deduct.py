@@ -21,3 +21,4 @@ class PreDeduct(LuaStrategy):
     name = "pre_deduct"
     supports_async = True  # its order script calls async_accept / new_order_id
     scripts = {"order": "pre_deduct_order", "pay": "pre_deduct_pay", "cancel": "pre_deduct_cancel"}
+    batch_script = "pre_deduct_order_batch"  # used by the subclasses that coalesce orders

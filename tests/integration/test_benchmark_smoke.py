@@ -47,7 +47,12 @@ def test_order_path_benchmark_runs(tmp_path):
     for ratio in ratios.values():
         assert ratio["baseline"] == "baseline:pre_deduct"
         assert ratio["ratio"] is not None and ratio["ratio"] > 0
-    assert "ratio reference/baseline" in done.stdout
+        # the only bare contender here is the baseline, so it is the fastest bare one too
+        assert ratio["fastest_bare"] == "baseline:pre_deduct" and ratio["vs_fastest_bare"] > 0
+        assert ratio["vs_fastest_bare_per_round"] == ratio["per_round"]
+    assert "ratio reference:pre_deduct / baseline:pre_deduct" in done.stdout
+    assert "vs the fastest bare contender (baseline:pre_deduct" in done.stdout
+    assert all(c["runs"][0]["script_calls_per_req"] >= 1 for c in by_kind.values())  # one call (or more) each
 
 
 def test_unknown_strategy_is_refused():

@@ -178,6 +178,21 @@ def exercise_live(node: BackendNode, conf: Conformance) -> None:
     exercise_refund(node, conf, one, two)
     exercise_profiles(node, conf)
     exercise_payment_deduct(node, conf)
+    exercise_buckets(node, conf)
+
+
+def exercise_buckets(node: BackendNode, conf: Conformance) -> None:
+    """A pre_deduct_buckets sale's counters and audit (with its buckets) fit the same schemas."""
+    sale = {"stock": 4, "hold_ttl_ms": 5000, "strategy": "pre_deduct_buckets", "buckets": 2}
+    status, body = call(node, conf, "PUT", "/v1/sales/b", sale, ADMIN)
+    assert (status, body["buckets"]) == (200, 2)
+    status, order = call(node, conf, "POST", "/v1/sales/b/orders", {"user_id": "u1", "qty": 3})
+    assert status == 201
+    assert call(node, conf, "GET", f"/v1/sales/b/orders/{order['order_id']}")[0] == 200
+    assert call(node, conf, "POST", f"/v1/sales/b/orders/{order['order_id']}/pay")[0] == 200
+    status, audit = call(node, conf, "GET", "/v1/sales/b/audit", None, ADMIN)
+    assert status == 200 and sum(b["sold"] for b in audit["buckets"]) == audit["counters"]["sold"] == 3
+    assert call(node, conf, "PUT", "/v1/sales/b", {**sale, "strategy": "pre_deduct"}, ADMIN)[0] == 400  # buckets
 
 
 def exercise_refund(node: BackendNode, conf: Conformance, paid: str, cancelled: str) -> None:

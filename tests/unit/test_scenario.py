@@ -192,7 +192,8 @@ def test_warehouse_and_async_problems_name_their_fields():
     assert sorted(p.split(":")[0] for p in problems) == sorted([
         "sale.async_orders", "backend.ledger", "backend.sync_delay_ms", "backend.order_workers", "backend.sync"])
     assert problems_of({"sale": {"strategy": "naive", "async_orders": True}}) == [
-        "sale.async_orders: strategy naive cannot queue orders; use one of pre_deduct, pre_deduct_ledger"]
+        "sale.async_orders: strategy naive cannot queue orders; use one of pre_deduct, pre_deduct_ledger, "
+        "pre_deduct_coalesced"]
 
 
 def test_each_url_field_takes_only_its_own_kind_of_url():

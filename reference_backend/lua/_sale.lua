@@ -1,60 +1,34 @@
--- Shared prelude, pasted in front of every script by reference_backend/lua.py.
---
--- Order/pay/cancel scripts take the same KEYS and ARGV (see keys.py op_keys):
---   KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 seq, 6 holds, 7 sold_set, 8 users,
---         9 idempotency key, 10 order key (order placement: the order key prefix)
---   ARGV: 1 strategy expected, 2 sale id, 3 '1' if an idempotency key was given,
---         4 request fingerprint, 5 order key prefix, 6 user id or order id, 7 qty
---         (an order also: 10 the order id assigned up front, when an asynchronous
---         order's processor applies it, else ''; see async_accept; 11 a random
---         nonce the node drew for this order, see fresh_order_id)
--- and answer {'r', fingerprint .. '\n' .. json} or {'s', actual_strategy} when
--- the sale now has another strategy than the caller thought.
+-- Op prelude, part 2 of 2: helpers over one sale's keys, for the scripts of
+-- the op layout. They use the names part 1 (_op.lua) gives: K_META .. K_USERS,
+-- A_STRATEGY, A_SALE, A_ORDER_PREFIX, and req, the request being answered.
+-- An order's own hash is o.key (load_order), never a key taken from KEYS here.
 
--- Redis 6.2 must switch to effects replication before a write that follows the
--- non-deterministic TIME; Redis 7 always replicates effects (the call is a no-op).
-if redis.replicate_commands then redis.replicate_commands() end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- The order as the contract shows it, or nil when there is no such order.
-local function load_order(okey, id, sale_id)
-  local f = redis.call('HMGET', okey, 'user_id', 'qty', 'status', 'created_ms', 'expires_ms', 'paid_ms')
-  if not f[1] then return nil end
-  return {order_id = id, sale_id = sale_id, user_id = f[1], qty = tonumber(f[2]), status = f[3],
-          created_ms = tonumber(f[4]), expires_ms = f[5] and tonumber(f[5]) or cjson.null,
-          paid_ms = f[6] and tonumber(f[6]) or cjson.null}
-end
-
--- An answer; kept under the idempotency key (in this same atomic step) unless keep is false.
+-- An answer; kept under the request's idempotency key (in this same atomic step) unless keep is false.
 local function answer(res, keep)
-  local enc = ARGV[4] .. '\n' .. cjson.encode(res)
-  if keep and ARGV[3] == '1' then redis.call('SET', KEYS[9], enc) end
+  local enc = req.fingerprint .. '\n' .. cjson.encode(res)
+  if keep and req.keyed then redis.call('SET', req.idem, enc) end
   return {'r', enc}
 end
 
-local function ok(status, order) return answer({s = status, o = order}, true) end
+local function ok(status, order) return answer({s = status, o = shown(order)}, true) end
 local function refuse(status, code, msg) return answer({s = status, e = code, m = msg}, true) end
 
 -- A retry under a used key gets the first answer back, whatever changed since.
 local function replayed()
-  if ARGV[3] ~= '1' then return nil end
-  local prev = redis.call('GET', KEYS[9])
+  if not req.keyed then return nil end
+  local prev = redis.call('GET', req.idem)
   if prev then return {'r', prev} end
   return nil
 end
 
 -- The sale's settings, or an answer to return at once (no sale, other strategy).
 local function sale_meta()
-  local m = redis.call('HMGET', KEYS[1], 'strategy', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry',
+  local m = redis.call('HMGET', K_META, 'strategy', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry',
                        'stock', 'warn_thresholds', 'scalper_policy', 'refunds', 'price_cents', 'coupon_cents')
   if not m[1] then
-    return nil, answer({s = 404, e = 'unknown_sale', m = 'sale_id: no sale ' .. ARGV[2]}, false)
+    return nil, answer({s = 404, e = 'unknown_sale', m = 'sale_id: no sale ' .. A_SALE}, false)
   end
-  if m[1] ~= ARGV[1] then return nil, {'s', m[1]} end
+  if m[1] ~= A_STRATEGY then return nil, {'s', m[1]} end
   return {ttl = tonumber(m[2]), limit = tonumber(m[3]), pay_after_expiry = m[4], stock = tonumber(m[5] or '0'),
           warn = m[6] or '', policy = m[7] or '', refunds = m[8] ~= '0',
           price = tonumber(m[9] or '0'), coupon = tonumber(m[10] or '0')}, nil
@@ -63,16 +37,16 @@ end
 -- The name of one of the sale's side records (keys.py): they carry the sale's
 -- hash tag, so they share the slot of the declared KEYS; deriving them keeps
 -- the KEYS list every script shares from growing with each protection.
-local function skey(name) return string.sub(ARGV[5], 1, -3) .. name end
+local function skey(name) return string.sub(A_ORDER_PREFIX, 1, -3) .. name end
 
--- Scalper policy gate of an order script. ARGV[8] is the node's verdict for
--- this user ('' allow, 'reject', or a lowered limit) and ARGV[9] the policy it
+-- Scalper policy gate of an order script. verdict is the node's verdict for
+-- this user ('' allow, 'reject', or a lowered limit) and judged the policy it
 -- judged by; a node with a stale policy is told the real one ({'p', policy})
 -- and asks again. A lowered limit replaces the sale's when it is stricter, so
 -- it is checked by over_limit in this same atomic step.
-local function policy_gate(meta, user)
-  if meta.policy ~= (ARGV[9] or '') then return {'p', meta.policy} end
-  local v = ARGV[8] or ''
+local function policy_gate(meta, user, verdict, judged)
+  if meta.policy ~= (judged or '') then return {'p', meta.policy} end
+  local v = verdict or ''
   if v == 'reject' then
     return refuse(409, 'risk_rejected', 'user_id: ' .. user .. ' matches the scalper profile (no history, '
                   .. 'no activity, new membership)')
@@ -101,28 +75,28 @@ end
 
 -- Take qty units out of available stock (the caller checked there are enough).
 local function take(meta, qty, cause)
-  local after = redis.call('DECRBY', KEYS[2], qty)
+  local after = redis.call('DECRBY', K_AVAIL, qty)
   warn_crossings(meta, after + qty, after, cause)
 end
 
-local function order_or_404()
-  local o = load_order(KEYS[10], ARGV[6], ARGV[2])
+local function order_or_404(okey, id)
+  local o = load_order(okey, id, A_SALE)
   if not o then
     return nil, answer({s = 404, e = 'unknown_order',
-                        m = 'order_id: no order ' .. ARGV[6] .. ' in sale ' .. ARGV[2]}, false)
+                        m = 'order_id: no order ' .. id .. ' in sale ' .. A_SALE}, false)
   end
   return o, nil
 end
 
--- How every step on an existing order starts: the answer already given to this
--- idempotency key, if any; then the sale, then the order (404 if unknown).
--- Returns meta, o; or nil, nil and the answer to give.
-local function order_step()
+-- How every step on an existing order (stored under okey) starts: the answer
+-- already given to this idempotency key, if any; then the sale, then the order
+-- (404 if unknown). Returns meta, o; or nil, nil and the answer to give.
+local function order_step(okey, id)
   local prev = replayed()
   if prev then return nil, nil, prev end
   local meta, early = sale_meta()
   if not meta then return nil, nil, early end
-  local o, missing = order_or_404()
+  local o, missing = order_or_404(okey, id)
   if not o then return nil, nil, missing end
   return meta, o, nil
 end
@@ -130,7 +104,7 @@ end
 -- Would qty more units take this user past the sale's limit? (0 = no limit)
 local function over_limit(meta, user, qty)
   if meta.limit <= 0 then return nil end
-  local mine = tonumber(redis.call('HGET', KEYS[8], user) or '0')
+  local mine = tonumber(redis.call('HGET', K_USERS, user) or '0')
   if mine + qty > meta.limit then
     return refuse(409, 'limit_exceeded', 'qty: user ' .. user .. ' has ' .. mine .. ' of a limit of '
                   .. meta.limit .. ', asked ' .. qty)
@@ -149,23 +123,23 @@ local function take_fresh_for_expired(meta, o)
   end
   local limited = over_limit(meta, o.user_id, o.qty)
   if limited then return limited end
-  local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local avail = tonumber(redis.call('GET', K_AVAIL) or '0')
   if avail < o.qty then
     return refuse(409, 'sold_out', 'order_id: hold of order ' .. o.order_id .. ' expired and only '
                   .. avail .. ' of ' .. o.qty .. ' units are available')
   end
   take(meta, o.qty, 'pay')
-  redis.call('HINCRBY', KEYS[8], o.user_id, o.qty)
+  redis.call('HINCRBY', K_USERS, o.user_id, o.qty)
   return nil
 end
 
 -- Give a held order's units back to stock, as the reaper or a cancel does.
 local function release(o, status)
-  redis.call('INCRBY', KEYS[2], o.qty)
-  redis.call('DECRBY', KEYS[3], o.qty)
-  redis.call('HINCRBY', KEYS[8], o.user_id, -o.qty)
-  redis.call('ZREM', KEYS[6], o.order_id)
-  redis.call('HSET', KEYS[10], 'status', status)
+  redis.call('INCRBY', K_AVAIL, o.qty)
+  redis.call('DECRBY', K_HELD, o.qty)
+  redis.call('HINCRBY', K_USERS, o.user_id, -o.qty)
+  redis.call('ZREM', K_HOLDS, o.order_id)
+  redis.call('HSET', o.key, 'status', status)
   o.status = status
 end
 
@@ -175,15 +149,15 @@ end
 -- event stream in the caller's atomic step, so the stream the sync worker
 -- carries to the warehouse never misses nor invents one.
 local function sync_event(kind, o)
-  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+  local epoch = redis.call('HGET', K_META, 'epoch')
   if epoch and epoch ~= '' then
     redis.call('XADD', skey('events'), '*', 'type', kind, 'order', o.order_id, 'qty', o.qty, 'epoch', epoch)
   end
 end
 
 local function mark_paid(o, now)
-  redis.call('HSET', KEYS[10], 'status', 'paid', 'paid_ms', now)
-  redis.call('HSET', KEYS[7], o.order_id, o.qty)
+  redis.call('HSET', o.key, 'status', 'paid', 'paid_ms', now)
+  redis.call('HSET', K_SOLD_SET, o.order_id, o.qty)
   o.status = 'paid'
   o.paid_ms = now
   sync_event('sold', o)
@@ -206,15 +180,14 @@ local function refund_and_compensate(o, price, coupon, reason, now)
   return refund, comp
 end
 
--- A new order's id: the sale's seq, then '-' and the nonce the node drew (ARGV[11]).
+-- A new order's id: the sale's seq, then '-' and the nonce the node drew.
 -- seq alone is not unique: a Sentinel failover to a replica that missed recent
 -- writes rolls seq back, and the ids it had handed out would be handed out
 -- again (the ledger, idempotent per order id, then acknowledged a second
 -- buyer's payment without a unit). The node's random nonce is no Redis state,
 -- so no failover can repeat it; seq stays in front for a rough ordering.
-local function fresh_order_id()
-  local id = tostring(redis.call('INCR', KEYS[5]))
-  local nonce = ARGV[11]
+local function fresh_order_id(nonce)
+  local id = tostring(redis.call('INCR', K_SEQ))
   if nonce and nonce ~= '' then id = id .. '-' .. nonce end
   return id
 end
@@ -224,35 +197,33 @@ end
 -- it as 'pending' and appends it to the sale's order queue, all in this step (an
 -- accepted order is queued exactly once; a retry under the same Idempotency-Key
 -- gets the same 202). An order processor later runs the same order script with
--- that id in ARGV[10]: the order is applied if it is still pending, else it is
+-- that id as given: the order is applied if it is still pending, else it is
 -- answered as it is, unstored, so a queue entry delivered twice applies once.
 -- An order script that supports this calls async_accept right after sale_meta
 -- and takes its id from new_order_id.
-local function async_accept()
-  local given = ARGV[10]
+local function async_accept(user, qty, given, nonce)
   if given and given ~= '' then
-    local o = load_order(ARGV[5] .. given, given, ARGV[2])
+    local o = load_order(A_ORDER_PREFIX .. given, given, A_SALE)
     if not o then
-      return answer({s = 404, e = 'unknown_order', m = 'order_id: no order ' .. given .. ' in sale ' .. ARGV[2]},
+      return answer({s = 404, e = 'unknown_order', m = 'order_id: no order ' .. given .. ' in sale ' .. A_SALE},
                     false)
     end
-    if o.status ~= 'pending' then return answer({s = 200, o = o}, false) end
+    if o.status ~= 'pending' then return answer({s = 200, o = shown(o)}, false) end
     return nil
   end
-  if redis.call('HGET', KEYS[1], 'async_orders') ~= '1' then return nil end
+  if redis.call('HGET', K_META, 'async_orders') ~= '1' then return nil end
   local now = now_ms()
-  local id = fresh_order_id()
-  redis.call('HSET', ARGV[5] .. id, 'user_id', ARGV[6], 'qty', ARGV[7], 'status', 'pending', 'created_ms', now,
+  local id = fresh_order_id(nonce)
+  redis.call('HSET', A_ORDER_PREFIX .. id, 'user_id', user, 'qty', qty, 'status', 'pending', 'created_ms', now,
              'queued_ms', now)
-  redis.call('XADD', skey('order_queue'), '*', 'order', id, 'user', ARGV[6], 'qty', ARGV[7])
-  return ok(202, {order_id = id, sale_id = ARGV[2], user_id = ARGV[6], qty = tonumber(ARGV[7]),
+  redis.call('XADD', skey('order_queue'), '*', 'order', id, 'user', user, 'qty', qty)
+  return ok(202, {order_id = id, sale_id = A_SALE, user_id = user, qty = tonumber(qty),
                   status = 'pending', created_ms = now, expires_ms = cjson.null, paid_ms = cjson.null})
 end
 
-local function new_order_id()
-  local given = ARGV[10]
+local function new_order_id(given, nonce)
   if given and given ~= '' then return given end
-  return fresh_order_id()
+  return fresh_order_id(nonce)
 end
 
 -- A pay or cancel of an order still queued ('pending') or turned down by its
@@ -261,7 +232,7 @@ end
 local function queued_order(o, op)
   if o.status == 'pending' then
     if op == 'cancel' then
-      redis.call('HSET', KEYS[10], 'status', 'cancelled')
+      redis.call('HSET', o.key, 'status', 'cancelled')
       o.status = 'cancelled'
       return ok(200, o)
     end
@@ -270,7 +241,7 @@ local function queued_order(o, op)
   end
   if o.status == 'rejected' then
     if op == 'cancel' then return ok(200, o) end
-    local why = redis.call('HMGET', KEYS[10], 'error_code', 'error_message')
+    local why = redis.call('HMGET', o.key, 'error_code', 'error_message')
     return refuse(409, why[1] or 'sold_out', 'order_id: order ' .. o.order_id .. ' was rejected: '
                   .. (why[2] or 'no reason recorded'))
   end
@@ -279,14 +250,47 @@ end
 
 -- What every order checks before it takes stock, in this order: the scalper
 -- verdict, the user's limit, then stock. A refusal reply, or nil to go ahead.
-local function order_refusal(meta, user, qty)
-  local gated = policy_gate(meta, user)
+-- With short_ok, too little stock is not refused but answered {'n', available},
+-- unstored: pre_deduct_buckets then brings units over from other buckets and asks again.
+local function order_refusal(meta, user, qty, verdict, judged, short_ok)
+  local gated = policy_gate(meta, user, verdict, judged)
   if gated then return gated end
   local limited = over_limit(meta, user, qty)
   if limited then return limited end
-  local avail = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local avail = tonumber(redis.call('GET', K_AVAIL) or '0')
   if avail < qty then
+    if short_ok then return {'n', tostring(avail)} end
     return refuse(409, 'sold_out', 'qty: ' .. qty .. ' asked, ' .. avail .. ' available')
   end
   return nil
+end
+
+-- pre_deduct's order: check the scalper verdict, the user's limit and stock,
+-- then hold qty units until now + hold_ttl_ms (Redis's clock), all in this one
+-- atomic step. given is a queued order's id ('' for a new order), nonce the
+-- random part of a new id; short_ok as in order_refusal. One request per call:
+-- a batch (pre_deduct_order_batch.lua) calls it once per order, req pointed at it.
+local function hold_order(user, qty_arg, verdict, judged, given, nonce, short_ok)
+  local prev = replayed()
+  if prev then return prev end
+  local meta, early = sale_meta()
+  if not meta then return early end
+  local queued = async_accept(user, qty_arg, given, nonce)  -- async_orders: queue it now, apply it later
+  if queued then return queued end
+
+  local qty = tonumber(qty_arg)
+  local refused = order_refusal(meta, user, qty, verdict, judged, short_ok)
+  if refused then return refused end
+
+  local now = now_ms()
+  local expires = now + meta.ttl
+  local id = new_order_id(given, nonce)
+  take(meta, qty, 'order')
+  redis.call('INCRBY', K_HELD, qty)
+  redis.call('HINCRBY', K_USERS, user, qty)
+  redis.call('HSET', A_ORDER_PREFIX .. id, 'user_id', user, 'qty', qty, 'status', 'held',
+             'created_ms', now, 'expires_ms', expires)
+  redis.call('ZADD', K_HOLDS, expires, id)
+  return ok(201, {order_id = id, sale_id = A_SALE, user_id = user, qty = qty, status = 'held',
+                  created_ms = now, expires_ms = expires, paid_ms = cjson.null})
 end
