@@ -214,6 +214,9 @@ class _Node:
         except OversoldError as e:
             log.error("oversold: %s", e)
             sys.exit(1)
+        if not config.admin_token and config.check:
+            log.warning("oversold: no admin token ($%s or --oversold-admin-token): the backend's audit cannot be "
+                        "read at the end, so the invariants that need it will be unknown", ADMIN_TOKEN_ENV)
         log.info(
             "oversold: sale %s, %d node(s), history %s",
             config.sale_id, len(config.nodes), config.history_path or "(not written: no --oversold-history)",
