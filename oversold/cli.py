@@ -30,6 +30,7 @@ from typing import Sequence
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
 from .model.exit_codes import EXIT_BAD_INPUT, EXIT_PASS, EXIT_STAND_UP
+from .model.scenario import STRATEGIES
 
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.orchestrate.run and the reference backend read it
 
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a scenario end to end and check it")
     r.add_argument("scenario", type=Path, help="scenario YAML (see scenarios/flash_sale.yaml)")
-    r.add_argument("--strategy", help="deduction strategy of the reference backend (overrides sale.strategy)")
+    r.add_argument("--strategy", help="deduction strategy of the reference backend, one of "
+                                      f"{', '.join(STRATEGIES)} (overrides sale.strategy)")
     r.add_argument("--out", type=Path, help="run directory (default runs/<name>-<strategy>-<time>)")
     r.add_argument("--seed", type=int, help="seed of the swarm's random choices (overrides seed)")
     r.add_argument("--redis-url", help="use this Redis instead of starting one (overrides redis.url)")
@@ -89,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so everything started is stopped
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # a shell without job control starts `oversold run ... &` with SIGINT ignored, and Python then
+    # leaves it ignored: `kill -INT` would be lost and nothing stopped. Ctrl-C always unwinds here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -126,6 +131,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"oversold: note: ${ADMIN_TOKEN_ENV} is not set; the admin calls to {scenario.backend.url} "
               "(create the sale, audit) go without your backend's token", file=sys.stderr)
     out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # as check --out: a run's history, verdict and report are never overwritten by another run
+        raise BadInput(f"--out: {out} already exists and is not empty (another run?); give a new directory")
     print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
     # absolute: the swarm runs in another working directory and must find the run's files
     out = out.resolve()
@@ -140,7 +148,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from oversold.model.scenario import STRATEGIES
     from oversold.model.scenario_file import load_scenario
     from oversold.orchestrate.progress import LiveProgress
 
