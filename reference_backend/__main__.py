@@ -15,7 +15,9 @@ import sys
 
 from .node import NodeConfig, serve
 from .sentinel_url import SentinelURLError, parse_sentinel_url
-from .servers import DEFAULT_SERVER, SERVERS
+from .servers import DEFAULT_SERVER, SERVERS, PortTaken
+
+EXIT_PORT_TAKEN = 3  # the node did not start: its port is in use
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -65,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
         redis_max_connections=args.redis_max_connections, redis_timeout_ms=args.redis_timeout_ms,
         ledger_path=args.ledger, server=args.server,
     )
-    asyncio.run(serve(cfg))
+    try:
+        asyncio.run(serve(cfg))
+    except PortTaken as e:
+        print(f"node {cfg.node_name}: {e.strerror}; not started", file=sys.stderr, flush=True)
+        sys.exit(EXIT_PORT_TAKEN)
 
 
 if __name__ == "__main__":
