@@ -14,6 +14,7 @@ Usage::
     oversold check runs/naive
     oversold check runs/naive --thresholds strict.yaml --out runs/naive-strict
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
+    oversold serve scenarios/flash_sale.yaml        # Redis + nodes for plain locust -f, until Ctrl-C
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, metavar="DIR",
                    help="write results.json, junit.xml, report.html and scenario.yaml here, not into RUN_DIR")
 
+    s = sub.add_parser("serve", help="start Redis and reference backend nodes for plain `locust -f` use, "
+                                     "until Ctrl-C or SIGTERM")
+    s.add_argument("scenario", type=Path, nargs="?",
+                   help="scenario YAML: the sale, its strategy and the number of nodes (default: every default)")
+    s.add_argument("--strategy", help=f"deduction strategy, one of {', '.join(STRATEGIES)} (overrides sale.strategy)")
+    s.add_argument("--dir", type=Path, metavar="DIR",
+                   help="where serve.json, admin-token, scenario.yaml and logs/ go (default runs/serve-<time>)")
+
     b = sub.add_parser("bench", help="run one scenario against several strategies and compare them "
                                      "(exit 0 when the benchmark ran, whatever the verdicts)")
     b.add_argument("scenario", type=Path)
@@ -99,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _cmd_check(args)
     except KeyboardInterrupt:
         print("oversold: interrupted; everything it started has been stopped", file=sys.stderr)
@@ -145,6 +156,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run_scenario(scenario, out, progress=display.say, observer=display)
     print(result.summary)
     return result.exit_code
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from oversold.model.scenario import Scenario
+    from oversold.model.scenario_file import load_scenario
+    from oversold.orchestrate.serve import locust_command, stand_up_for_locust, wait_forever
+
+    scenario = (load_scenario(args.scenario) if args.scenario else Scenario()).with_overrides(strategy=args.strategy)
+    run_dir = (args.dir or Path("runs") / f"serve-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise BadInput(f"--dir: {run_dir} already exists and is not empty; give a new directory")
+    if scenario.faults:
+        print(f"oversold serve: the scenario's {len(scenario.faults)} fault(s) are not run (that is oversold run's "
+              "job)", flush=True)
+    with ExitStack() as stack:
+        try:
+            served = stand_up_for_locust(scenario, run_dir, stack=stack,
+                                         progress=lambda m: print(f"  {m}", flush=True))
+            sale = scenario.sale
+            print(f"oversold serve: sale {sale.id} ({sale.strategy}, {sale.stock} units) on "
+                  f"{' '.join(served.node_urls)}; redis {served.redis_url}; files in {run_dir}", flush=True)
+            print("run the swarm against it (it resets the sale at each test start; Ctrl-C here stops "
+                  "everything):", flush=True)
+            print(f"  {locust_command(served)}", flush=True)
+            wait_forever()
+        except KeyboardInterrupt:
+            print("oversold serve: stopping everything it started", file=sys.stderr, flush=True)
+    print("oversold serve: stopped", file=sys.stderr, flush=True)
+    return EXIT_PASS
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
