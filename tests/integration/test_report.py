@@ -171,6 +171,45 @@ def test_report_renders_in_a_real_headless_browser(tmp_path):
         shutil.copy(report.with_name("report.png"), keep)
 
 
+def test_the_fault_table_the_oversell_and_readable_times_render_in_a_real_headless_browser(tmp_path):
+    """A naive-like backend: its sold counter stops at the stock (2) while its audit lists 3 units sold and
+    clients were acknowledged 3. The stock chart must show the oversell the verdict talks about."""
+    binary = _chromium()
+    run = make_run_dir(tmp_path / "run", stock=2)
+    final = json.loads((run / "final_state.json").read_text())
+    for counters in (final["counters"], final["audit"]["counters"]):
+        counters["sold"] = 2  # the counter, as a read-then-write backend leaves it
+    (run / "final_state.json").write_text(json.dumps(final))
+    capped = [{**row, "sold": min(row["sold"], 2)} if "sold" in row else row for row in TIMELINE]
+    (run / "timeline.jsonl").write_text("".join(json.dumps(r) + "\n" for r in capped))
+    verdict, _ = checked(run)
+    assert verdict.verdict == "fail" and verdict.totals.oversold_units == 1
+
+    seen = _probe(binary, run / "report.html", tmp_path / "profile-probe")
+    # the fault table: a row per fault, numbered as its band, with what, where and when
+    assert [r["cells"] for r in seen["faultRows"]] == [
+        ["#", "action", "role", "target", "start (s)", "end (s)", "lasted (s)", "outcome"],
+        ["1", "kill", "backend", "node1", "0.7", "1.3", "0.6", "healed"]]
+    assert all(r["box"][2] > 300 and r["box"][3] > 10 for r in seen["faultRows"])  # laid out, not hidden
+    assert seen["sections"]["timeline"][1] < seen["sections"]["fault-table"][1]  # right below the stock chart
+    labels = [lab for lab in seen["faultLabels"] if lab["chart"] == "timeline"]
+    band = next(f for f in seen["faults"] if f["chart"] == "timeline")
+    assert [lab["text"] for lab in labels] == ["1"]
+    assert band["box"][0] <= labels[0]["box"][0] <= band["box"][0] + band["box"][2]  # the label sits in its band
+    # the oversell on the stock chart: what the audit sold and what clients were told, above the stock line,
+    # while the backend's counter stays on it
+    lines = _series(seen, "timeline")
+    stock_y = lines["stock"]["points"][0][1]  # SVG y grows downwards: above the line is a smaller y
+    assert min(y for _, y in lines["sold (audit)"]["points"]) < stock_y - 20
+    assert min(y for _, y in lines["paid (acknowledged)"]["points"]) < stock_y - 20
+    assert min(y for _, y in lines["sold"]["points"]) == pytest.approx(stock_y, abs=0.5)
+    assert "the audit lists 3 units sold and clients were acknowledged 3" in seen["text"]["timeline"]
+    # instants in counterexamples read as times, not raw epoch numbers
+    paid = [v for k, v in seen["fields"] if k == "paid_ms"]
+    assert paid and all(re.fullmatch(r"t=\+\d+\.\d{3} s \(\d+\)", v) for v in paid), paid
+    assert "t=+2.350 s (1002250)" in paid  # paid 2.25 s after T0, the first record (a sample) 0.1 s before it
+
+
 def _near(px: tuple[int, int, int], want: tuple[int, int, int], tol: int = 6) -> bool:
     return all(abs(a - b) <= tol for a, b in zip(px, want))
 
@@ -208,7 +247,7 @@ def test_the_refunded_series_of_a_real_run_renders_in_a_real_headless_browser(st
     binary = _chromium()
     seen = _probe(binary, storm_run / "report.html", tmp_path / "profile-probe")
     timeline = _series(seen, "timeline")
-    assert set(timeline) == {"available", "held", "sold", "refunded"}
+    assert set(timeline) == {"available", "held", "sold", "refunded", "stock", "sold (audit)", "paid (acknowledged)"}
     refunded, sold = timeline["refunded"], timeline["sold"]
     assert refunded["length"] > 100 and refunded["stroke"] == "rgb(174, 62, 201)"
     last = [s for s in read_jsonl_tolerant(storm_run / "timeline.jsonl") if "error" not in s][-1]
