@@ -100,6 +100,7 @@ class Series:
     label: str
     colour: str
     points: tuple[tuple[float, float] | None, ...]
+    dash: str | None = None  # an SVG stroke-dasharray, so a line drawn over another still shows
 
     def segments(self) -> list[list[tuple[float, float]]]:
         out: list[list[tuple[float, float]]] = [[]]
@@ -179,15 +180,17 @@ def line_chart(
             if len(seg) == 1:  # a lone point between two gaps would draw nothing as a polyline
                 seg = [seg[0], seg[0]]
             pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in seg)
+            dash = f' stroke-dasharray="{_e(s.dash)}"' if s.dash else ""
             out.append(f'<polyline class="series" data-series="{_e(s.label)}" fill="none" stroke="{_e(s.colour)}" '
-                       f'stroke-width="2" stroke-linejoin="round" stroke-linecap="round" points="{pts}">'
+                       f'stroke-width="2" stroke-linejoin="round" stroke-linecap="round"{dash} points="{pts}">'
                        f'<title>{_e(s.label)}</title></polyline>')
     out.append("</svg>")
     return "".join(out)
 
 
 def _legend(series: Sequence[Series], shaded: bool) -> str:
-    items = [f'<span><i style="background:{_e(s.colour)}"></i>{_e(s.label)}</span>' for s in series if s.points]
+    items = [f'<span><i style="background:{_e(s.colour)}"></i>{_e(s.label)}{" (dotted)" if s.dash == "2 4" else " (dashed)" if s.dash else ""}</span>'
+             for s in series if s.points]
     if shaded:
         items.append('<span><i style="background:#fa5252;opacity:.35;height:10px"></i>fault</span>')
     return f'<div class="legend">{"".join(items)}</div>'
@@ -376,16 +379,19 @@ def _timeline(samples: Sequence[TimelineSample], t0: float, span: float,
         return head + '<p class="muted">No counter timeline (timeline.jsonl) and nothing sold in this run.</p>'
     names = ["available", "held", "sold"] + (["refunded"] if any(s.get("refunded") is not None for s in samples)
                                               else [])
-    series = []
+    # the stock line first and dotted, so a counter sitting on it (a naive sold counter) is drawn over it
+    series = [Series("stock", SERIES_COLOUR["stock"], ((0.0, float(final.stock)), (span, float(final.stock))),
+                     dash="2 4")]
     for n in names:
         pts = tuple(None if s.error is not None or s.get(n) is None else (s.t - t0, float(s.get(n)))
                     for s in samples)
         series.append(Series(n, SERIES_COLOUR[n], pts))
-    series.append(Series("stock", SERIES_COLOUR["stock"], ((0.0, float(final.stock)), (span, float(final.stock)))))
     if audited:
         series.append(Series("sold (audit)", SERIES_COLOUR["sold (audit)"], _cumulative(audited, t0)))
     if acked:
-        series.append(Series("paid (acknowledged)", SERIES_COLOUR["paid (acknowledged)"], _cumulative(acked, t0)))
+        # dashed: on a sound run it lies on the audit's line
+        series.append(Series("paid (acknowledged)", SERIES_COLOUR["paid (acknowledged)"], _cumulative(acked, t0),
+                             dash="6 4"))
     failed = sum(1 for s in samples if s.error is not None)
     notes = []
     if not any(s.error is None for s in samples):
