@@ -81,8 +81,6 @@ class EmbeddedServer:
 
 
 def make_server(kind: str, app: Any, *, host: str, port: int, backlog: int) -> EmbeddedServer:
-    """The server ``kind`` for ``app`` on ``host:port``; ``PortTaken`` when the port is in use."""
-    ensure_port_free(host, port)
     if kind == "granian":
         from granian.constants import HTTPModes, Interfaces
         from granian.log import LogLevels
