@@ -10,6 +10,7 @@ and the UI listens on loopback only. Nothing from Locust is imported here.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.parse
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from chromium_util import chromium, chromium_run
 from swarm_util import LOCUSTFILES, locust_env, scenario_file
 
 from oversold.infra.procs import Child, free_port, wait_for_port
@@ -100,6 +102,14 @@ def test_each_web_ui_test_is_its_own_run_with_its_own_verdict(backend, tmp_path)
 
         rows = _get(base, "/oversold/runs")
         assert [(r["test"], r["state"]) for r in rows] == [(2, "pass"), (1, "pass")]
+        # and a browser shows them: the UI's own page, its "oversold verdicts" tab, rendered by Chromium
+        shown = chromium_run(chromium(), tmp_path / "profile", "--virtual-time-budget=8000", "--dump-dom",
+                             f"{base}/?tab=oversold")
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", shown.stdout)
+        assert [c for c in cells if c.startswith(str(results))] == [str(results / "test-2"), str(results / "test-1")]
+        assert cells.count("pass") == 2 and cells.count("every invariant holds") == 2, cells
+        assert TOKEN not in shown.stdout
         # the UI polls /stats/requests; its extended stats carry the same rows for the tab
         extended = {e["key"]: e["data"] for e in _get(base, "/stats/requests")["extended_stats"]}
         assert [r["state"] for r in extended["oversold"]] == ["pass", "pass"]
