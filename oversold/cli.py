@@ -17,6 +17,7 @@ Usage::
     oversold check runs/naive --thresholds strict.yaml --out runs/naive-strict
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
     OVERSOLD_ADMIN_TOKEN=secret oversold fuzz http://127.0.0.1:8000
+    oversold serve scenarios/flash_sale.yaml        # Redis + nodes for plain locust -f, until Ctrl-C
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Sequence
 
 from .errors import BadInput, HarnessError, OversoldError, StandUpError
 from .model.exit_codes import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, EXIT_STAND_UP
+from .model.scenario import STRATEGIES
 
 ADMIN_TOKEN_ENV = "OVERSOLD_ADMIN_TOKEN"  # as oversold.orchestrate.run and the reference backend read it
 
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a scenario end to end and check it")
     r.add_argument("scenario", type=Path, help="scenario YAML (see scenarios/flash_sale.yaml)")
-    r.add_argument("--strategy", help="deduction strategy of the reference backend (overrides sale.strategy)")
+    r.add_argument("--strategy", help="deduction strategy of the reference backend, one of "
+                                      f"{', '.join(STRATEGIES)} (overrides sale.strategy)")
     r.add_argument("--out", type=Path, help="run directory (default runs/<name>-<strategy>-<time>)")
     r.add_argument("--seed", type=int, help="seed of the swarm's random choices (overrides seed)")
     r.add_argument("--redis-url", help="use this Redis instead of starting one (overrides redis.url)")
@@ -74,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of the run's own; needs --out")
     c.add_argument("--out", type=Path, metavar="DIR",
                    help="write results.json, junit.xml, report.html and scenario.yaml here, not into RUN_DIR")
+
+    s = sub.add_parser("serve", help="start Redis and reference backend nodes for plain `locust -f` use, "
+                                     "until Ctrl-C or SIGTERM")
+    s.add_argument("scenario", type=Path, nargs="?",
+                   help="scenario YAML: the sale, its strategy and the number of nodes (default: every default)")
+    s.add_argument("--strategy", help=f"deduction strategy, one of {', '.join(STRATEGIES)} (overrides sale.strategy)")
+    s.add_argument("--dir", type=Path, metavar="DIR",
+                   help="where serve.json, admin-token, scenario.yaml and logs/ go (default runs/serve-<time>)")
 
     b = sub.add_parser("bench", help="run one scenario against several strategies and compare them "
                                      "(exit 0 when the benchmark ran, whatever the verdicts)")
@@ -103,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so everything started is stopped
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # a shell without job control starts `oversold run ... &` with SIGINT ignored, and Python then
+    # leaves it ignored: `kill -INT` would be lost and nothing stopped. Ctrl-C always unwinds here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -110,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_bench(args)
         if args.command == "fuzz":
             return _cmd_fuzz(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _cmd_check(args)
     except KeyboardInterrupt:
         print("oversold: interrupted; everything it started has been stopped", file=sys.stderr)
@@ -142,6 +158,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"oversold: note: ${ADMIN_TOKEN_ENV} is not set; the admin calls to {scenario.backend.url} "
               "(create the sale, audit) go without your backend's token", file=sys.stderr)
     out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # as check --out: a run's history, verdict and report are never overwritten by another run
+        raise BadInput(f"--out: {out} already exists and is not empty (another run?); give a new directory")
     print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
     # absolute: the swarm runs in another working directory and must find the run's files
     out = out.resolve()
@@ -155,8 +174,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from oversold.model.scenario import Scenario
+    from oversold.model.scenario_file import load_scenario
+    from oversold.orchestrate.serve import locust_command, stand_up_for_locust, wait_forever
+
+    scenario = (load_scenario(args.scenario) if args.scenario else Scenario()).with_overrides(strategy=args.strategy)
+    run_dir = (args.dir or Path("runs") / f"serve-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise BadInput(f"--dir: {run_dir} already exists and is not empty; give a new directory")
+    if scenario.faults:
+        print(f"oversold serve: the scenario's {len(scenario.faults)} fault(s) are not run (that is oversold run's "
+              "job)", flush=True)
+    with ExitStack() as stack:
+        try:
+            served = stand_up_for_locust(scenario, run_dir, stack=stack,
+                                         progress=lambda m: print(f"  {m}", flush=True))
+            sale = scenario.sale
+            print(f"oversold serve: sale {sale.id} ({sale.strategy}, {sale.stock} units) on "
+                  f"{' '.join(served.node_urls)}; redis {served.redis_url}; files in {run_dir}", flush=True)
+            print("run the swarm against it (it resets the sale at each test start; Ctrl-C here stops "
+                  "everything):", flush=True)
+            print(f"  {locust_command(served)}", flush=True)
+            wait_forever()
+        except KeyboardInterrupt:
+            print("oversold serve: stopping everything it started", file=sys.stderr, flush=True)
+    print("oversold serve: stopped", file=sys.stderr, flush=True)
+    return EXIT_PASS
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from oversold.model.scenario import STRATEGIES
     from oversold.model.scenario_file import load_scenario
     from oversold.orchestrate.progress import LiveProgress
 

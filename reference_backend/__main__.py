@@ -17,7 +17,9 @@ from .cluster_pool import ClusterURLError, parse_cluster_url
 from .coalesce import CoalesceConfig
 from .node import NodeConfig, serve
 from .sentinel_url import SentinelURLError, parse_sentinel_url
-from .servers import DEFAULT_SERVER, SERVERS
+from .servers import DEFAULT_SERVER, SERVERS, PortTaken
+
+EXIT_PORT_TAKEN = 3  # the node did not start: its port is in use
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -81,7 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         ledger_path=args.ledger, server=args.server,
         coalesce=CoalesceConfig(window_us=args.coalesce_window_us, max_batch=args.coalesce_max),
     )
-    asyncio.run(serve(cfg))
+    try:
+        asyncio.run(serve(cfg))
+    except PortTaken as e:
+        print(f"node {cfg.node_name}: {e.strerror}; not started", file=sys.stderr, flush=True)
+        sys.exit(EXIT_PORT_TAKEN)
 
 
 if __name__ == "__main__":

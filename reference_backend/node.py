@@ -26,7 +26,7 @@ from .errors import REDIS_DOWN
 from .ledger import SqliteLedger
 from .monitor import watch
 from .sentinel_pool import is_sentinel_url, sentinel_client
-from .servers import DEFAULT_SERVER, make_server
+from .servers import DEFAULT_SERVER, ensure_port_free, make_server
 from .store import Store
 from .strategies import StrategyOptions, discover
 from .strategies.pre_deduct_ledger import settle_forever
@@ -95,6 +95,8 @@ async def cancel_and_wait(tasks: list[asyncio.Task], recancel_s: float = 0.2) ->
 
 
 async def serve(cfg: NodeConfig) -> None:
+    # before anything else: whichever server serves, a taken port is refused (PortTaken), not shared
+    ensure_port_free(cfg.host, cfg.port)
     if is_sentinel_url(cfg.redis_url):  # follow the primary the Sentinels name, across failovers
         store = Store(sentinel_client(cfg.redis_url, max_connections=cfg.redis_max_connections,
                                       timeout_s=cfg.redis_timeout_ms / 1000))

@@ -30,11 +30,47 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 SERVERS = ("granian", "uvicorn")
 DEFAULT_SERVER = "uvicorn"  # the faster here for the reference node (see above)
+
+
+class PortTaken(OSError):
+    """The node's port is already bound by another process."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise ``PortTaken`` when ``host:port`` is already bound, whichever server will serve it.
+
+    Granian binds with SO_REUSEPORT, so a second node on a taken port started anyway and the
+    kernel split the connections between the two; uvicorn refused. A bind without SO_REUSEPORT
+    fails against any listener, so both servers refuse the same way. SO_REUSEADDR, as both
+    servers set it, keeps a port whose old connections linger in TIME_WAIT usable (a restarted
+    node). A process that binds the port in the instant between this probe and the server's own
+    bind is not caught; nothing here starts two nodes on one port at once.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise PortTaken(e.errno, f"port {port} on {host} is already in use by another process") from None
+            raise
+
+
+class _DropExperimentalNotice(logging.Filter):
+    """Granian's embedded server warns "Embedded server is experimental!" on every start; a node
+    starts it on purpose (one process, no workers), so the line is noise in every node's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Embedded server is experimental!"
 
 
 @dataclass(frozen=True)
@@ -56,6 +92,9 @@ def make_server(kind: str, app: Any, *, host: str, port: int, backlog: int) -> E
             interface=Interfaces.ASGINL,  # no lifespan: the node sets up and tears down itself
             http=HTTPModes.http1, websockets=False, backlog=backlog, log_level=LogLevels.warning,
         )
+        granian_log = logging.getLogger("_granian")
+        if not any(isinstance(f, _DropExperimentalNotice) for f in granian_log.filters):
+            granian_log.addFilter(_DropExperimentalNotice())
         return EmbeddedServer(serve=server.serve, stop=server.stop)
     if kind == "uvicorn":
         import uvicorn

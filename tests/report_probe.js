@@ -12,7 +12,8 @@
     var f = el.closest('svg').querySelector('rect[fill="none"]').getBBox();
     return [f.x, f.y, f.width, f.height];
   }
-  var out = {series: [], faults: [], bars: [], rects: [], examples: [], details: [], sections: {}, text: {}};
+  var out = {series: [], faults: [], faultLabels: [], faultRows: [], fields: [], bars: [], rects: [], examples: [],
+             details: [], sections: {}, text: {}};
   document.querySelectorAll('polyline.series').forEach(function (p) {
     var pts = [];
     for (var i = 0; i < p.points.numberOfItems; i++) { var q = p.points.getItem(i); pts.push([q.x, q.y]); }
@@ -35,7 +36,19 @@
     out.details.push({section: d.closest('section').id, open: d.open,
                       summary: d.querySelector('summary').textContent, box: box(d)});
   });
-  ['verdict', 'totals', 'timeline', 'rps', 'who', 'invariants'].forEach(function (id) {
+  document.querySelectorAll('text.fault-label').forEach(function (t) {
+    out.faultLabels.push({chart: chart(t), text: t.textContent, box: box(t)});
+  });
+  document.querySelectorAll('#fault-table tr').forEach(function (tr) {
+    var cells = [];
+    tr.querySelectorAll('th,td').forEach(function (c) { cells.push(c.innerText); });
+    out.faultRows.push({cells: cells, box: box(tr)});
+  });
+  document.querySelectorAll('.example tr').forEach(function (tr) {
+    var th = tr.querySelector('th'), td = tr.querySelector('td');
+    if (th && td && tr.closest('table.kv')) out.fields.push([th.innerText, td.innerText]);
+  });
+  ['verdict', 'totals', 'timeline', 'fault-table', 'rps', 'who', 'invariants'].forEach(function (id) {
     var el = document.getElementById(id);
     out.sections[id] = el ? box(el) : null;
     out.text[id] = el ? el.innerText : null;

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from html import escape
 from typing import Any, Mapping, Sequence
@@ -41,6 +42,7 @@ from .metrics import quantile, units_sold_by_kind
 VERDICT_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700"}
 STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700"}
 SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "refunded": "#ae3ec9",
+                 "stock": "#212529", "sold (audit)": "#c92a2a", "paid (acknowledged)": "#f783ac",
                  "order": "#1c7ed6", "pay": "#2b8a3e", "cancel": "#ae3ec9",
                  "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a"}
 #: History records shown per counterexample; the rest are counted, and history.jsonl has them all.
@@ -98,6 +100,7 @@ class Series:
     label: str
     colour: str
     points: tuple[tuple[float, float] | None, ...]
+    dash: str | None = None  # an SVG stroke-dasharray, so a line drawn over another still shows
 
     def segments(self) -> list[list[tuple[float, float]]]:
         out: list[list[tuple[float, float]]] = [[]]
@@ -148,10 +151,13 @@ def line_chart(
 
     out = [f'<svg class="{_e(css_class)}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            f'role="img" aria-label="{_e(y_label)} over time">']
-    for x0, x1, title in shaded:
+    for n, (x0, x1, title) in enumerate(shaded, 1):
         a, b = px(x0), px(x1)
         out.append(f'<rect class="fault" x="{a:.1f}" y="{top}" width="{max(b - a, 2):.1f}" height="{ph}" '
-                   f'fill="#fa5252" fill-opacity="0.16"><title>{_e(title)}</title></rect>')
+                   f'fill="#fa5252" fill-opacity="0.16"><title>{_e(title)}</title></rect>'
+                   # the band's number in the fault table below the stock chart
+                   f'<text class="fault-label" x="{a + 3:.1f}" y="{top + 12}" font-size="11" fill="#c92a2a">'
+                   f'{n}</text>')
     tick = 0.0
     while tick <= y_top + 1e-9:
         y = py(tick)
@@ -174,15 +180,17 @@ def line_chart(
             if len(seg) == 1:  # a lone point between two gaps would draw nothing as a polyline
                 seg = [seg[0], seg[0]]
             pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in seg)
+            dash = f' stroke-dasharray="{_e(s.dash)}"' if s.dash else ""
             out.append(f'<polyline class="series" data-series="{_e(s.label)}" fill="none" stroke="{_e(s.colour)}" '
-                       f'stroke-width="2" stroke-linejoin="round" stroke-linecap="round" points="{pts}">'
+                       f'stroke-width="2" stroke-linejoin="round" stroke-linecap="round"{dash} points="{pts}">'
                        f'<title>{_e(s.label)}</title></polyline>')
     out.append("</svg>")
     return "".join(out)
 
 
 def _legend(series: Sequence[Series], shaded: bool) -> str:
-    items = [f'<span><i style="background:{_e(s.colour)}"></i>{_e(s.label)}</span>' for s in series if s.points]
+    items = [f'<span><i style="background:{_e(s.colour)}"></i>{_e(s.label)}{" (dotted)" if s.dash == "2 4" else " (dashed)" if s.dash else ""}</span>'
+             for s in series if s.points]
     if shaded:
         items.append('<span><i style="background:#fa5252;opacity:.35;height:10px"></i>fault</span>')
     return f'<div class="legend">{"".join(items)}</div>'
@@ -266,7 +274,8 @@ def render_report(
         _what_ran(scenario, final, elapsed_s),
         _totals(verdict),
         _thresholds_table(thresholds),
-        _timeline(raw, t0, span, shaded),
+        _timeline(raw, t0, span, shaded, sale_ops, final),
+        _fault_table(faults, t0, t_end),
         _throughput_and_latency(sale_ops, t0, span, shaded),
         _who_got_it(sale_ops, final),
         _invariants(verdict, sale_ops, t0),
@@ -330,24 +339,91 @@ def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{colour}">{_e(status.upper())}</span>'
 
 
+def _audited_sales(final: FinalState) -> list[tuple[float, int]]:
+    """(paid instant in seconds, units) of every sold order the audit lists with its ``paid_ms``."""
+    audit = final.audit if isinstance(final.audit, dict) else {}
+    out = []
+    for row in audit.get("sold") or ():
+        if isinstance(row, dict) and isinstance(row.get("paid_ms"), (int, float)) and isinstance(row.get("qty"), int):
+            out.append((row["paid_ms"] / 1000.0, row["qty"]))
+    return sorted(out)
+
+
+def _acknowledged_pays(ops: Sequence[Op]) -> list[tuple[float, int]]:
+    """(instant, units) of each order's first acknowledged pay, from the clients' history."""
+    first: dict[str, tuple[float, int]] = {}
+    for o in ops:
+        if o.op == "pay" and o.type == "ok" and o.order_id and o.order_id not in first:
+            first[o.order_id] = (o.time, o.qty)
+    return sorted(first.values())
+
+
+def _cumulative(events: Sequence[tuple[float, int]], t0: float) -> tuple[tuple[float, float], ...]:
+    """A step line of the running total of ``events`` (seconds from ``t0``)."""
+    total, pts = 0, [(0.0, 0.0)]
+    for t, units in events:
+        pts.append((t - t0, float(total)))
+        total += units
+        pts.append((t - t0, float(total)))
+    return tuple(pts)
+
+
 def _timeline(samples: Sequence[TimelineSample], t0: float, span: float,
-              shaded: Sequence[tuple[float, float, str]]) -> str:
-    """Counters over time; a failed read (a sample with ``error``) breaks the lines, so gaps show."""
+              shaded: Sequence[tuple[float, float, str]], ops: Sequence[Op], final: FinalState) -> str:
+    """Counters over time (a failed read breaks the lines, so gaps show), with what was really sold: the
+    audit's sold list and the clients' acknowledged payments, against the stock line. A backend's sold
+    counter can stop at the stock while it sells on (``naive``); these lines show the oversell."""
     head = "<h2>Stock over time</h2>"
-    if not any(s.error is None for s in samples):
-        return head + '<p class="muted">No counter timeline (timeline.jsonl) in this run.</p>'
+    audited, acked = _audited_sales(final), _acknowledged_pays(ops)
+    if not any(s.error is None for s in samples) and not audited and not acked:
+        return head + '<p class="muted">No counter timeline (timeline.jsonl) and nothing sold in this run.</p>'
     names = ["available", "held", "sold"] + (["refunded"] if any(s.get("refunded") is not None for s in samples)
                                               else [])
-    series = []
+    # the stock line first and dotted, so a counter sitting on it (a naive sold counter) is drawn over it
+    series = [Series("stock", SERIES_COLOUR["stock"], ((0.0, float(final.stock)), (span, float(final.stock))),
+                     dash="2 4")]
     for n in names:
         pts = tuple(None if s.error is not None or s.get(n) is None else (s.t - t0, float(s.get(n)))
                     for s in samples)
         series.append(Series(n, SERIES_COLOUR[n], pts))
+    if audited:
+        series.append(Series("sold (audit)", SERIES_COLOUR["sold (audit)"], _cumulative(audited, t0)))
+    if acked:
+        # dashed: on a sound run it lies on the audit's line
+        series.append(Series("paid (acknowledged)", SERIES_COLOUR["paid (acknowledged)"], _cumulative(acked, t0),
+                             dash="6 4"))
     failed = sum(1 for s in samples if s.error is not None)
-    note = (f'<p class="muted">{failed} counter read(s) failed; the lines break there.</p>' if failed else "")
+    notes = []
+    if not any(s.error is None for s in samples):
+        notes.append("No counter timeline (timeline.jsonl) in this run: the backend's counters are not drawn, "
+                     "what was sold is (from the audit and the clients' history).")
+    if failed:
+        notes.append(f"{failed} counter read(s) failed; the lines break there.")
+    sold_units, acked_units = sum(u for _, u in audited), sum(u for _, u in acked)
+    if max(sold_units, acked_units) > final.stock:
+        notes.append(f"Sold beyond the stock of {final.stock}: the audit lists {sold_units} units sold and clients "
+                     f"were acknowledged {acked_units}; the backend's own sold counter is the \u201csold\u201d line.")
+    note = "".join(f'<p class="muted">{_e(n)}</p>' for n in notes)
     return (head + '<div class="card" id="timeline">'
             + line_chart(series, x_max=span, y_label="units", shaded=shaded, css_class="timeline")
             + _legend(series, bool(shaded)) + note + "</div>")
+
+
+def _fault_table(faults: Sequence[FaultPeriod], t0: float, t_end: float) -> str:
+    """Every injected fault, numbered as its band is on the charts."""
+    if not faults:
+        return ""
+    rows = []
+    for n, f in enumerate(faults, 1):
+        a, b = f.span(t_end)
+        end = f"{b - t0:.1f}" if f.end is not None else f"{b - t0:.1f} (never healed: the run's end)"
+        outcome = f"failed: {f.error}" if f.error else ("healed" if f.end is not None else "not healed")
+        rows.append(f'<tr><td class="num">{n}</td><td>{_e(f.action)}</td><td>{_e(f.role)}</td><td>{_e(f.target)}</td>'
+                    f'<td class="num">{a - t0:.1f}</td><td class="num">{_e(end)}</td>'
+                    f'<td class="num">{b - a:.1f}</td><td>{_e(outcome)}</td></tr>')
+    return ('<h2>Faults</h2><table id="fault-table"><tr><th>#</th><th>action</th><th>role</th><th>target</th>'
+            '<th>start (s)</th><th>end (s)</th><th>lasted (s)</th><th>outcome</th></tr>'
+            f'{"".join(rows)}</table><p class="muted">Numbered as the shaded bands on the charts.</p>')
 
 
 def _throughput_and_latency(ops: Sequence[Op], t0: float, span: float,
@@ -457,7 +533,8 @@ def _invariants(verdict: Verdict, ops: Sequence[Op], t0: float) -> str:
 
 
 def _example(n: int, example: Mapping[str, Any], records: Sequence[Op], t0: float) -> str:
-    fields = "".join(f"<tr><th>{_e(k)}</th><td class=\"mono\">{_e(_plain(v))}</td></tr>" for k, v in example.items())
+    fields = "".join(f"<tr><th>{_e(k)}</th><td class=\"mono\">{_e(_field(k, v, t0))}</td></tr>"
+                     for k, v in example.items())
     out = [f'<div class="example"><h3>#{n}</h3><table class="kv">{fields}</table>']
     if records:
         shown = records[:MAX_RECORDS_PER_EXAMPLE]
@@ -480,6 +557,28 @@ def _example(n: int, example: Mapping[str, Any], records: Sequence[Op], t0: floa
 
 def _plain(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _field(key: str, value: Any, t0: float) -> str:
+    """A counterexample's field as text; an instant in ms (``paid_ms``, ``expires_ms``...) as a time a
+    person reads: seconds from the first record, and the UTC clock time when it is an epoch instant."""
+    if key.endswith("_ms") and not key.endswith(("overdue_ms", "latency_ms", "lag_ms", "ttl_ms")) \
+            and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return readable_ms(float(value), t0)
+    return _plain(value)
+
+
+def readable_ms(ms: float, t0: float) -> str:
+    """``t=+1.250 s`` from the first record, with ``14:03:07.250 UTC`` for an epoch instant, and the raw value.
+
+    >>> readable_ms(1_000_120, 1000.0)
+    't=+0.120 s (1000120)'
+    """
+    rel = f"t={ms / 1000.0 - t0:+.3f} s"
+    if ms >= 1e11:  # after 1973: an epoch instant, not a small test clock
+        clock = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return f"{clock} UTC, {rel} ({int(ms)})"
+    return f"{rel} ({int(ms)})"
 
 
 def _metrics_table(evaluation: Evaluation | None) -> str:

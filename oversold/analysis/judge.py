@@ -26,7 +26,7 @@ from oversold.model.scenario import Scenario
 
 from .evaluation import Evaluation, evaluate_run
 from .results import write_outputs
-from .summary import format_summary
+from .summary import AUDIT_MISSING_WHY, format_summary
 
 
 @dataclass(frozen=True)
@@ -54,4 +54,13 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
         evaluation = evaluate_run(scenario, ops, final, verdict)
     return Judgement(verdict=verdict, evaluation=evaluation,
                      exit_code=exit_status(verdict.overall, evaluation.thresholds),
-                     summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
+                     summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds,
+                                            audit_missing_why=audit_missing_why(final)))
+
+
+def audit_missing_why(final: FinalState) -> str | None:
+    """Why the final state has no audit, when there is none: the reason its reader recorded, else unknown."""
+    if final.audit is not None:
+        return None
+    why = final.extra.get(AUDIT_MISSING_WHY)
+    return str(why) if why else "the backend did not answer the audit request (see the backend's log)"

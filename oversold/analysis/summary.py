@@ -18,8 +18,17 @@ from .thresholds import ThresholdResult
 _MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
 
 
+#: ``FinalState.extra`` key: why the audit could not be read (said once in the summary)
+AUDIT_MISSING_WHY = "audit_missing_why"
+#: what that says when no admin token was given (the contract's audit needs it)
+NO_ADMIN_TOKEN = ("no admin token was given: the backend answers the audit only to its admin token "
+                  "(set $OVERSOLD_ADMIN_TOKEN, or pass --oversold-admin-token to plain locust)")
+
+
 def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
-                   thresholds: Sequence[ThresholdResult] = ()) -> str:
+                   thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None) -> str:
+    """The verdict, one line per invariant; ``audit_missing_why`` (when the audit could not be
+    read) is said once, instead of leaving every invariant that needed it to say only that it is missing."""
     t = verdict.totals
     lines = [
         "",
@@ -27,6 +36,12 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
         f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]
+    if verdict.overall == "inconclusive":
+        undecided = [inv.name for inv in verdict.invariants if inv.status == "unknown"]
+        lines.append(f"  no invariant failed; {len(undecided)} could not be decided ({', '.join(undecided)}): "
+                     f"exit 2, not the exit 1 of a violation")
+    if audit_missing_why:
+        lines.append(f"  note: the audit is missing because {audit_missing_why}")
     for inv in verdict.invariants:
         lines.append(f"  [{_MARK.get(inv.status, inv.status)}] {inv.name}: {inv.message}")
         if inv.status == "fail":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from oversold.model.calls import Call
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView
@@ -96,7 +98,14 @@ class HoldsReturned:
 
 
 class SellsOut:
-    """Liveness: where demand exceeded stock, the audited sold quantity reaches the stock."""
+    """Liveness: where demand exceeded stock, the audited sold quantity reaches the stock.
+
+    Unsold units stuck in holds fail it. Unsold units back on sale (their holds lapsed or
+    were cancelled) fail it only when an order came after they were back and was refused
+    as sold out; when no order did, the run ended before the sale had its chance (``-t``
+    cut it short): that is ``unknown``, never a failure, as nothing says the backend would
+    not have sold them.
+    """
 
     name: ClassVar[str] = "sells_out"
 
@@ -114,11 +123,57 @@ class SellsOut:
         if sold >= s.stock:
             return result(name, "pass", f"Demand {demand} exceeded stock {s.stock} and {sold} units sold.")
         held = s.audit.held_qty
+        unsold = s.stock - sold
+        if held == 0:
+            back_at = back_on_sale_at(s, opts.grace_ms)
+            # after back_at nothing more comes back, so at least `unsold` units were on sale then
+            refused = [c for c in s.calls if c.op == "order" and c.outcome == "fail" and c.qty <= unsold
+                       and (back_at is None or c.time > back_at) and refused_as_sold_out(c)]
+            if not refused:
+                when = "" if back_at is None else " once their holds lapsed or were cancelled"
+                return result(name, "unknown",
+                              f"Not decided: the run ended before the sale could sell out. Demand {demand} exceeded "
+                              f"stock {s.stock} and {sold} units sold; the other {unsold} were back on sale{when}, "
+                              f"none stuck in holds, and no order was refused as sold out after that. This is not "
+                              f"a safety violation: run longer (swarm.duration_s, locust -t) to test liveness.")
+            first = refused[0]
+            return result(name, "fail",
+                          f"Demand {demand} exceeded stock {s.stock} but only {sold} units sold: {unsold} left "
+                          f"unsold and back on sale, yet {len(refused)} later orders for no more than that were refused "
+                          f"as sold out.",
+                          [{"stock": s.stock, "sold": sold, "left": unsold, "held": held, "demand": demand,
+                            "refused_orders": len(refused), "first_refused_op_id": first.op_id,
+                            "first_refused_at": first.time}])
         examples = [{"order_id": h.order_id, "user_id": h.user_id, "qty": h.qty, "created_ms": h.created_ms,
                      "expires_ms": h.expires_ms, **s.order_ref(h.order_id)}
                     for h in sorted(s.audit.holds, key=lambda h: h.order_id)]
-        if not examples:
-            examples = [{"stock": s.stock, "sold": sold, "left": s.stock - sold, "held": held, "demand": demand}]
         return result(name, "fail",
-                       f"Demand {demand} exceeded stock {s.stock} but only {sold} units sold: {s.stock - sold} left "
+                       f"Demand {demand} exceeded stock {s.stock} but only {sold} units sold: {unsold} left "
                        f"unsold, of which {held} are stuck in holds.", examples)
+
+
+def back_on_sale_at(s: SaleView, grace_ms: int) -> float | None:
+    """When (client clock, seconds) the last unsold units went back on sale: the latest lapse or
+    cancel of an ok order that neither sold nor is still held; None when no hold went back.
+
+    A lapse is placed at the order's completion plus the hold TTL plus the grace a reaper gets: the
+    backend started the TTL before it answered, so the estimate is late, never early (an order is
+    counted as coming after the return only when it surely did).
+    """
+    assert s.audit is not None
+    still = {h.order_id for h in s.audit.holds} | set(s.audited_qty)
+    cancelled = {c.order_id: (c.done_time or c.time) for c in s.calls if c.op == "cancel" and c.outcome == "ok"}
+    latest: float | None = None
+    for oid, oc in s.order_call.items():
+        if oid in still:
+            continue
+        done = oc.done_time if oc.done_time is not None else oc.time
+        at = cancelled.get(oid, done + (s.state.hold_ttl_ms + grace_ms) / 1000)
+        latest = at if latest is None else max(latest, at)
+    return latest
+
+
+def refused_as_sold_out(c: Call) -> bool:
+    """A refused order whose reason is no stock (or not given): not a per-user limit or a policy refusal."""
+    code = c.done.code if c.done is not None else None
+    return code in (None, "sold_out")

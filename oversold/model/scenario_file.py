@@ -303,8 +303,13 @@ def _read_yaml(path: Path) -> Any:
 
 
 def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    return parse_scenario(_read_yaml(path), str(path))
+    """Read and validate a scenario YAML file; an empty one is an error, not a full default sale."""
+    data = _read_yaml(path)
+    if data is None:
+        # most likely the wrong file, or one truncated: running a 500-unit sale would hide it
+        raise ScenarioError(str(path), ["(top level): the file is empty (or only comments); a scenario needs at "
+                                        "least one setting (`name: my_sale` runs every default)"])
+    return parse_scenario(data, str(path))
 
 
 def load_thresholds(path: Path) -> dict[str, tuple[str, ...]]:

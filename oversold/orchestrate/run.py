@@ -43,6 +43,7 @@ from oversold.adapters.outcome import Outcome
 from oversold.adapters.settle import settle_and_read
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
+from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.chaos.leftovers import RunState, sweep_dead_runs
 from oversold.chaos.nemesis import Nemesis
 from oversold.chaos.runner import FaultLog, FaultRunner
@@ -168,6 +169,8 @@ def run_scenario(
         progress(f"swarm: done, {len(ops)} history records")
 
         final = _settle(nodes, topo, scenario, progress)
+        if final.audit is None and scenario.backend.url and not os.environ.get(ADMIN_TOKEN_ENV):
+            final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
         sampler.stop()
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
 

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,25 @@ class SwarmConfig:
             check=not bool(getattr(options, "oversold_no_check", False)),
             results_dir=Path(results) if results else None,
         )
+
+    def for_test(self, label: str) -> "SwarmConfig":
+        """The config of one test of a web UI session: its own run directory and history file.
+
+        ``--oversold-results DIR`` becomes ``DIR/<label>``; an explicit ``--oversold-history
+        PATH`` becomes ``PATH`` with ``-<label>`` before its suffix. So no test overwrites another's.
+
+        >>> c = SwarmConfig(Scenario(), ("http://a",), Path("r/history.jsonl"), results_dir=Path("r"))
+        >>> c.for_test("test-2").results_dir, c.for_test("test-2").history_path
+        (PosixPath('r/test-2'), PosixPath('r/test-2/history.jsonl'))
+        """
+        results = self.results_dir / label if self.results_dir is not None else None
+        history = self.history_path
+        if history is not None:
+            if self.results_dir is not None and history == self.results_dir / "history.jsonl":
+                history = results / "history.jsonl"  # type: ignore[operator]
+            else:
+                history = history.with_name(f"{history.stem}-{label}{history.suffix}")
+        return dataclasses.replace(self, results_dir=results, history_path=history)
 
     def to_wire(self) -> dict[str, Any]:
         """What a worker needs, as msgpack-able data (no history path, no admin token)."""

@@ -28,6 +28,13 @@ End of run (any role), in Locust's own stop sequence:
    final batch *before* Locust tells the master it quit (same socket, so the
    master sees the rows first).
 
+Each test is its own run: at its start the history recorded so far is dropped (every
+process), and in the web UI (no ``--headless``) test n of the session writes to its own
+``<--oversold-results>/test-<n>`` run directory and gets its own verdict, listed in the
+UI's "oversold verdicts" tab and at ``/oversold/runs`` (``oversold.swarm.webui``). The
+admin token is never shown in the web UI, which listens on 127.0.0.1 unless ``--web-host``
+says otherwise.
+
 Around the test: at its start the master (or local runner) sets the sale up
 (``--oversold-setup-sale``) and registers the bot farms' profiles (when the
 adapter can and there is an admin token); once every user is spawned it picks
@@ -67,8 +74,10 @@ from oversold.errors import OversoldError
 from .collector import Collector
 from .config import ADMIN_TOKEN_ENV, DEFAULT_ADAPTER, SwarmConfig
 from .profiles import batches, bot_profiles
+from .recorder import Recorder
 from .runtime import SwarmRuntime, attach, runtime_of
 from .soldout import SoldOutWatch
+from .webui import VerdictBoard, describe
 
 log = logging.getLogger("oversold.swarm")
 
@@ -88,12 +97,12 @@ def add_arguments(parser: Any) -> None:
     """The ``--oversold-*`` options (also read from locust.conf and ``LOCUST_OVERSOLD_*``)."""
     group = parser.add_argument_group("oversold", "Flash-sale swarm (oversold)")
 
-    def add(*args: Any, secret: bool = False, **kwargs: Any) -> None:
+    def add(*args: Any, in_web_ui: bool = True, **kwargs: Any) -> None:
         action = group.add_argument(*args, **kwargs)
-        # what LocustArgumentParser.add_argument sets (a group's add_argument does not):
-        # the web UI shows the option, masked when secret
-        action.include_in_web_ui = True
-        action.is_secret = secret
+        # what LocustArgumentParser.add_argument sets (a group's add_argument does not): the web UI
+        # shows the option with its current value as the default, in the page source
+        action.include_in_web_ui = in_web_ui
+        action.is_secret = False
         action.is_required = False
         action.is_multiple = False
 
@@ -105,7 +114,9 @@ def add_arguments(parser: Any) -> None:
         help="Where the master (or local runner) writes history.jsonl at the end of the test.")
     add("--oversold-setup-sale", action="store_true", env_var="LOCUST_OVERSOLD_SETUP_SALE", default=False,
         help="Create/reset the sale through the contract when the test starts (needs the admin token).")
-    add("--oversold-admin-token", metavar="TOKEN", env_var=ADMIN_TOKEN_ENV, default=None, secret=True,
+    # never in the web UI: Locust puts an option's value into the page as its default (a "secret"
+    # option is only masked on screen), so the token would reach every browser that opens the UI
+    add("--oversold-admin-token", metavar="TOKEN", default=None, in_web_ui=False,
         help=f"Admin bearer token of the backend (default: ${ADMIN_TOKEN_ENV}).")
     add("--oversold-adapter", metavar="MODULE:CLASS", env_var="LOCUST_OVERSOLD_ADAPTER", default=None,
         help=f"How to speak to a backend with another API: an oversold.adapters.Adapter subclass "
@@ -118,6 +129,9 @@ def add_arguments(parser: Any) -> None:
     help_action = group.add_argument(
         "--oversold-help", action=_FullHelp, help="Show this help with the oversold options, and exit.")
     help_action.include_in_web_ui = False
+    # the web UI starts and stops tests against a backend with an admin token: on loopback unless
+    # asked otherwise (--web-host '*' or LOCUST_WEB_HOST for every interface)
+    parser.set_defaults(web_host="127.0.0.1")
 
 
 class _FullHelp(argparse.Action):
@@ -153,7 +167,7 @@ def _role(runner: Runner) -> str:
     return "local"
 
 
-def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -> None:
+def _on_init(environment: Environment, runner: Runner | None = None, web_ui: Any = None, **_: Any) -> None:
     runner = runner or environment.runner
     if runner is None:  # an Environment without a runner (library use): nothing to wire
         return
@@ -164,17 +178,21 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     else:
         tag = "0" if role == "local" else "master"
     rt = attach(environment, SwarmRuntime(role=role, worker_tag=tag))  # type: ignore[arg-type]
-    node = _Node(environment, runner, rt)
+    node = _Node(environment, runner, rt, web_ui=web_ui if role != "worker" else None)
     node.wire()
 
 
 class _Node:
     """The handlers of one Locust process; state lives in the runtime and the collector."""
 
-    def __init__(self, environment: Environment, runner: Runner, rt: SwarmRuntime) -> None:
+    def __init__(self, environment: Environment, runner: Runner, rt: SwarmRuntime, web_ui: Any = None) -> None:
         self.env = environment
         self.runner = runner
         self.rt = rt
+        self.web_ui = web_ui  # set on a master or local runner with the web UI: each test is its own run
+        self.board = VerdictBoard()
+        self.test_no = 0  # of this session; names the UI tests' run directories (test-1, test-2, ...)
+        self.test_config: SwarmConfig | None = None  # this test's: its own run directory in the web UI
         self.collector = Collector()
         self.watch: SoldOutWatch | None = None
         self.shipper: gevent.Greenlet | None = None
@@ -189,6 +207,8 @@ class _Node:
         if self.rt.role in ("local", "master"):
             self._configure_from_options()
             self._apply_scenario_defaults()
+            if self.web_ui is not None:
+                self.board.attach(self.web_ui)
         if self.rt.role == "master":
             self.runner.register_message(MSG_HELLO, self._on_hello)
             self.runner.register_message(MSG_ROWS, self._on_rows)
@@ -214,6 +234,9 @@ class _Node:
         except OversoldError as e:
             log.error("oversold: %s", e)
             sys.exit(1)
+        if not config.admin_token and config.check:
+            log.warning("oversold: no admin token ($%s or --oversold-admin-token): the backend's audit cannot be "
+                        "read at the end, so the invariants that need it will be unknown", ADMIN_TOKEN_ENV)
         log.info(
             "oversold: sale %s, %d node(s), history %s",
             config.sale_id, len(config.nodes), config.history_path or "(not written: no --oversold-history)",
@@ -315,11 +338,16 @@ class _Node:
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         self.rt.reset_drain()
         self.rt.reset_pay_instant()
+        # each test is its own run: a second test of a web UI session is never checked with the
+        # first one's records (a false oversell and lost sales) nor written over its files
+        self.rt.recorder = Recorder()
         if self.rt.role == "worker":
             if self.rt.config is None:  # no config message (an older master?): use the options it sent
                 self.rt.configure(SwarmConfig.from_options(self.env.parsed_options, host=self.env.host))
             return
+        self.collector = Collector()
         self._started = time.time()
+        self.test_config = self._config_of_next_test()
         config = self.rt.require_config()
         self._setup_failed = config.setup_sale and not self._setup_sale(config)
         if self._setup_failed:
@@ -328,6 +356,24 @@ class _Node:
         if config.scenario.swarm.stop_when_sold_out:
             self.watch = SoldOutWatch(read=self._read_counters, on_sold_out=self._stop_sold_out)
             self.watch.start()
+
+    def _config_of_next_test(self) -> SwarmConfig:
+        """Headless: the options' config (one test per process). Web UI: test n writes to its own
+        ``test-<n>`` run directory (and history file), skipping names an earlier session used."""
+        config = self.rt.require_config()
+        if self.web_ui is None:
+            return config
+        while True:
+            self.test_no += 1
+            own = config.for_test(f"test-{self.test_no}")
+            used = (own.results_dir is not None and own.results_dir.exists() and any(own.results_dir.iterdir())) \
+                or (own.history_path is not None and own.history_path.exists())
+            if not used:
+                break
+        self.board.started(self.test_no, own.results_dir or own.history_path)
+        log.info("oversold: test %d of this session writes to %s", self.test_no,
+                 own.results_dir or own.history_path or "(nothing: no --oversold-results or --oversold-history)")
+        return own
 
     def _admin_client(self, config: SwarmConfig) -> AdapterClient:
         return AdapterClient(load_adapter(config.adapter, admin_token=config.admin_token), config.nodes[0],
@@ -452,8 +498,14 @@ class _Node:
             self._ship_final()
             return
         self._write()
-        config = self.rt.config
-        if config is not None and config.check and not self._setup_failed:
+        config = self.test_config or self.rt.config
+        if config is None:
+            return
+        if self._setup_failed:
+            self.board.finished(self.test_no, "not run", None, "setting the sale up failed (see the log)")
+        elif not config.check:
+            self.board.finished(self.test_no, "not checked", None, "--oversold-no-check")
+        else:
             self._check(config)
 
     def _check(self, config: SwarmConfig) -> None:
@@ -461,15 +513,19 @@ class _Node:
         from .verdict import finish_run  # the checker, results and report: only where a run ends
 
         log.info("oversold: waiting for sale %s to settle, then checking the run", config.sale_id)
+        self.board.checking(self.test_no)
         try:
             outcome = finish_run(config, self.collector.rows, started=self._started)
         except OversoldError as e:
             log.error("oversold: cannot check the run: %s", e)
             self.env.process_exit_code = 2
+            self.board.finished(self.test_no, "error", 2, f"cannot check the run: {e}")
             return
         print(outcome.summary, flush=True)
         log.info("oversold: verdict %s, exit code %d", outcome.verdict.overall, outcome.exit_code)
         self.env.process_exit_code = outcome.exit_code
+        self.board.finished(self.test_no, outcome.verdict.overall, outcome.exit_code,
+                            describe(outcome.verdict, outcome.exit_code))
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
         if self.rt.role == "worker":
@@ -481,7 +537,7 @@ class _Node:
         self._write(only_if_new=True)
 
     def _write(self, only_if_new: bool = False) -> None:
-        config = self.rt.config
+        config = self.test_config or self.rt.config
         local = self.rt.recorder.take()
         if local:
             self.collector.add("local", local, total=self.rt.recorder.total)

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from oversold.adapters.http import AdapterClient
 from oversold.adapters.settle import settle_and_read
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
+from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.checker import Verdict
 from oversold.model.history import FinalState
 from oversold.model.scenario_file import dump_scenario
@@ -60,6 +62,8 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     finally:
         for c in clients:
             c.close()
+    if final.audit is None and not config.admin_token:
+        final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
     ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir

@@ -376,3 +376,34 @@ def test_a_killed_run_is_swept_by_the_next(state_dir, tmp_path):
     assert reports and reports[0].stopped
     assert not [e for e in recorded if _alive(e["pid"], e.get("start_ticks"))]
     assert list(state_dir.iterdir()) == []
+
+
+def test_sigint_stops_a_run_started_in_the_background_by_a_non_interactive_shell(state_dir, tmp_path):
+    """`sh -c 'oversold run ... &'` starts it with SIGINT ignored (no job control); `kill -INT` must
+    still unwind it: exit 130, every child stopped, nothing left in the state file."""
+    out = tmp_path / "bg"
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "bg", "sale": {"id": "bg", "stock": 100000},
+                                        "backend": {"nodes": 1}, "swarm": {"users": 5, "duration_s": 120}}))
+    cmd = f"{sys.executable} -m oversold.cli run {scenario} --out {out} -q & echo $!; wait $!"
+    shell = subprocess.Popen(["bash", "-c", cmd], cwd=REPO, env=dict(os.environ, OVERSOLD_STATE_DIR=str(state_dir)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = int(shell.stdout.readline())
+        deadline = time.monotonic() + 60
+        while not (out / "timeline.jsonl").exists():  # the swarm is running: there is something to stop
+            assert shell.poll() is None and time.monotonic() < deadline, shell.communicate()
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGINT)
+        try:
+            _, err = shell.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGTERM)  # the SIGINT was lost: stop it the other way, then fail
+            _, err = shell.communicate(timeout=60)
+            raise AssertionError(f"SIGINT was ignored; it stopped on SIGTERM:\n{err}") from None
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+    assert shell.returncode == 130, err
+    assert "interrupted" in err
+    assert_nothing_left(state_dir, out)

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from chromium_util import chromium, chromium_run
 from paths import REPO, TESTS
 from synthetic_run import FAULTS, OVERSOLD_ORDER, TIMELINE, make_run_dir
 
@@ -48,27 +49,6 @@ def checked(run_dir: Path):
 # --------------------------------------------------------------------------- report.html
 
 
-def _chromium() -> str | None:
-    """Chromium on PATH, installing Debian's package through scripts/chromium.sh when missing."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    r = subprocess.run(["bash", str(REPO / "scripts" / "chromium.sh")], capture_output=True, text=True, timeout=900)
-    if r.returncode == 0 and r.stdout.strip():
-        return r.stdout.strip().splitlines()[-1]
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but chromium could not be installed: {r.stderr[-2000:]}")
-    pytest.skip(f"no chromium and it could not be installed: {r.stderr.strip()[-300:]}")
-
-
-def _chromium_run(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120)
-
-
 WINDOW = "--window-size=1200,2000"  # the probe and the screenshot lay the page out alike
 PROBE_JS = TESTS / "report_probe.js"
 
@@ -77,7 +57,7 @@ def _probe(binary: str, report: Path, profile: Path) -> dict:
     """What chromium laid out for ``report`` (see report_probe.js), from a copy with the probe appended."""
     page = report.with_name("probe.html")
     page.write_text(report.read_text().replace("</body>", f"<script>{PROBE_JS.read_text()}</script></body>"))
-    dom = _chromium_run(binary, profile, WINDOW, "--dump-dom", page.as_uri())
+    dom = chromium_run(binary, profile, WINDOW, "--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<pre id="probe" hidden="">(.*?)</pre>', dom.stdout, re.S)
     assert found, dom.stdout[-2000:]
@@ -86,7 +66,7 @@ def _probe(binary: str, report: Path, profile: Path) -> dict:
 
 def _screenshot(binary: str, report: Path, profile: Path) -> bytes:
     png = report.with_name("report.png")
-    shot = _chromium_run(binary, profile, f"--screenshot={png}", WINDOW, report.resolve().as_uri())
+    shot = chromium_run(binary, profile, f"--screenshot={png}", WINDOW, report.resolve().as_uri())
     assert shot.returncode == 0, shot.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
@@ -104,11 +84,11 @@ def _height(series: dict) -> float:
 
 
 def test_report_renders_in_a_real_headless_browser(tmp_path):
-    binary = _chromium()
+    binary = chromium()
     run = make_run_dir(tmp_path / "run", stock=2, thresholds=THRESHOLDS, ghosts=25)
     checked(run)
     report = run / "report.html"
-    dom = _chromium_run(binary, tmp_path / "profile-dom", "--dump-dom", report.resolve().as_uri())
+    dom = chromium_run(binary, tmp_path / "profile-dom", "--dump-dom", report.resolve().as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = dom.stdout
     # the verdict first, big: the banner's word is the first text of the body
@@ -171,6 +151,45 @@ def test_report_renders_in_a_real_headless_browser(tmp_path):
         shutil.copy(report.with_name("report.png"), keep)
 
 
+def test_the_fault_table_the_oversell_and_readable_times_render_in_a_real_headless_browser(tmp_path):
+    """A naive-like backend: its sold counter stops at the stock (2) while its audit lists 3 units sold and
+    clients were acknowledged 3. The stock chart must show the oversell the verdict talks about."""
+    binary = chromium()
+    run = make_run_dir(tmp_path / "run", stock=2)
+    final = json.loads((run / "final_state.json").read_text())
+    for counters in (final["counters"], final["audit"]["counters"]):
+        counters["sold"] = 2  # the counter, as a read-then-write backend leaves it
+    (run / "final_state.json").write_text(json.dumps(final))
+    capped = [{**row, "sold": min(row["sold"], 2)} if "sold" in row else row for row in TIMELINE]
+    (run / "timeline.jsonl").write_text("".join(json.dumps(r) + "\n" for r in capped))
+    verdict, _ = checked(run)
+    assert verdict.overall == "fail" and verdict.totals.oversold_units == 1
+
+    seen = _probe(binary, run / "report.html", tmp_path / "profile-probe")
+    # the fault table: a row per fault, numbered as its band, with what, where and when
+    assert [r["cells"] for r in seen["faultRows"]] == [
+        ["#", "action", "role", "target", "start (s)", "end (s)", "lasted (s)", "outcome"],
+        ["1", "kill", "backend", "node1", "0.7", "1.3", "0.6", "healed"]]
+    assert all(r["box"][2] > 300 and r["box"][3] > 10 for r in seen["faultRows"])  # laid out, not hidden
+    assert seen["sections"]["timeline"][1] < seen["sections"]["fault-table"][1]  # right below the stock chart
+    labels = [lab for lab in seen["faultLabels"] if lab["chart"] == "timeline"]
+    band = next(f for f in seen["faults"] if f["chart"] == "timeline")
+    assert [lab["text"] for lab in labels] == ["1"]
+    assert band["box"][0] <= labels[0]["box"][0] <= band["box"][0] + band["box"][2]  # the label sits in its band
+    # the oversell on the stock chart: what the audit sold and what clients were told, above the stock line,
+    # while the backend's counter stays on it
+    lines = _series(seen, "timeline")
+    stock_y = lines["stock"]["points"][0][1]  # SVG y grows downwards: above the line is a smaller y
+    assert min(y for _, y in lines["sold (audit)"]["points"]) < stock_y - 20
+    assert min(y for _, y in lines["paid (acknowledged)"]["points"]) < stock_y - 20
+    assert min(y for _, y in lines["sold"]["points"]) == pytest.approx(stock_y, abs=0.5)
+    assert "the audit lists 3 units sold and clients were acknowledged 3" in seen["text"]["timeline"]
+    # instants in counterexamples read as times, not raw epoch numbers
+    paid = [v for k, v in seen["fields"] if k == "paid_ms"]
+    assert paid and all(re.fullmatch(r"t=\+\d+\.\d{3} s \(\d+\)", v) for v in paid), paid
+    assert "t=+2.350 s (1002250)" in paid  # paid 2.25 s after T0, the first record (a sample) 0.1 s before it
+
+
 def _near(px: tuple[int, int, int], want: tuple[int, int, int], tol: int = 6) -> bool:
     return all(abs(a - b) <= tol for a, b in zip(px, want))
 
@@ -205,10 +224,10 @@ def test_a_real_payment_storm_has_refunded_on_its_timeline(storm_run):
 
 @pytest.mark.e2e
 def test_the_refunded_series_of_a_real_run_renders_in_a_real_headless_browser(storm_run, tmp_path):
-    binary = _chromium()
+    binary = chromium()
     seen = _probe(binary, storm_run / "report.html", tmp_path / "profile-probe")
     timeline = _series(seen, "timeline")
-    assert set(timeline) == {"available", "held", "sold", "refunded"}
+    assert set(timeline) == {"available", "held", "sold", "refunded", "stock", "sold (audit)", "paid (acknowledged)"}
     refunded, sold = timeline["refunded"], timeline["sold"]
     assert refunded["length"] > 100 and refunded["stroke"] == "rgb(174, 62, 201)"
     last = [s for s in read_jsonl_tolerant(storm_run / "timeline.jsonl") if "error" not in s][-1]

@@ -33,3 +33,24 @@ def test_a_node_sells_under_each_server_and_stops_on_sigterm(server, redis_url, 
     assert not port_open(node.port)
 
 
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_node_refuses_a_port_already_taken_under_each_server(server, redis_url, tmp_path, admin_token):
+    first = BackendNode.start(redis_url, name=f"first-{server}", admin_token=admin_token, log_dir=tmp_path,
+                              extra_args=("--server", server))
+    second = BackendNode.spawn(redis_url, name=f"second-{server}", admin_token=admin_token, log_dir=tmp_path,
+                               port=first.port, extra_args=("--server", server))
+    try:
+        # its health would be answered by the first node: wait for the second process itself
+        rc = second.child.popen.wait(timeout=20)
+        assert rc == 3, second.log_tail()
+        assert f"port {first.port} on 127.0.0.1 is already in use" in second.log_tail()
+        # the first node still answers every request: no second listener splits its traffic
+        client = first.client()
+        for _ in range(20):
+            assert client.health()[0] == 200
+        client.close()
+        # granian's "experimental" notice is not in a node's log on every start
+        assert "experimental" not in first.log_tail(200)
+    finally:
+        second.stop()
+        first.stop()

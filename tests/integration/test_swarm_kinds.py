@@ -253,3 +253,20 @@ def test_a_mix_kind_without_its_user_class_is_refused(tmp_path: Path) -> None:
         name="locust", log_dir=tmp_path, env=locust_env(None), cwd=REPO)
     assert wait(child, 30) == 1
     assert "swarm.mix names simultaneous_payer but the locustfile has no user class of that kind" in child.log_tail(40)
+
+
+def test_a_run_cut_short_with_stock_in_lapsing_holds_is_undecided_not_a_violation(tmp_path: Path, backend,
+                                                                                   admin_token: str) -> None:
+    """Only hoarders, -t 3s: demand passes the stock, nothing sells, and the holds live when the run ended
+    lapse back after it. No order came after they were back: liveness was never given its chance, so
+    ``sells_out`` is undecided (exit 2), not the exit 1 of an oversell."""
+    scenario = scenario_file(tmp_path, None, "cut", sale={"id": "cut", "stock": 20, "hold_ttl_ms": 1500},
+                             swarm={"mix": {"buyer": 0, "hoarder": 1}, "hoarder": {"qty": 2, "wait_ms": [50, 100]}},
+                             checker={"grace_ms": 500, "quiesce_timeout_s": 5})
+    run = run_locust(tmp_path, "flash_sale.py", _urls(backend), scenario, users=10, run_time="3s",
+                     admin_token=admin_token)
+    assert run.rc == 2, run.log
+    live = run.invariant("sells_out")
+    assert live["status"] == "unknown" and "the run ended before the sale could sell out" in live["message"]
+    assert [i["name"] for i in run.results["invariants"] if i["status"] != "pass"] == ["sells_out"]
+    assert "no invariant failed; 1 could not be decided (sells_out): exit 2, not the exit 1 of a violation" in run.log

@@ -364,6 +364,51 @@ def test_sells_out_not_checked_when_not_expected_or_demand_within_stock():
     assert v.invariant("sells_out").message == "Not checked: demand 1 did not exceed stock 3."
 
 
+def cut_short_sale(refused_after_return: bool) -> tuple[History, FinalState]:
+    """Stock 3, demand 5: one buyer paid, two holds nobody paid lapsed back to stock (TTL 5 s), two
+    buyers were refused while those holds were live; optionally one more refused after they lapsed."""
+    h = History()
+    h.buy("u1", "o1")
+    h.order("u2", "o2")
+    h.order("u3", "o3")
+    h.order("u4", outcome="fail")
+    h.order("u5", outcome="fail")
+    if refused_after_return:
+        h.t += (TTL + 2000) / 1000 + 1  # the two holds are back on sale by now, past TTL and grace
+        h.order("u6", outcome="fail")
+    return h, final(3, [("o1", "u1", 1)])
+
+
+def test_a_run_cut_short_before_the_lapsed_holds_could_sell_is_undecided_not_failed():
+    h, f = cut_short_sale(refused_after_return=False)
+    v = check(h.ops, f)
+    assert statuses(v) == only(sells_out="unknown")
+    assert v.verdict == "inconclusive"  # exit 2, never the 1 of a violation
+    inv = v.invariant("sells_out")
+    assert inv.message.startswith("Not decided: the run ended before the sale could sell out. Demand 5 exceeded "
+                                  "stock 3 and 1 units sold; the other 2 were back on sale once their holds lapsed")
+    assert "not a safety violation" in inv.message
+
+
+def test_an_order_refused_after_the_units_were_back_on_sale_fails_sells_out():
+    h, f = cut_short_sale(refused_after_return=True)
+    v = check(h.ops, f)
+    assert statuses(v) == only(sells_out="fail")
+    inv = v.invariant("sells_out")
+    assert inv.message == ("Demand 6 exceeded stock 3 but only 1 units sold: 2 left unsold and back on sale, yet 1 "
+                           "later orders for no more than that were refused as sold out.")
+    assert inv.counterexamples[0]["refused_orders"] == 1
+
+
+def test_refusals_for_a_limit_are_not_sold_out_refusals():
+    h, f = cut_short_sale(refused_after_return=False)
+    h.t += (TTL + 2000) / 1000 + 1
+    n = h.order("u7", outcome="fail")
+    h.ops[-1] = replace(h.ops[-1], code="limit_exceeded")
+    assert h.ops[-1].op_id == n
+    assert check(h.ops, f).invariant("sells_out").status == "unknown"
+
+
 # --------------------------------------------------------------------------- unknown outcomes widen
 
 
@@ -725,8 +770,14 @@ def test_clean_histories_from_a_correct_model_pass(stock, plan, rnd):
     assert v.totals.sold == sum(q for _, q, _ in m.sold.values())
     # Liveness holds exactly when demand fits the stock or everything sold.
     demand = sum(op.qty for op in m.ops if op.type == "invoke" and op.op == "order")
-    live = check(m.ops, f).invariant("sells_out").status
-    assert live == ("pass" if demand <= stock or v.totals.sold >= stock else "fail")
+    live = check(m.ops, f).invariant("sells_out")
+    if demand <= stock or v.totals.sold >= stock:
+        assert live.status == "pass"
+    elif v.totals.held:
+        assert live.status == "fail"  # units stuck in holds
+    else:  # units back on sale: failed only where a later order was refused as sold out
+        assert live.status in ("fail", "unknown")
+        assert (live.status == "fail") == ("later orders for no more than that were refused" in live.message)
     shuffled = list(m.ops)
     rnd.shuffle(shuffled)
     assert check(shuffled, f, expect_sell_out=False) == v

@@ -206,3 +206,23 @@ def test_report_without_timeline_or_faults_says_so(tmp_path):
 # --------------------------------------------------------------------------- a real run: refunded on the timeline
 
 
+
+
+def test_a_missing_audit_says_why_once_and_an_inconclusive_verdict_says_it_is_not_a_violation(tmp_path):
+    from dataclasses import replace
+
+    from oversold.analysis.judge import judge
+    from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
+
+    run = make_run_dir(tmp_path / "run", stock=3, audit=False)
+    scenario = load_scenario(run / "scenario.yaml")
+    ops = read_history(run / "history.jsonl")
+    final = FinalState.from_dict(json.loads((run / "final_state.json").read_text()))
+    why = replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
+    summary = judge(scenario, ops, why, run_dir=None).summary
+    assert summary.count("OVERSOLD_ADMIN_TOKEN") == 1
+    assert f"note: the audit is missing because {NO_ADMIN_TOKEN}" in summary
+    assert "no invariant failed; " in summary and "exit 2, not the exit 1 of a violation" in summary
+    # without a recorded reason it still says where to look, once
+    plain = judge(scenario, ops, final, run_dir=None).summary
+    assert plain.count("note: the audit is missing because") == 1

@@ -204,3 +204,59 @@ def test_each_url_field_takes_only_its_own_kind_of_url():
     ok = parse_scenario({"redis": {"url": "redis+sentinel://127.0.0.1:26379/m"}, "backend": {"url": "http://127.0.0.1:8"}})
     assert (ok.redis.url, ok.backend.url) == ("redis+sentinel://127.0.0.1:26379/m", "http://127.0.0.1:8")
 
+
+
+def _leaves(node, path=()):
+    """(dotted path, value node) of every scalar or list value of a composed YAML mapping."""
+    for key, value in node.value:
+        p = (*path, key.value)
+        if isinstance(value, yaml.MappingNode):
+            yield from _leaves(value, p)
+        else:
+            yield ".".join(p), value
+
+
+def test_the_shipped_flash_sale_says_where_it_differs_from_the_defaults():
+    path = REPO / "scenarios" / "flash_sale.yaml"
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    defaults = Scenario().to_dict()
+    loaded = load_scenario(path).to_dict()
+    checked = 0
+    for dotted, node in _leaves(yaml.compose(text)):
+        if dotted.startswith("thresholds") or isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            continue  # the thresholds are the example's own (none by default); an empty section is the default
+        want, got = defaults, loaded
+        for part in dotted.split("."):
+            want, got = want[part], got[part]
+        comment = lines[node.start_mark.line].partition("#")[2]
+        if want == got:
+            assert "not the default" not in comment, f"{dotted}: says it is not the default, but it is"
+        else:
+            said = comment.partition("not the default (")[2].rpartition(")")[0]
+            assert said and yaml.safe_load(said) == want, f"{dotted}: {got!r} is not the default {want!r}"
+        checked += 1
+    assert checked >= 20
+
+
+def test_the_strategy_comment_names_only_real_strategies_and_run_help_lists_them_all(capsys):
+    from oversold.cli import build_parser
+    from oversold.model.scenario import STRATEGIES
+
+    line = next(ln for ln in (REPO / "scenarios" / "flash_sale.yaml").read_text().splitlines()
+                if ln.strip().startswith("strategy:"))
+    named = {w for w in line.replace(",", " ").replace("(", " ").split() if "_" in w or w == "naive"}
+    assert named and named <= set(STRATEGIES)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(s in help_text for s in STRATEGIES)
+
+
+def test_an_empty_scenario_file_is_an_error_not_a_full_default_sale(tmp_path):
+    for body in ("", "# only a comment\n"):
+        path = tmp_path / "empty.yaml"
+        path.write_text(body)
+        with pytest.raises(ScenarioError) as info:
+            load_scenario(path)
+        assert "the file is empty" in str(info.value) and str(path) in str(info.value)
