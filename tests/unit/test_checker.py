@@ -383,7 +383,7 @@ def test_a_run_cut_short_before_the_lapsed_holds_could_sell_is_undecided_not_fai
     h, f = cut_short_sale(refused_after_return=False)
     v = check(h.ops, f)
     assert statuses(v) == only(sells_out="unknown")
-    assert v.verdict == "inconclusive"  # exit 2, never the 1 of a violation
+    assert v.overall == "inconclusive"  # exit 2, never the 1 of a violation
     inv = v.invariant("sells_out")
     assert inv.message.startswith("Not decided: the run ended before the sale could sell out. Demand 5 exceeded "
                                   "stock 3 and 1 units sold; the other 2 were back on sale once their holds lapsed")
