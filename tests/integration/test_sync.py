@@ -121,6 +121,8 @@ def test_stall_and_delay_hold_the_sync_back_and_the_lag_shows_it(env):
     assert ledger_view(path, "s")[0]["sold"] == 0  # ... and --delay-ms held it back
     assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 1, timeout=5)
     assert time.monotonic() - t0 >= 0.75
+    # the worker notes the lag just after the ledger commit that the line above saw
+    assert wait_for(lambda: r.hget("os:{s}:sync", "last_lag_ms") is not None)
     assert int(r.hget("os:{s}:sync", "last_lag_ms")) >= 750
 
     r.set(SYNC_DELAY_MS, 60_000)  # the runtime key overrides the command line ...
@@ -175,8 +177,8 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(env):
         sold_then = ledger_view(path, "s")[0]["sold"]
         start()  # the same consumer name: it resumes its own pending entries
         # it catches up both ways while the shoppers still buy
-        assert wait_for(lambda: counters(a, "s")["stock"] == 407 and ledger_view(path, "s")[0]["sold"] > sold_then,
-                        timeout=10)
+        assert wait_for(lambda: counters(a, "s")["stock"] == 407 and ledger_view(path, "s")[0]["sold"] > sold_then
+                        and len(bought) > 30, timeout=10)
     finally:
         stop.set()
         for t in threads:
