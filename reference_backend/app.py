@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -128,9 +129,12 @@ class App:
 
     def __init__(
         self, store: Store, strategies: dict[str, Strategy], *, node_name: str, admin_token: str,
-        warehouse: Warehouse | None = None,
+        warehouse: Warehouse | None = None, rounds: Counter[str] | None = None,
     ) -> None:
         self.store = store
+        # completed passes of the node's background loops (reaper, monitor, webhook), for
+        # GET /v1/health: a test waits on them instead of sleeping through "several ticks"
+        self.rounds: Counter[str] = rounds if rounds is not None else Counter()
         self.strategies = strategies
         self.warehouse = warehouse  # the warehouse ledger, when the node was started with --ledger
         self.node_name = node_name
@@ -186,7 +190,7 @@ class App:
         match rest:
             case ["health"]:
                 _allow(req, "GET")
-                return Reply(200, {"status": "ok", "node": self.node_name})
+                return Reply(200, {"status": "ok", "node": self.node_name, "rounds": dict(self.rounds)})
             case ["openapi.yaml"]:
                 _allow(req, "GET")
                 return Reply(200, self._openapi)  # type: ignore[arg-type]  # bytes: sent as YAML

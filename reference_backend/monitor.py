@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,8 +34,12 @@ log = logging.getLogger("reference_backend")
 STRANDED_MS = 5000  # far longer than any node takes between its two pay steps
 
 
-async def watch(store: Any, strategies: Mapping[str, Any], interval_s: float) -> None:
-    """Forever: detect oversells and settle stranded payments; Redis outages are waited out."""
+async def watch(store: Any, strategies: Mapping[str, Any], interval_s: float,
+                rounds: Counter[str] | None = None) -> None:
+    """Forever: detect oversells and settle stranded payments; Redis outages are waited out.
+
+    ``rounds["monitor"]`` counts the completed passes (shown by ``GET /v1/health``).
+    """
 
     alerted: dict[str, int] = {}
     while True:
@@ -46,6 +51,8 @@ async def watch(store: Any, strategies: Mapping[str, Any], interval_s: float) ->
             settler = strategies.get("payment_deduct")
             if settler is not None:
                 await settle_stranded(store, settler)
+            if rounds is not None:
+                rounds["monitor"] += 1
         except REDIS_DOWN:
             pass  # the reaper logs outages
         except rx.ResponseError as e:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import Counter
 from dataclasses import dataclass
 
 from redis import exceptions as rx
@@ -56,12 +57,17 @@ class NodeConfig:
     coalesce: CoalesceConfig = CoalesceConfig()  # how strategies that coalesce orders batch them
 
 
-async def reaper(store: Store, interval_s: float) -> None:
-    """Release expired holds of every sale, forever; Redis outages are waited out."""
+async def reaper(store: Store, interval_s: float, rounds: Counter[str] | None = None) -> None:
+    """Release expired holds of every sale, forever; Redis outages are waited out.
+
+    ``rounds["reaper"]`` counts the completed passes (shown by ``GET /v1/health``).
+    """
     down = False
     while True:
         try:
             await store.reap()
+            if rounds is not None:
+                rounds["reaper"] += 1
             if down:
                 log.warning("reaper: redis is back")
             down = False
@@ -110,16 +116,17 @@ async def serve(cfg: NodeConfig) -> None:
     ledger = AsyncLedger(SqliteLedger(cfg.ledger_path)) if cfg.ledger_path else None
     options = StrategyOptions(naive_delay_s=cfg.naive_delay_ms / 1000, ledger=ledger, coalesce=cfg.coalesce)
     strategies = {name: cls(store, options) for name, cls in discover().items()}
+    rounds: Counter[str] = Counter(reaper=0, monitor=0, webhook=0)  # completed passes of each background loop
     app = App(store, strategies, node_name=cfg.node_name, admin_token=cfg.admin_token,
-              warehouse=Warehouse(ledger, store.redis) if ledger else None)
+              warehouse=Warehouse(ledger, store.redis) if ledger else None, rounds=rounds)
     server = make_server(cfg.server, app, host=cfg.host, port=cfg.port, backlog=cfg.backlog)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
-    reaping = asyncio.create_task(reaper(store, cfg.reap_interval_ms / 1000))
+    reaping = asyncio.create_task(reaper(store, cfg.reap_interval_ms / 1000, rounds))
     watching = [
-        asyncio.create_task(watch(store, strategies, cfg.monitor_interval_ms / 1000)),
-        asyncio.create_task(forward_warnings(store, cfg.node_name, cfg.monitor_interval_ms / 1000)),
+        asyncio.create_task(watch(store, strategies, cfg.monitor_interval_ms / 1000, rounds)),
+        asyncio.create_task(forward_warnings(store, cfg.node_name, cfg.monitor_interval_ms / 1000, rounds)),
     ]
     for strategy in strategies.values():  # e.g. pre_deduct_buckets' rebalancer
         loop = strategy.background(cfg.monitor_interval_ms / 1000)

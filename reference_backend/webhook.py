@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,11 +63,17 @@ def webhook_url_field(body: dict[str, Any], name: str = "warn_webhook_url") -> s
     return value
 
 
-async def forward_warnings(store: Any, node_name: str, interval_s: float) -> None:
-    """Forever: post new warnings of every sale that has a webhook URL."""
+async def forward_warnings(store: Any, node_name: str, interval_s: float,
+                           rounds: Counter[str] | None = None) -> None:
+    """Forever: post new warnings of every sale that has a webhook URL.
+
+    ``rounds["webhook"]`` counts the completed passes (shown by ``GET /v1/health``).
+    """
     while True:
         try:
             await forward_once(store.redis, node_name)
+            if rounds is not None:
+                rounds["webhook"] += 1
         except REDIS_DOWN:
             pass  # the reaper logs outages; warnings wait in the stream
         except rx.ResponseError as e:

@@ -1,4 +1,9 @@
-"""Helpers of the reference backend tests: concurrent calls and conservation checks."""
+"""Helpers of the reference backend tests: concurrent calls, conservation checks, and waiting.
+
+The tests never sleep a fixed time: they wait on a condition (``wait_for``),
+on the clock passing a deadline the backend reported (``wait_past``), or on a
+node's background loops completing more passes (``wait_rounds``).
+"""
 
 from __future__ import annotations
 
@@ -48,10 +53,38 @@ def assert_conserved(client: ContractClient, sale_id: str) -> dict[str, Any]:
     return audit
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0, interval: float = 0.02) -> bool:
+def wait_for(predicate: Callable[[], Any], timeout: float = 3.0, interval: float = 0.02,
+             sleep: Callable[[float], Any] = time.sleep) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` s passed; its last answer, as a bool.
+
+    ``sleep`` between polls: ``gevent.sleep`` inside a gevent test.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(interval)
-    return predicate()
+        sleep(interval)
+    return bool(predicate())
+
+
+def wait_past(ms: int, margin_ms: int = 20, timeout: float = 10.0) -> bool:
+    """Until this machine's wall clock is ``margin_ms`` past ``ms`` (epoch ms, e.g. an order's
+    ``expires_ms``). Redis runs here too, so its TIME, which the backend stamps, is this clock."""
+    return wait_for(lambda: time.time() * 1000 > ms + margin_ms, timeout=timeout, interval=0.005)
+
+
+def rounds(client: ContractClient, loop: str) -> int:
+    """How many passes the node's background ``loop`` (reaper, monitor, webhook) has completed."""
+    status, body = client.health()
+    assert status == 200, body
+    return int(body["rounds"][loop])
+
+
+def wait_rounds(nodes: Sequence[ContractClient], loop: str, n: int = 2, timeout: float = 10.0) -> bool:
+    """Until every node has completed ``n`` passes of ``loop`` that began after this call.
+
+    A pass may be under way when the count is read, so ``n`` whole passes after
+    it end at count + n + 1.
+    """
+    start = [rounds(c, loop) for c in nodes]
+    return wait_for(lambda: all(rounds(c, loop) >= s + n + 1 for c, s in zip(nodes, start)), timeout=timeout)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from backend_util import wait_for
 
 from oversold.infra.procs import Child
 from oversold.orchestrate.nodes import BackendNode, start_nodes
@@ -52,3 +53,10 @@ def ledger_view(path: Path, sale_id: str) -> tuple[dict[str, int], dict[str, int
         return c.as_dict(), dict(led.sold_orders(sale_id))
     finally:
         led.close()
+
+
+def sync_pass_after(r: redis.Redis, sale_id: str, ms: int, timeout: float = 10.0) -> bool:
+    """Until the sync worker has completed a pass that began after ``ms`` (Redis time, e.g. a
+    counters ``now_ms``): each pass ends by stamping every sale's ``os:{S}:sync`` ``at_ms`` with
+    the time it began, so that pass saw everything written before ``ms``."""
+    return wait_for(lambda: int(r.hget(f"os:{{{sale_id}}}:sync", "at_ms") or 0) > ms, timeout=timeout)

@@ -8,10 +8,11 @@ inside its window reads the same stale counter, whatever the machine's speed.
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 
 import pytest
-from backend_util import clients, concurrently, counters
+import redis
+from backend_util import clients, concurrently, counters, wait_for
 
 from oversold.orchestrate.nodes import start_nodes
 
@@ -29,8 +30,8 @@ def slow_nodes(redis_server, tmp_path_factory, admin_token):
         node.stop()
 
 
-def staggered(first, second, offset_s: float = 0.1):
-    """Start ``first``, then ``second`` inside first's race window; both results."""
+def staggered(first, second, entered: Callable[[], bool]):
+    """Start ``first``, then ``second`` once ``entered()`` says first is inside its race window."""
     out: list = [None, None]
 
     def run(i: int, call) -> None:
@@ -38,18 +39,33 @@ def staggered(first, second, offset_s: float = 0.1):
 
     t = threading.Thread(target=run, args=(0, first))
     t.start()
-    time.sleep(offset_s)
+    assert wait_for(entered, timeout=WINDOW_MS / 2000)
     run(1, second)
     t.join()
     return out
 
 
-def test_two_overlapping_buyers_oversell_a_single_unit(redis_url, slow_nodes):
+@pytest.fixture
+def raw(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()
+
+
+def claimed(r: redis.Redis, op: str, key: str) -> Callable[[], bool]:
+    """Whether a naive request of sale n under this Idempotency-Key has begun: it claims the key
+    (SET NX) just before it reads, then sleeps through its window; the claim stays until it answers."""
+    return lambda: r.exists(f"os:{{n}}:idem:{op}:{key}") == 1
+
+
+def test_two_overlapping_buyers_oversell_a_single_unit(raw, slow_nodes):
     a, b = clients(slow_nodes)
     assert a.put_sale("n", stock=1, hold_ttl_ms=60_000, strategy="naive")[0] == 200
-    o1, o2 = staggered(lambda: a.order("n", "u1", 1), lambda: b.order("n", "u2", 1))
+    o1, o2 = staggered(lambda: a.order("n", "u1", 1, key="o1"), lambda: b.order("n", "u2", 1),
+                       claimed(raw, "order", "o1"))
     assert (o1[0], o2[0]) == (201, 201), (o1, o2)  # both read available == 1
-    p1, p2 = staggered(lambda: a.pay("n", o1[1]["order_id"]), lambda: b.pay("n", o2[1]["order_id"]))
+    p1, p2 = staggered(lambda: a.pay("n", o1[1]["order_id"], key="p1"), lambda: b.pay("n", o2[1]["order_id"]),
+                       claimed(raw, "pay", "p1"))
     assert (p1[0], p2[0]) == (200, 200), (p1, p2)  # both read sold == 0
     status, audit = a.audit("n")
     assert status == 200

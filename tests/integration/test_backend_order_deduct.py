@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
-from backend_util import assert_conserved, clients, concurrently, counters
+from backend_util import assert_conserved, clients, concurrently, counters, wait_past, wait_rounds
 
 
 def put(client, sale_id: str, **overrides):
@@ -45,7 +44,9 @@ def test_hoarders_drain_it_and_nothing_ever_gives_the_stock_back(backend):
     put(a, "s", stock=6)
     hoards = concurrently([lambda i=i: (a, b)[i % 2].order("s", f"hoarder{i}", 2) for i in range(3)])
     assert [status for status, _ in hoards] == [201, 201, 201]
-    time.sleep(0.5)  # five times the sale's hold_ttl_ms, and several reaper rounds
+    # well past the sale's hold_ttl_ms (100), and then three reaper rounds on each node
+    assert wait_past(max(order["created_ms"] for _, order in hoards) + 100, margin_ms=100)
+    assert wait_rounds([a, b], "reaper", 3)
     buyers = concurrently([lambda i=i: (a, b)[i % 2].order("s", f"buyer{i}", 1) for i in range(10)])
     assert Counter(body["error"]["code"] for _, body in buyers) == {"sold_out": 10}  # the legit buyers get nothing
     audit = assert_conserved(a, "s")

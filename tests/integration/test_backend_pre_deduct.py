@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 import redis
-from backend_util import assert_conserved, clients, concurrently, counters, wait_for
+from backend_util import assert_conserved, clients, concurrently, counters, wait_for, wait_past, wait_rounds
 
 
 def put(client, sale_id: str, **overrides):
@@ -105,11 +105,12 @@ def test_pay_after_expiry_is_refused_and_never_resurrects(backend, redis_url, re
     if not reaped:
         stop_reaping(redis_url, "s")
     order = a.order("s", "u1", 1)[1]
-    time.sleep(0.4)
+    assert wait_past(order["expires_ms"])
     if reaped:
         assert wait_for(lambda: counters(a, "s")["held"] == 0)
     else:
-        assert counters(a, "s")["held"] == 1  # the reaper truly did not come by
+        assert wait_rounds([a, b], "reaper", 2)  # both reapers went round twice since it expired ...
+        assert counters(a, "s")["held"] == 1  # ... and truly did not come by
         assert b.get_order("s", order["order_id"])[1]["status"] == "held"
     status, body = b.pay("s", order["order_id"], key="p1")
     assert (status, body["error"]["code"]) == (409, "hold_expired")
@@ -128,8 +129,11 @@ def test_pay_after_expiry_takes_fresh_stock_when_there_is_some(backend, redis_ur
     if not reaped:
         stop_reaping(redis_url, "s")
     order = a.order("s", "u1", 2)[1]
-    time.sleep(0.4)
-    if not reaped:
+    assert wait_past(order["expires_ms"])
+    if reaped:
+        assert wait_for(lambda: counters(a, "s")["held"] == 0)
+    else:
+        assert wait_rounds([a, b], "reaper", 2)
         assert counters(a, "s")["held"] == 2
     status, body = b.pay("s", order["order_id"])
     assert status == 200 and body["status"] == "paid" and body["paid_ms"] >= order["expires_ms"]
@@ -158,7 +162,7 @@ def test_late_payment_races_new_buyers_for_the_released_unit(backend):
     a, b = clients(backend)
     put(a, "s", stock=1, hold_ttl_ms=100, pay_after_expiry="fresh_stock")
     late = a.order("s", "late", 1)[1]
-    time.sleep(0.25)
+    assert wait_for(lambda: counters(a, "s")["available"] == 1)  # expired and reaped: the unit is up for grabs
     calls = [lambda: a.pay("s", late["order_id"])]
     calls += [lambda i=i: (a, b)[i % 2].order("s", f"new{i}", 1) for i in range(10)]
     results = concurrently(calls)
@@ -270,6 +274,8 @@ def test_conservation_holds_throughout_a_mixed_load(backend):
     stop = threading.Event()
     snapshots: list[dict] = []
     paid: set[str] = set()
+    cancelled: list[str] = []
+    abandoned: list[str] = []
 
     def buyer(seed: int) -> None:
         rng = random.Random(seed)
@@ -284,20 +290,29 @@ def test_conservation_holds_throughout_a_mixed_load(backend):
                     paid.add(body["order_id"])
             elif roll < 0.7:
                 client.cancel("s", body["order_id"])
-            # else: abandon the hold, the reaper takes it back
+                cancelled.append(body["order_id"])
+            else:  # abandon the hold, the reaper takes it back
+                abandoned.append(body["order_id"])
 
     def watcher() -> None:
         client = clients(backend)[0]
         while not stop.is_set():
             snapshots.append(counters(client, "s"))
 
+    def every_path_taken() -> bool:
+        """Payments, cancels, and abandoned holds the reaper took back, all under the watcher's eye."""
+        reaped = sum(b.get_order("s", oid)[1]["status"] == "expired" for oid in abandoned[:2])
+        return len(paid) >= 5 and len(cancelled) >= 1 and reaped == 2 and len(snapshots) > 50
+
     threads = [threading.Thread(target=buyer, args=(i,)) for i in range(8)] + [threading.Thread(target=watcher)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        assert wait_for(every_path_taken, timeout=15), (len(paid), len(cancelled), len(abandoned), len(snapshots))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     assert len(snapshots) > 10
     for c in snapshots:
         assert c["available"] >= 0 and c["available"] + c["held"] + c["sold"] == 30, c

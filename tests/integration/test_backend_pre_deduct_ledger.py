@@ -6,7 +6,7 @@ import time
 from collections import Counter
 
 import pytest
-from backend_util import assert_conserved, clients, concurrently, counters, wait_for
+from backend_util import assert_conserved, clients, concurrently, counters, wait_for, wait_past
 from ledger_util import ledger_view, put, raw_redis, start_ledger_nodes
 
 from reference_backend.ledger import SqliteLedger
@@ -175,14 +175,16 @@ def test_one_order_paid_by_many_at_once_is_sold_once(env):
 def test_after_expiry_only_fresh_stock_and_only_through_the_ledger(env):
     (a, b), path, _ = env
     put(a, "s", stock=1, hold_ttl_ms=150)
-    o = a.order("s", "u1", 1)[1]["order_id"]
-    time.sleep(0.3)
+    order = a.order("s", "u1", 1)[1]
+    o = order["order_id"]
+    assert wait_past(order["expires_ms"])
     status, body = b.pay("s", o)
     assert (status, body["error"]["code"]) == (409, "hold_expired")
     assert ledger_view(path, "s")[0]["sold"] == 0
     put(a, "f", stock=1, hold_ttl_ms=150, pay_after_expiry="fresh_stock")
-    o = a.order("f", "u1", 1)[1]["order_id"]
-    time.sleep(0.3)
+    order = a.order("f", "u1", 1)[1]
+    o = order["order_id"]
+    assert wait_past(order["expires_ms"])
     status, body = b.pay("f", o)
     assert status == 200 and body["status"] == "paid"
     assert ledger_view(path, "f")[1] == {o: 1}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+from backend_util import wait_for
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -190,11 +191,15 @@ def test_timeout_zero_blackholes_until_removed(proxy, direct):
 
 def test_timeout_upstream_keeps_commands_from_redis(proxy, direct):
     r = client_at(proxy.port, timeout=0.5)
-    r.ping()
+    r.client_setname("blackholed")  # how Redis names the proxy's upstream connection of this client
     proxy.client.add_toxic(proxy.name, "timeout", stream="upstream", timeout=0)
     with pytest.raises(redis.TimeoutError):
         r.execute_command("INCR", "n")
-    time.sleep(0.1)
+    r.close()
+    # The client hung up, so the proxy closes the link; once Redis has dropped that connection it
+    # has run every command that ever reached it on it.
+    assert wait_for(lambda: proxy.client.get(proxy.name)["connections"] == 0)
+    assert wait_for(lambda: "blackholed" not in {c["name"] for c in direct.client_list()})
     assert direct.get("n") is None  # dropped before Redis: nothing happened
 
 
@@ -226,7 +231,7 @@ def test_reset_peer_after_timeout_lets_traffic_through_first(proxy):
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=2) as sock:
         sock.sendall(resp("PING"))
         assert sock.recv(100) == b"+PONG\r\n"
-        time.sleep(0.6)
+        assert wait_for(lambda: proxy.client.get(proxy.name)["connections"] == 0)  # the proxy reset the link
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
             sock.sendall(resp("PING"))
             sock.recv(100)

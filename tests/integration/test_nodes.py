@@ -35,7 +35,9 @@ def test_start_nodes_then_kill_exactly_one(redis_url, tmp_path, admin_token):
     try:
         assert [n.name for n in nodes] == ["k-1", "k-2"] and nodes[0].port != nodes[1].port
         for node in nodes:
-            assert node.client().health() == (200, {"status": "ok", "node": node.name})
+            status, body = node.client().health()
+            assert (status, body["status"], body["node"]) == (200, "ok", node.name)
+            assert set(body["rounds"]) == {"reaper", "monitor", "webhook"}
             assert children_of(node.child.pid) == []  # one process: nothing to orphan
         os.kill(nodes[0].child.pid, signal.SIGKILL)
         nodes[0].child.popen.wait(5)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from backend_util import assert_conserved, clients, concurrently, counters, wait_for
+from backend_util import assert_conserved, clients, concurrently, counters, wait_for, wait_rounds
 
 from oversold.orchestrate.nodes import start_nodes
 
@@ -156,7 +155,7 @@ def test_warnings_reach_the_webhook_once_each(backend):
         put(a, stock=3, warn_thresholds=[1, 0], warn_webhook_url=url)
         concurrently([lambda i=i: (a, b)[i % 2].order("s", f"u{i}", 1) for i in range(5)])
         assert wait_for(lambda: len(Hook.received) >= 2, timeout=5)
-        time.sleep(0.6)  # three more ticks of both nodes: nothing is posted twice
+        assert wait_rounds([a, b], "webhook", 3)  # three more passes of both forwarders: nothing posted twice
         ids = [w["id"] for w in audit(a)["warnings"]]
         assert sorted(e["id"] for e in Hook.received) == sorted(ids) and len(ids) == 2
         first = min(Hook.received, key=lambda e: e["id"])
@@ -190,7 +189,7 @@ def test_the_detector_alerts_on_a_naive_oversell_once_per_excess(redis_url, naiv
     sold = audit(c, "n")["sold"]
     assert len(sold) > 2
     assert wait_for(lambda: audit(c, "n")["alerts"], timeout=3)
-    time.sleep(0.3)  # six detector ticks: no new alert for the same excess
+    assert wait_rounds([c], "monitor", 6)  # six more detector passes: no new alert for the same excess
     alerts = audit(c, "n")["alerts"]
     excess = len(sold) - 2
     assert alerts[-1]["excess"] == excess and alerts[-1]["stock"] == 2 and alerts[-1]["sold_units"] == len(sold)
@@ -200,7 +199,7 @@ def test_the_detector_alerts_on_a_naive_oversell_once_per_excess(redis_url, naiv
     latest = sorted(sold, key=lambda r: (r["paid_ms"], r["order_id"]))[2:]
     for row in latest:
         assert c.refund("n", row["order_id"])[1]["status"] == "refunded"
-    time.sleep(0.3)
+    assert wait_rounds([c], "monitor", 6)
     after = audit(c, "n")
     assert after["alerts"] == alerts and after["refunded_sold"] == excess
     assert len(after["refunds"]) == len(after["compensations"]) == excess
@@ -212,7 +211,7 @@ def test_the_detector_stays_quiet_under_pre_deduct(redis_url, naive_node, backen
     put(a, "p", stock=2)
     orders = concurrently([lambda i=i: (a, b)[i % 2].order("p", f"u{i}", 1) for i in range(6)])
     concurrently([lambda o=o: a.pay("p", o) for o in (body["order_id"] for s, body in orders if s == 201)])
-    time.sleep(0.4)
+    assert wait_rounds([c, a, b], "monitor", 3)  # the fast detector and both nodes' own looked at it
     got = audit(c, "p")
     assert len(got["sold"]) == 2 and got["alerts"] == []
 

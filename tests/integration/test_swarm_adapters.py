@@ -8,11 +8,11 @@ contract. Nothing from Locust is imported here.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from backend_util import wait_past
 from swarm_util import REPO, SHOP_KEY, Run, locust_env, scenario_file, shop_server, wait
 
 from oversold.adapters.http import AdapterClient
@@ -49,7 +49,7 @@ def test_adapter_client_drives_the_shop(shop: str) -> None:
         assert client.counters("tea") == {"stock": 2, "available": 1, "held": 0, "sold": 1}
         assert client.audit("tea") is None and not client.has_audit
         late = client.order("tea", "dave", 1, "r-d")
-        time.sleep(0.4)
+        assert late.type == "ok" and wait_past(late.body["expires_ms"])  # type: ignore[index]
         expired = client.pay("tea", late.order_id, "p-d")  # type: ignore[arg-type]
         assert (expired.type, expired.code) == ("fail", "hold_expired")
         refused = AdapterClient(ShopAdapter(admin_token="wrong"), shop).setup_sale("tea", {"stock": 1, "hold_ttl_ms": 1})

@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 from backend_util import assert_conserved, clients, counters, wait_for
-from ledger_util import change, ledger_view, put, raw_redis, start_ledger_nodes, sync_worker
+from ledger_util import change, ledger_view, put, raw_redis, start_ledger_nodes, sync_pass_after, sync_worker
 
 from reference_backend import lua
 from reference_backend.keys import SYNC_DELAY_MS, SYNC_LAG_MS, SYNC_STALL
@@ -64,10 +64,9 @@ def test_sales_reach_the_ledger_only_through_the_worker_and_the_lag_is_reported(
     put(a, "s", stock=5, strategy="pre_deduct")
     bought = [buy((a, b)[i % 2], "s", f"u{i}") for i in range(4)]
     assert all(bought)
-    time.sleep(0.2)
+    assert wait_for(lambda: counters(a, "s")["sync_lag_ms"] >= 200)  # the oldest unapplied sale gets that old
     assert ledger_view(path, "s")[0]["sold"] == 0  # no worker, no sync: the front ran ahead
     lagging = counters(a, "s")["sync_lag_ms"]
-    assert lagging >= 200  # the oldest unapplied sale is that old
     assert counters(a, "s")["sync_pending"] == 4
     start()
     assert wait_for(lambda: in_sync(a, path, "s"), timeout=5)
@@ -118,23 +117,26 @@ def test_stall_and_delay_hold_the_sync_back_and_the_lag_shows_it(env):
     put(a, "s", stock=5, strategy="pre_deduct")
     t0 = time.monotonic()
     assert buy(a, "s", "u1")
-    time.sleep(0.2)
-    assert ledger_view(path, "s")[0]["sold"] == 0  # --delay-ms holds it back
+    assert sync_pass_after(r, "s", counters(a, "s")["now_ms"])  # a pass saw the sale ...
+    assert ledger_view(path, "s")[0]["sold"] == 0  # ... and --delay-ms held it back
     assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 1, timeout=5)
     assert time.monotonic() - t0 >= 0.75
+    # the worker notes the lag just after the ledger commit that the line above saw
+    assert wait_for(lambda: r.hget("os:{s}:sync", "last_lag_ms") is not None)
     assert int(r.hget("os:{s}:sync", "last_lag_ms")) >= 750
 
     r.set(SYNC_DELAY_MS, 60_000)  # the runtime key overrides the command line ...
     assert buy(a, "s", "u2")
-    time.sleep(1.2)
+    assert sync_pass_after(r, "s", counters(a, "s")["now_ms"] + 1000)
     assert ledger_view(path, "s")[0]["sold"] == 1  # --delay-ms 800 alone would have let it through
     r.set(SYNC_DELAY_MS, 0)  # ... both ways
     assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] == 2, timeout=5)
 
     r.set(SYNC_STALL, 1)
+    assert sync_pass_after(r, "s", counters(a, "s")["now_ms"])  # the worker has read the stall
     assert buy(a, "s", "u3")
     assert change(a, "s", "restock", 1)[0] == 200
-    time.sleep(0.6)
+    assert sync_pass_after(r, "s", counters(a, "s")["now_ms"] + 600)
     assert ledger_view(path, "s")[0]["sold"] == 2 and counters(a, "s")["stock"] == 5  # stalled both ways
     assert counters(a, "s")["sync_pending"] == 2  # one sale, one restock
     assert counters(a, "s")["sync_lag_ms"] >= 550
@@ -167,13 +169,16 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(env):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        assert wait_for(lambda: ledger_view(path, "s")[0]["sold"] >= 10, timeout=10)
         worker.signal(signal.SIGKILL)  # mid-stream: some batch is likely between ledger commit and ack
         worker.popen.wait(5)
         assert change(a, "s", "restock", 7)[0] == 200  # a warehouse change while nobody syncs
-        time.sleep(0.4)
+        assert wait_for(lambda: counters(a, "s")["sync_pending"] >= 6, timeout=10)  # and the sales pile up
+        sold_then = ledger_view(path, "s")[0]["sold"]
         start()  # the same consumer name: it resumes its own pending entries
-        time.sleep(0.4)
+        # it catches up both ways while the shoppers still buy
+        assert wait_for(lambda: counters(a, "s")["stock"] == 407 and ledger_view(path, "s")[0]["sold"] > sold_then
+                        and len(bought) > 30, timeout=10)
     finally:
         stop.set()
         for t in threads:

@@ -7,12 +7,14 @@ import io
 import json
 import os
 import pty
+import re
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from backend_util import wait_for
 
 from oversold.orchestrate.progress import (
     LOCUST_STATS_HISTORY,
@@ -117,21 +119,29 @@ def fake_run(run_dir: Path, stop: threading.Event) -> None:
             row += 1
             st.write(stats_row(t0 + row, row * 50) + "\n")
             st.flush()
-            time.sleep(0.05)
+            stop.wait(0.05)  # the pace of the fake run's writes
 
 
 SCENARIO = SimpleNamespace(swarm=SimpleNamespace(duration_s=30.0), sale=SimpleNamespace(stock=100))
 
 
-def watch(tmp_path: Path, display: LiveProgress, seconds: float) -> None:
+def drawn(out: io.StringIO) -> list[str]:
+    """The status lines shown so far: live redraws and plain beats alike."""
+    return [part for part in re.split(r"\r\x1b\[2K|\n", out.getvalue()) if part.startswith("  ▶")]
+
+
+def watch(tmp_path: Path, display: LiveProgress, out: io.StringIO, beats: int = 3) -> None:
+    """Show a fake run: ``beats`` status lines, a message, ``beats`` more, one with the stats file's rate."""
     stop = threading.Event()
     writer = threading.Thread(target=fake_run, args=(tmp_path, stop))
     writer.start()
     try:
         display.swarm_started(SCENARIO, tmp_path)
-        time.sleep(seconds / 2)
+        assert wait_for(lambda: len(drawn(out)) >= beats, timeout=10)
         display.say("a message of the run")
-        time.sleep(seconds / 2)
+        shown = len(drawn(out))
+        assert wait_for(lambda: len(drawn(out)) >= shown + beats
+                        and any("req/s —" not in line for line in drawn(out)), timeout=10)
     finally:
         display.stop()
         stop.set()
@@ -141,7 +151,7 @@ def watch(tmp_path: Path, display: LiveProgress, seconds: float) -> None:
 def test_live_mode_redraws_one_line_in_place_and_prints_messages_above_it(tmp_path):
     out = io.StringIO()
     display = LiveProgress(out, live=True, refresh_s=0.05)
-    watch(tmp_path, display, 0.6)
+    watch(tmp_path, display, out)
     text = out.getvalue()
     assert text.count(ERASE) >= 5  # redrawn, not appended
     before, _, after = text.partition("  a message of the run\n")
@@ -155,7 +165,7 @@ def test_live_mode_redraws_one_line_in_place_and_prints_messages_above_it(tmp_pa
 def test_plain_mode_prints_lines_without_control_characters(tmp_path):
     out = io.StringIO()
     display = LiveProgress(out, live=False, plain_every_s=0.1)
-    watch(tmp_path, display, 0.8)
+    watch(tmp_path, display, out)
     text = out.getvalue()
     assert "\x1b" not in text and "\r" not in text
     lines = text.splitlines()

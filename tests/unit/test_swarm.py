@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backend_util import wait_for
 
 from oversold.adapters.outcome import classify, outcome_of
 from oversold.errors import BadInput
@@ -171,7 +172,8 @@ def test_sold_out_watch_fires_once_and_survives_bad_reads() -> None:
 
     watch = SoldOutWatch(read=read, on_sold_out=lambda: fired.append(1), interval=0.001)
     watch.start()
-    gevent.sleep(0.2)
+    # the watch's greenlet ends once it fired: after that nothing can fire again
+    assert wait_for(lambda: watch._greenlet is not None and watch._greenlet.dead, timeout=5, sleep=gevent.sleep)
     watch.stop()
     assert fired == [1] and watch.fired and reads == []
 
