@@ -270,8 +270,9 @@ class App:
         if cfg.async_orders and not strategy.supports_async:
             raise bad_request(f"async_orders: strategy {cfg.strategy} cannot queue orders")
         if self.warehouse is not None and not strategy.ledger_sync:
-            raise bad_request(f"strategy: {cfg.strategy} sales are not synced with the warehouse ledger; "
-                              f"create it on a node without --ledger")
+            # a well-formed request this node cannot serve (as no_ledger): 409, not the 400 of bad input
+            raise ApiError(409, "not_synced", f"strategy: {cfg.strategy} sales are not synced with the warehouse "
+                                              f"ledger; create it on a node without --ledger")
         if self.warehouse is not None:  # the ledger first: a front sale is never synced to no warehouse sale
             cfg = dataclasses.replace(cfg, epoch=await self.warehouse.create_sale(sale_id, cfg.stock))
         counters = await strategy.put_sale(sale_id, cfg)
