@@ -316,9 +316,9 @@ def exercise_warehouse(live: BackendNode, conf: Conformance, tmp_path: Path, adm
         assert body["warehouse"] == {"stock": 5, "sold": 1, "in_transit": 0, "refused": 0}
         assert body["sync_lag_ms"] >= 0  # no sync worker here: the changes wait in the outbox
         bucketed = {"stock": 4, "hold_ttl_ms": 30_000, "strategy": "pre_deduct_buckets", "buckets": 2}
-        status, body = call(node, conf, "PUT", "/v1/sales/b", bucketed, ADMIN)
+        status, body = call(node, conf, "PUT", "/v1/sales/bucketed", bucketed, ADMIN)
         assert (status, body["error"]["code"]) == (409, "not_synced")  # well-formed, but not on this node
-        assert call(node, conf, "GET", "/v1/sales/b")[0] == 404  # and nothing was written
+        assert call(node, conf, "GET", "/v1/sales/bucketed")[0] == 404  # and nothing was written
     finally:
         node.stop()
 

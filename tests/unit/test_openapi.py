@@ -78,7 +78,7 @@ def test_every_error_code_of_the_spec_is_in_the_document():
         "unknown_order", "not_found", "method_not_allowed", "sold_out", "limit_exceeded", "hold_expired",
         "order_cancelled", "already_paid", "idempotency_conflict", "unavailable",
         "risk_rejected", "order_refunded", "not_refundable",
-        "order_pending", "not_in_transit", "no_ledger",
+        "order_pending", "not_in_transit", "no_ledger", "not_synced",
     }
 
 
