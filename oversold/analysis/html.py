@@ -39,7 +39,7 @@ from .evaluation import Evaluation
 from .metrics import quantile, units_sold_by_kind
 
 VERDICT_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700"}
-STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700"}
+STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700", "not_applicable": "#868e96"}
 SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "refunded": "#ae3ec9",
                  "order": "#1c7ed6", "pay": "#2b8a3e", "cancel": "#ae3ec9",
                  "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a"}
@@ -287,7 +287,8 @@ def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
     for inv in verdict.invariants:
         counts[inv.status] += 1
     sub = (f"{counts['pass']} invariants hold, {counts['fail']} violated, {counts['unknown']} undecided"
-           f" · thresholds: {len(thresholds) - len(failed)} of {len(thresholds)} passed")
+           + (f", {counts['not_applicable']} not applicable to this backend" if counts["not_applicable"] else "")
+           + f" · thresholds: {len(thresholds) - len(failed)} of {len(thresholds)} passed")
     extra = f'<div class="sub"><b>THRESHOLDS FAILED</b>: {_e(", ".join(f"{t.metric} {t.expression}" for t in failed))}</div>' if failed else ""
     t = verdict.totals
     return (f'<section class="verdict" id="verdict" style="background:{colour}">'

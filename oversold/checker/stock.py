@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from oversold.model.evidence import Evidence, at_least
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView
@@ -13,10 +15,13 @@ class Conservation:
     """At quiescence available + held + sold == stock, none negative, and counters' sold == audited sold.
 
     Counters are ``final.counters``, else the audit's own snapshot. Fail on any
-    broken part; unknown if the audit is missing (sold cannot be reconciled).
+    broken part; unknown if the audit is missing (sold cannot be reconciled),
+    unless the backend declared it keeps none (evidence below ``per_user_audit``):
+    then the counters alone decide.
     """
 
     name: ClassVar[str] = "conservation"
+    needs: ClassVar[Evidence] = "sold_count"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -43,6 +48,9 @@ class Conservation:
         example = {"available": a, "held": h, "sold": sold, "stock": s.stock, "audited_sold": audited}
         if problems:
             return result(name, "fail", "Conservation is broken: " + "; ".join(problems) + ".", [example])
+        if audited is None and not at_least(opts.evidence, "per_user_audit"):
+            return result(name, "pass", f"available {a} + held {h} + sold {sold} = stock {s.stock} (the backend "
+                                         f"keeps no audit to reconcile sold with: counters only).")
         if audited is None:
             return result(name, "unknown", f"available {a} + held {h} + sold {sold} = stock {s.stock}, but the audit "
                                             f"is missing so sold cannot be reconciled.")
@@ -60,6 +68,7 @@ class HoldsReturned:
     """
 
     name: ClassVar[str] = "holds_returned"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -99,6 +108,7 @@ class SellsOut:
     """Liveness: where demand exceeded stock, the audited sold quantity reaches the stock."""
 
     name: ClassVar[str] = "sells_out"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
