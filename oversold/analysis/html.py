@@ -260,7 +260,7 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>oversold: {_e(verdict.overall.upper())} — {_e(scenario.name)} ({_e(scenario.sale.strategy)})</title>",
+        f"<title>oversold: {_e(verdict.overall.upper())} — {_e(scenario.name)} ({_e(scenario.backend_label)})</title>",
         f"<style>{CSS}</style></head><body><main>",
         _verdict_banner(verdict, thresholds),
         _what_ran(scenario, final, elapsed_s),
@@ -301,10 +301,12 @@ def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
 def _what_ran(scenario: Scenario, final: FinalState, elapsed_s: float | None) -> str:
     s = scenario
     mix = ", ".join(f"{k} {v}" for k, v in s.swarm.mix.items())
-    return (f"<h1>{_e(s.name)} — {_e(s.sale.strategy)} (seed {_e(s.seed)})</h1>"
+    where = (f"backend nodes {_num(s.backend.nodes)}" if s.backend.url is None
+             else f"backend <code>{_e(s.backend.url)}</code>")
+    return (f"<h1>{_e(s.name)} — {_e(s.backend_label)} (seed {_e(s.seed)})</h1>"
             f'<p class="muted">sale <code>{_e(final.sale_id)}</code>, stock {_num(final.stock)}, hold TTL '
             f"{_num(final.hold_ttl_ms)} ms · {_num(s.swarm.users)} users ({_e(mix)}) for up to "
-            f"{_num(float(s.swarm.duration_s))} s · backend nodes {_num(s.backend.nodes)}"
+            f"{_num(float(s.swarm.duration_s))} s · {where}"
             + (f" · run took {_num(elapsed_s)} s" if elapsed_s is not None else "") + "</p>")
 
 

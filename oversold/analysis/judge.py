@@ -54,4 +54,11 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
         evaluation = evaluate_run(scenario, ops, final, verdict)
     return Judgement(verdict=verdict, evaluation=evaluation,
                      exit_code=exit_status(verdict.overall, evaluation.thresholds),
-                     summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds))
+                     summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds,
+                                            notes=notes_of(final)))
+
+
+def notes_of(final: FinalState) -> list[str]:
+    """What the summary must say beside the verdict: the backend could not be reached (it died)."""
+    down = (final.extra or {}).get("unreachable")
+    return [str(down)] if down else []

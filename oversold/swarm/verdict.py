@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from oversold.adapters.base import load_adapter
 from oversold.adapters.http import AdapterClient
-from oversold.adapters.settle import settle_and_read
+from oversold.adapters.settle import settle_and_read, state_readers
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.checker import Verdict
@@ -46,7 +46,8 @@ class RunOutcome:
 
 def readers(config: SwarmConfig) -> list[AdapterClient]:
     """One admin-capable client per node: the final state is read from the first that answers."""
-    adapter = load_adapter(config.adapter, admin_token=config.admin_token)
+    adapter = load_adapter(config.adapter, admin_token=config.admin_token,
+                           options=config.scenario.backend.adapter_options)
     timeout = max(5.0, config.request_timeout_s)
     return [AdapterClient(adapter, url, timeout=timeout) for url in config.nodes]
 
@@ -55,11 +56,13 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     """Settle, read, check and (with ``config.results_dir``) write the run directory."""
     scenario = config.scenario
     clients = readers(config)
+    adapter = clients[0].adapter
     try:
-        final = settle_and_read(clients, scenario)
+        final = settle_and_read(state_readers(adapter, clients), scenario, evidence=adapter.evidence)
     finally:
         for c in clients:
             c.close()
+        adapter.close()
     ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir
