@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,62 @@ def oversold_run(cwd: Path, url: str, out: str, *extra: str) -> tuple[int, dict[
     results_path = cwd / out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     return proc.returncode, results, proc.stdout + proc.stderr
+
+
+class Postgres:
+    """Debian's PostgreSQL on a free loopback port with its own data directory, as a user would start it
+    for a test: ``initdb`` (trust auth, user ``shop``), ``pg_ctl start``, ``createdb shop``; stopped and
+    removed on exit. As root it runs as the ``postgres`` account (PostgreSQL refuses to run as root).
+
+    Usage::
+
+        with Postgres.start() as pg:
+            pg.dsn   # "host=127.0.0.1 port=PORT dbname=shop user=shop"
+    """
+
+    def __init__(self, bindir: Path, root: Path, port: int) -> None:
+        self.bindir, self.root, self.port = bindir, root, port
+        self.dsn = f"host=127.0.0.1 port={port} dbname=shop user=shop"
+
+    @staticmethod
+    def bindir() -> Path:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise AssertionError("PostgreSQL is not installed: scripts/system-deps.sh installs Debian's postgresql")
+        return Path(found[-1]).parent
+
+    def _run(self, *argv: str) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        proc = subprocess.run([*as_user, *argv], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed: {proc.stdout}{proc.stderr}")
+
+    @classmethod
+    def start(cls) -> "Postgres":
+        # not under pytest's tmp_path: the postgres account must be able to reach its directory
+        root = Path(tempfile.mkdtemp(prefix="oversold-example-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+        pg = cls(cls.bindir(), root, free_port())
+        pg._run(str(pg.bindir / "initdb"), "-D", str(root / "data"), "-U", "shop", "--auth=trust", "-E", "UTF8")
+        try:
+            pg._run(str(pg.bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
+                    "-o", f"-p {pg.port} -k {root} -c listen_addresses=127.0.0.1", "start")
+            pg._run(str(pg.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "shop", "shop")
+        except BaseException:
+            pg.stop()
+            raise
+        return pg
+
+    def stop(self) -> None:
+        try:
+            if (self.root / "data" / "postmaster.pid").exists():
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Postgres":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

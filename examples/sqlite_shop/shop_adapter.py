@@ -67,7 +67,8 @@ class SqliteShopAdapter(Adapter):
         if kind != "ok" or not isinstance(body, dict):
             return Outcome(kind, status or 0, None, None, error)
         if op == "counters":  # the shop shows what is left; the rest comes from its database
-            return Outcome("ok", status, None, {"available": body.get("stock_left")})
+            # and there are no holds by design (one-step buys): nothing held can come back, so 0 left is sold out
+            return Outcome("ok", status, None, {"available": body.get("stock_left"), "held": 0})
         return Outcome("ok", status, None, {"order_id": str(body.get("order_id")), "status": "paid"})
 
     # -- the lifecycle: SQL against the shop's database ----------------------------------
