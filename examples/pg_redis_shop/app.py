@@ -14,8 +14,10 @@ endpoints check first, as many shops do to spare the database. One request buys
   cached stock all buy and overwrite each other's decrement: it oversells under load.
 
 ``GET /api/items/{id}`` answers ``{"id", "stock_left"}``; ``GET /health`` is
-liveness. Errors are FastAPI-shaped ``{"detail": "..."}``. No admin API: the sale
-is set up in the database and the cache (see ``shop_adapter.py``).
+liveness. Errors are FastAPI-shaped ``{"detail": "..."}``; a database or Redis
+error is a 503. No admin API: the schema and the sale are set up in the database
+and the cache (see ``shop_adapter.py``). It connects lazily (one connection per
+thread, made again after an error), so it can start before its database.
 
 Usage::
 
@@ -50,13 +52,14 @@ def cache_key(item: str) -> str:
 class Shop:
     def __init__(self, dsn: str, redis_url: str) -> None:
         self.dsn = dsn
-        self.redis = redis.Redis.from_url(redis_url)
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         self.local = threading.local()
 
     def db(self) -> psycopg.Connection:
-        if not hasattr(self.local, "conn"):
-            self.local.conn = psycopg.connect(self.dsn, autocommit=True)
-        return self.local.conn
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self.local.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+        return conn
 
     def buy(self, item: str, user: str, qty: int) -> tuple[int, dict]:
         conn = self.db()
@@ -143,8 +146,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--host", default="127.0.0.1")
     args = ap.parse_args()
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+    # no connection at start: the database may come up (or be fronted by a proxy) after the shop;
+    # the schema is the setup's job (shop_adapter.py creates it before a run)
     server = ThreadingHTTPServer((args.host, args.port), handler(Shop(args.dsn, args.redis)))
     server.daemon_threads = True
     print(f"shop listening on http://{args.host}:{args.port}", flush=True)

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import psycopg
 import redis
 
+from app import SCHEMA  # the shop's own schema: its migration, run by setup before each run
+
 from oversold.adapters.base import Adapter, Request, StateRead
 from oversold.adapters.outcome import Outcome, classify
 
@@ -75,6 +77,7 @@ class PgRedisShopAdapter(Adapter):
 
     def setup(self, sale_id: str, stock: int, settings: Mapping[str, Any]) -> bool:
         with psycopg.connect(self.options["dsn"]) as conn:  # one transaction, committed on exit
+            conn.execute(SCHEMA)
             conn.execute("DELETE FROM orders WHERE item = %s", (sale_id,))
             conn.execute("INSERT INTO items (id, stock, initial) VALUES (%s, %s, %s) ON CONFLICT (id) "
                          "DO UPDATE SET stock = EXCLUDED.stock, initial = EXCLUDED.initial", (sale_id, stock, stock))

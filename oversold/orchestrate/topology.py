@@ -141,6 +141,8 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         _check_redis(redis_url)
 
     if not own_nodes:
+        if scenario.chaos.upstreams:
+            drivers.append(_front_upstreams(scenario, stack, state, logs, progress))
         return Topology([scenario.backend.url.rstrip("/")], admin_token, redis_url, drivers, label=label)
     assert redis_url is not None
 
@@ -181,6 +183,28 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
              + (f", ledger {ledger.name}" if ledger else ""))
 
     return Topology([n.url for n in nodes], admin_token, redis_url, drivers, ledger, label=label)
+
+
+def _front_upstreams(scenario: Any, stack: ExitStack, state: Any, logs: Path, progress: Say) -> Driver:
+    """The fault proxy in front of the user's upstreams (``chaos.upstreams``): one link per upstream,
+    listening where the user's backend is pointed, registered by the upstream's role."""
+    from oversold.chaos.proxy import FaultProxy, ProxyControlError
+    from oversold.chaos.proxy_driver import ProxyDriver
+
+    fp = FaultProxy.start(log_dir=logs, seed=scenario.seed)
+    state.record_child(fp.child)
+    stack.callback(fp.stop)
+    driver = ProxyDriver(fp.client)
+    for i, u in enumerate(scenario.chaos.upstreams):
+        name = f"{u.role}-{i + 1}"
+        try:
+            fp.client.create(name, upstream=u.upstream, listen=u.listen)
+        except ProxyControlError as e:  # the proxy refused: the port is taken, say
+            raise StandUpError(f"chaos.upstreams[{i}]: the fault proxy cannot listen on {u.listen} "
+                               f"for {u.upstream}: {e}") from e
+        driver.register(u.role, name)
+        progress(f"proxy: {u.role} {u.listen} -> {u.upstream} (point your backend at {u.listen})")
+    return driver
 
 
 def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState,

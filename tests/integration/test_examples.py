@@ -104,3 +104,44 @@ def test_pg_redis_shop_correct_endpoint_passes_and_broken_one_is_caught(pg_redis
     sold = _pg_sold(pg.dsn, "widget")
     assert sold > 40, "the fast endpoint did not oversell this time"
     assert results["totals"]["oversold_units"] == sold - 40
+
+
+def test_faults_reach_the_users_database_through_the_proxy_and_a_correct_backend_still_passes(
+        tmp_path: Path) -> None:
+    """chaos.upstreams: the fault proxy fronts the shop's PostgreSQL; the shop is pointed at the proxy.
+    A latency toxic and then the database down for a second are injected, logged, healed; the
+    correct endpoint still passes (no false alarm), and the faults are in the run's fault log."""
+    import json
+
+    import yaml
+    from example_util import Postgres
+
+    from oversold.infra.procs import free_port
+    from oversold.infra.redis_server import RedisServer
+
+    cwd = copy_example("pg_redis_shop", tmp_path / "shop")
+    with Postgres.start() as pg, RedisServer.start() as cache:
+        listen = f"127.0.0.1:{free_port()}"
+        through_proxy = pg.dsn.replace(f"port={pg.port}", f"port={listen.rpartition(':')[2]}")
+        set_options(cwd / "scenario.yaml", dsn=pg.dsn, redis=cache.url)
+        data = yaml.safe_load((cwd / "scenario.yaml").read_text())
+        data["chaos"] = {"upstreams": [{"role": "database", "listen": listen, "upstream": f"127.0.0.1:{pg.port}"}]}
+        data["faults"] = [
+            {"action": "toxic", "role": "database", "start_s": 0.3, "duration_s": 1.0,
+             "params": {"type": "latency", "attributes": {"latency": 50}}},
+            {"action": "down", "role": "database", "start_s": 1.5, "duration_s": 1.0},
+        ]
+        data["sale"]["stock"] = 400  # enough that the load is still on when the faults come
+        data["swarm"]["duration_s"] = 5
+        (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        app, url = start_app(["app.py", "--dsn", through_proxy, "--redis", cache.url], cwd)
+        try:
+            code, results, out = oversold_run(cwd, url, "run-chaos")
+        finally:
+            app.stop()
+    assert code == 0, out
+    faults = [json.loads(line) for line in (cwd / "run-chaos" / "faults.jsonl").read_text().splitlines()]
+    assert [(f["action"], f["role"]) for f in faults] == [("toxic", "database"), ("down", "database")], faults
+    assert all(f.get("end") is not None and "error" not in f and "heal_error" not in f for f in faults), faults
+    # the database down was felt: buys answered 503 (unknown outcome), none of them judged an oversell
+    assert results["totals"]["info_ops"] > 0, results["totals"]
