@@ -13,6 +13,12 @@ endpoints check first, as many shops do to spare the database. One request buys
   read-modify-write without a lock or a script, so buyers that read the same
   cached stock all buy and overwrite each other's decrement: it oversells under load.
 
+- ``POST /api/buy-locked``: a Redis lock (``SET NX PX ttl``) around a read, a
+  payment provider call and a write of the stock in PostgreSQL. Sound while the
+  lock holder runs, and broken exactly when it stalls longer than the lock's TTL
+  (a GC pause, a stopped VM, SIGSTOP): the lock lapses, another buyer takes it,
+  reads the same stock, and the holder wakes up to write its stale count.
+
 ``GET /api/items/{id}`` answers ``{"id", "stock_left"}``; ``GET /health`` is
 liveness. Errors are FastAPI-shaped ``{"detail": "..."}``; a database or Redis
 error is a 503. No admin API: the schema and the sale are set up in the database
@@ -32,6 +38,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -42,7 +49,10 @@ CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, stock INTEGER NOT NULL, i
 CREATE TABLE IF NOT EXISTS orders (id BIGSERIAL PRIMARY KEY, item TEXT NOT NULL, user_id TEXT NOT NULL,
                                    qty INTEGER NOT NULL, created TIMESTAMPTZ NOT NULL DEFAULT now());
 """
-PROVIDER_S = 0.003  # the fast endpoint's payment provider round trip, between its check and its write
+PROVIDER_S = 0.003  # the payment provider's round trip, between a check and its write
+LOCK_WAIT_S = 5.0  # how long a buyer waits for the lock before answering 503
+# compare-and-delete: only the holder's own token releases the lock
+RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def cache_key(item: str) -> str:
@@ -50,8 +60,9 @@ def cache_key(item: str) -> str:
 
 
 class Shop:
-    def __init__(self, dsn: str, redis_url: str) -> None:
+    def __init__(self, dsn: str, redis_url: str, lock_ttl_ms: int = 500) -> None:
         self.dsn = dsn
+        self.lock_ttl_ms = lock_ttl_ms
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         self.local = threading.local()
 
@@ -85,6 +96,27 @@ class Shop:
             oid = conn.execute("INSERT INTO orders (item, user_id, qty) VALUES (%s, %s, %s) RETURNING id",
                                (item, user, qty)).fetchone()[0]
         return 200, {"order_id": oid, "item": item, "qty": qty}
+
+    def buy_locked(self, item: str, user: str, qty: int) -> tuple[int, dict]:
+        lock, token = f"lock:{item}", uuid.uuid4().hex
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while not self.redis.set(lock, token, nx=True, px=self.lock_ttl_ms):
+            if time.monotonic() > deadline:
+                return 503, {"detail": "busy"}
+            time.sleep(0.002)
+        try:
+            conn = self.db()
+            row = conn.execute("SELECT stock FROM items WHERE id = %s", (item,)).fetchone()
+            if row is None or row[0] < qty:
+                return self._refusal(item)
+            time.sleep(PROVIDER_S)
+            with conn.transaction():
+                conn.execute("UPDATE items SET stock = %s WHERE id = %s", (row[0] - qty, item))
+                oid = conn.execute("INSERT INTO orders (item, user_id, qty) VALUES (%s, %s, %s) RETURNING id",
+                                   (item, user, qty)).fetchone()[0]
+            return 200, {"order_id": oid, "item": item, "qty": qty}
+        finally:
+            self.redis.eval(RELEASE, 1, lock, token)
 
     def item(self, item: str) -> tuple[int, dict]:
         row = self.db().execute("SELECT stock FROM items WHERE id = %s", (item,)).fetchone()
@@ -132,6 +164,8 @@ def handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
                     return self._send(*shop.buy(item, user, qty))
                 if self.path == "/api/buy-fast":
                     return self._send(*shop.buy_fast(item, user, qty))
+                if self.path == "/api/buy-locked":
+                    return self._send(*shop.buy_locked(item, user, qty))
             except (psycopg.Error, redis.RedisError) as e:
                 return self._send(503, {"detail": f"unavailable: {type(e).__name__}"})
             return self._send(404, {"detail": "Not Found"})
@@ -145,10 +179,11 @@ def main() -> None:
     ap.add_argument("--redis", required=True)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--lock-ttl-ms", type=int, default=500, help="TTL of /api/buy-locked's Redis lock")
     args = ap.parse_args()
     # no connection at start: the database may come up (or be fronted by a proxy) after the shop;
     # the schema is the setup's job (shop_adapter.py creates it before a run)
-    server = ThreadingHTTPServer((args.host, args.port), handler(Shop(args.dsn, args.redis)))
+    server = ThreadingHTTPServer((args.host, args.port), handler(Shop(args.dsn, args.redis, args.lock_ttl_ms)))
     server.daemon_threads = True
     print(f"shop listening on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()

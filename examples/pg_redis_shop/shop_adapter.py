@@ -14,7 +14,8 @@ What it declares:
 
 Its options (the scenario's ``backend.adapter_options``): ``dsn`` (PostgreSQL),
 ``redis`` (the shop's Redis URL, to set the cached stock up), ``endpoint``:
-``safe`` (``/api/buy``) or ``fast`` (``/api/buy-fast``, the broken one).
+``safe`` (``/api/buy``), ``fast`` (``/api/buy-fast``, the broken one) or
+``locked`` (``/api/buy-locked``, broken only when its lock holder stalls past the TTL).
 
 Usage (scenario)::
 
@@ -38,7 +39,7 @@ from app import SCHEMA  # the shop's own schema: its migration, run by setup bef
 from oversold.adapters.base import Adapter, Request, StateRead
 from oversold.adapters.outcome import Outcome, classify
 
-ENDPOINTS = {"safe": "/api/buy", "fast": "/api/buy-fast"}
+ENDPOINTS = {"safe": "/api/buy", "fast": "/api/buy-fast", "locked": "/api/buy-locked"}
 
 
 class PgRedisShopAdapter(Adapter):

@@ -26,7 +26,8 @@ from .scenario import Scenario
 # a --host run starts none of the harness's parts: what a fault can reach there is what the scenario declares
 _HOW_TO_DECLARE = ("; a backend given by URL (backend.url / --host) has only the targets you declare: put the "
                    "fault proxy in front of your database or Redis with chaos.upstreams: [{role: database, listen: "
-                   "\"127.0.0.1:PORT\", upstream: \"127.0.0.1:PORT\"}] (point your backend at listen) and give "
+                   "\"127.0.0.1:PORT\", upstream: \"127.0.0.1:PORT\"}] (point your backend at listen), or name "
+                   "your processes to pause with chaos.processes: [{role: shop, pidfile: shop.pid}], and give "
                    "the fault that role (docs/adapters.md \"Faults against your system\")")
 
 
@@ -46,8 +47,9 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
         roles["proxy"] = scenario.backend.nodes
     if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
         roles["sync"] = 1
-    for u in scenario.chaos.upstreams:  # the user's upstreams, fronted by the fault proxy
-        roles[u.role] = roles.get(u.role, 0) + 1
+    # the user's upstreams (fronted by the fault proxy) and processes (given by pid file)
+    for part in (*scenario.chaos.upstreams, *scenario.chaos.processes):
+        roles[part.role] = roles.get(part.role, 0) + 1
     return roles
 
 
@@ -84,6 +86,9 @@ def topology_problems(scenario: Scenario) -> list[str]:
     if s.chaos.upstreams and s.backend.url is None:
         out.append("chaos.upstreams: fronts the upstreams of a backend given by URL (backend.url / --host); "
                    "the harness's own nodes take redis.proxy")
+    if s.chaos.processes and s.backend.url is None:
+        out.append("chaos.processes: names the processes of a backend given by URL (backend.url / --host); "
+                   "the harness's own nodes are role backend")
     if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
         out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
     for i, f in enumerate(s.faults):

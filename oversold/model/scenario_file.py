@@ -178,7 +178,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         replication_proxy=r.get(rd, "replication_proxy", "redis", d.redis.replication_proxy, boolean),
     )
     chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
-    faults, bad_faults = parse_faults(data.get("faults"), "faults", chaos_cfg.upstreams)
+    faults, bad_faults = parse_faults(data.get("faults"), "faults", chaos_cfg.user_roles())
     r.problems.extend(bad_chaos + bad_faults)
 
     wd = r.section(data, "swarm", "")

@@ -145,3 +145,43 @@ def test_faults_reach_the_users_database_through_the_proxy_and_a_correct_backend
     assert all(f.get("end") is not None and "error" not in f and "heal_error" not in f for f in faults), faults
     # the database down was felt: buys answered 503 (unknown outcome), none of them judged an oversell
     assert results["totals"]["info_ops"] > 0, results["totals"]
+
+
+def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path: Path) -> None:
+    """chaos.processes: the shop's own process, by the pid file its start script wrote, paused (SIGSTOP)
+    longer than its Redis lock's TTL, again and again: the lock lapses under a holder mid-sale, a second
+    buyer takes it, and the stale write oversells. Without the pauses the same endpoint passes."""
+    import yaml
+    from example_util import Postgres
+
+    from oversold.infra.redis_server import RedisServer
+
+    cwd = copy_example("pg_redis_shop", tmp_path / "shop")
+    with Postgres.start() as pg, RedisServer.start() as cache:
+        set_options(cwd / "scenario.yaml", dsn=pg.dsn, redis=cache.url, endpoint="locked")
+        data = yaml.safe_load((cwd / "scenario.yaml").read_text())
+        data["sale"]["stock"] = 300
+        (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        app, url = start_app(["app.py", "--dsn", pg.dsn, "--redis", cache.url, "--lock-ttl-ms", "200"], cwd)
+        (cwd / "shop.pid").write_text(str(app.pid))  # as the user's start script would: echo $! > shop.pid
+        try:
+            code, results, out = oversold_run(cwd, url, "run-calm")
+            assert code == 0, out  # the lock holds while nothing stalls
+
+            data["chaos"] = {"processes": [{"role": "shop", "pidfile": "shop.pid"}]}
+            data["faults"] = [{"action": "pause", "role": "shop", "start_s": 0.3, "duration_s": 0.6,
+                               "every_s": [0.2, 0.4]}]
+            (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+            code, results, out = oversold_run(cwd, url, "run-paused")
+            assert app.alive()  # every pause was healed: the shop runs on
+        finally:
+            app.stop()
+        sold = _pg_sold(pg.dsn, "widget")
+    assert code == 1, out
+    # the stale write oversells once the stock runs out; before that it shows as stock lost
+    # from the count (conservation): caught either way, and the units agree with the database
+    failed = {inv["name"] for inv in results["invariants"] if inv["status"] == "fail"}
+    assert failed & {"no_oversell", "conservation"}, failed
+    assert results["totals"]["oversold_units"] == max(0, sold - 300)
+    faults = (cwd / "run-paused" / "faults.jsonl").read_text().splitlines()
+    assert faults and all('"action":"pause"' in f and '"end"' in f for f in faults)

@@ -25,7 +25,7 @@ def test_an_upstream_is_a_fault_role_of_a_host_run():
     ({**DB, "listen": "10.0.0.5:6432"}, "chaos.upstreams[0].listen: must be host:port on loopback"),
     ({**DB, "upstream": "db.example:5432"}, "chaos.upstreams[0].upstream: must be host:port on loopback"),
     ({**DB, "role": "backend"}, "chaos.upstreams[0].role: must name your part"),
-    ({"role": "database"}, "chaos.upstreams[0]: must be a mapping of exactly role, listen and upstream"),
+    ({"role": "database"}, "chaos.upstreams[0]: must be a mapping of exactly role, listen, upstream"),
 ])
 def test_bad_upstreams_are_refused_with_their_path(bad, says):
     with pytest.raises(ScenarioError, match=__import__("re").escape(says)):
@@ -46,3 +46,33 @@ def test_a_fault_on_a_role_with_no_targets_in_a_host_run_says_how_to_declare_one
 def test_upstreams_are_for_host_runs_only():
     with pytest.raises(ScenarioError, match="chaos.upstreams: fronts the upstreams of a backend given by URL"):
         parse_scenario({"chaos": {"upstreams": [DB]}})
+
+
+PAUSE = {"action": "pause", "role": "shop", "start_s": 1, "duration_s": 1}
+
+
+def test_a_process_of_yours_is_a_pause_role_of_a_host_run():
+    s = parse_scenario({"backend": HOST, "chaos": {"processes": [{"role": "shop", "pidfile": "shop.pid"}]},
+                        "faults": [PAUSE]})
+    assert expected_roles(s) == {"shop": 1} and [f.action for f in schedule(s)] == ["pause"]
+    with pytest.raises(ScenarioError, match=r"faults\[0\].action: shop takes pause, got 'kill'"):
+        parse_scenario({"backend": HOST, "chaos": {"processes": [{"role": "shop", "pidfile": "shop.pid"}]},
+                        "faults": [{**PAUSE, "action": "kill"}]})
+    with pytest.raises(ScenarioError, match=r"chaos.processes\[0\]: must be a mapping of exactly role, pidfile"):
+        parse_scenario({"backend": HOST, "chaos": {"processes": [{"role": "shop", "pid": 12}]}})
+    with pytest.raises(ScenarioError, match="chaos.processes: names the processes of a backend given by URL"):
+        parse_scenario({"chaos": {"processes": [{"role": "shop", "pidfile": "shop.pid"}]}})
+
+
+def test_the_given_process_driver_refuses_a_pid_that_is_not_there_and_anything_but_pause():
+    from oversold.chaos.given import GivenProcessDriver
+    from oversold.errors import ChaosError, FaultSpecError
+    from oversold.model.fault import Fault
+
+    driver = GivenProcessDriver()
+    with pytest.raises(ChaosError, match="no process"):
+        driver.register("shop", 2**22 + 12345)  # above the largest pid Linux hands out
+    with pytest.raises(FaultSpecError, match="unknown action 'kill'"):
+        driver.inject(Fault("kill", "shop", 0))
+    with pytest.raises(FaultSpecError, match="no targets for role 'shop'"):
+        driver.inject(Fault("pause", "shop", 0))
