@@ -28,6 +28,7 @@ def _sqlite_sold(db: Path, item: str) -> int:
 def sqlite_shop(tmp_path: Path):
     cwd = copy_example("sqlite_shop", tmp_path / "shop")
     app, url = start_app(["app.py", "--db", "shop.db"], cwd)
+    (cwd / "shop.pid").write_text(str(app.pid))
     try:
         yield cwd, url
     finally:
@@ -63,6 +64,44 @@ def test_sqlite_shop_correct_endpoint_never_alarms_over_20_seeded_runs(sqlite_sh
         codes[seed] = code
         assert code != 1, out  # a false alarm is the worst outcome
     assert set(codes.values()) == {0}, codes
+
+
+def _keys_sent(history: Path) -> tuple[int, int]:
+    """(pay invokes whose outcome was unknown, the most invokes any one idempotency key got)."""
+    import json
+    from collections import Counter
+
+    rows = [json.loads(line) for line in history.read_text().splitlines()]
+    sent = Counter(r["key"] for r in rows if r["op"] == "pay" and r["type"] == "invoke")
+    return sum(1 for r in rows if r["op"] == "pay" and r["type"] == "info"), max(sent.values())
+
+
+def test_an_unknown_buy_is_resent_only_to_a_backend_that_declared_idempotent_pay(sqlite_shop) -> None:
+    """The shop paused past the clients' timeout: buys end unknown. The shop's adapter does not declare
+    idempotent_pay (a resent buy is a second buy), so none is resent; the same run with an adapter that
+    declares it resends them with their key, as a real client would to a backend that promised."""
+    import yaml
+
+    cwd, url = sqlite_shop
+    data = yaml.safe_load((cwd / "scenario.yaml").read_text())
+    data["sale"]["stock"] = 5000  # the sale must still be on while the shop is stopped
+    data["swarm"].update(duration_s=4, request_timeout_s=0.3, buyer={"wait_ms": [0, 20], "pay_retries": 2})
+    data["chaos"] = {"processes": [{"role": "shop", "pidfile": "shop.pid"}]}
+    data["faults"] = [{"action": "pause", "role": "shop", "start_s": 0.3, "duration_s": 1.0}]
+    (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, out = oversold_run(cwd, url, "run-once")
+    assert code == 0, out
+    unknown, most = _keys_sent(cwd / "run-once" / "history.jsonl")
+    assert unknown > 0 and most == 1, (unknown, most)
+
+    (cwd / "idempotent_shop.py").write_text(
+        "from shop_adapter import SqliteShopAdapter\n\n\n"
+        "class IdempotentShop(SqliteShopAdapter):\n    idempotent_pay = True\n")
+    data["backend"]["adapter"] = "idempotent_shop:IdempotentShop"
+    (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    oversold_run(cwd, url, "run-resent")  # the shop is not idempotent: a resent buy buys again
+    unknown, most = _keys_sent(cwd / "run-resent" / "history.jsonl")
+    assert unknown > 0 and most > 1, (unknown, most)
 
 
 @pytest.fixture
@@ -162,14 +201,14 @@ def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path
         data = yaml.safe_load((cwd / "scenario.yaml").read_text())
         data["sale"]["stock"] = 300
         (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        app, url = start_app(["app.py", "--dsn", pg.dsn, "--redis", cache.url, "--lock-ttl-ms", "200"], cwd)
+        app, url = start_app(["app.py", "--dsn", pg.dsn, "--redis", cache.url, "--lock-ttl-ms", "1000"], cwd)
         (cwd / "shop.pid").write_text(str(app.pid))  # as the user's start script would: echo $! > shop.pid
         try:
             code, results, out = oversold_run(cwd, url, "run-calm")
             assert code == 0, out  # the lock holds while nothing stalls
 
             data["chaos"] = {"processes": [{"role": "shop", "pidfile": "shop.pid"}]}
-            data["faults"] = [{"action": "pause", "role": "shop", "start_s": 0.3, "duration_s": 0.6,
+            data["faults"] = [{"action": "pause", "role": "shop", "start_s": 0.3, "duration_s": 2.0,
                                "every_s": [0.2, 0.4]}]
             (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
             code, results, out = oversold_run(cwd, url, "run-paused")
