@@ -15,10 +15,6 @@ from .result import InvariantResult
 from .view import SaleView, done_time
 
 
-def _fmt(value: int | None) -> str:
-    return "unknown (no audit)" if value is None else str(value)
-
-
 def beyond_stock_audit(s: SaleView) -> list[dict[str, Any]]:
     """The audited sold orders past the stock line, the latest paid ones being the excess (refunded ones left out)."""
     assert s.audit is not None
@@ -94,6 +90,7 @@ class NoOversell:
         audited = s.audit.net_sold_qty if s.audit else None
         refunded = s.audit.refunded_sold_qty if s.audit else 0
         net = f" net of {refunded} refunded units" if refunded else ""
+        _, counted = recorded_sold(s)
         if acked > stock or (audited is not None and audited > stock):
             # Blame the view that overshoots most; the audit wins ties as the backend's own record.
             if audited is not None and audited >= acked:
@@ -102,10 +99,11 @@ class NoOversell:
             else:
                 examples = beyond_stock_history(s)
                 worst = acked
+            recorded = (f"audited sold {audited}{net}" if audited is not None
+                        else f"the backend's sold count {counted}" if counted is not None else "no audit")
             return result(name, "fail",
                            f"Sold {worst} units of stock {stock}, {worst - stock} oversold "
-                           f"(acknowledged paid {acked}, audited sold {_fmt(audited)}{net}).", examples)
-        _, counted = recorded_sold(s)
+                           f"(acknowledged paid {acked}, {recorded}).", examples)
         if counted is not None and counted > stock:
             what = "the counters say" if s.audit is None else f"the audit lists {audited}{net}, but the counters say"
             return result(name, "fail", f"{what[0].upper()}{what[1:]} sold {counted} of stock {stock}, "

@@ -189,7 +189,8 @@ def test_faults_reach_the_users_database_through_the_proxy_and_a_correct_backend
 def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path: Path) -> None:
     """chaos.processes: the shop's own process, by the pid file its start script wrote, paused (SIGSTOP)
     longer than its Redis lock's TTL, again and again: the lock lapses under a holder mid-sale, a second
-    buyer takes it, and the stale write oversells. Without the pauses the same endpoint passes."""
+    buyer takes it, and the stale write oversells (or, before the sale sells out, loses a decrement:
+    conservation). Without the pauses the same endpoint passes."""
     import yaml
     from example_util import Postgres
 
@@ -211,8 +212,13 @@ def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path
             data["faults"] = [{"action": "pause", "role": "shop", "start_s": 0.3, "duration_s": 2.0,
                                "every_s": [0.2, 0.4]}]
             (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-            code, results, out = oversold_run(cwd, url, "run-paused")
-            assert app.alive()  # every pause was healed: the shop runs on
+            # one run catches it 9 times in 10 (docs/adapters.md): up to three runs, each a pass or a catch
+            for attempt in range(3):
+                code, results, out = oversold_run(cwd, url, f"run-paused-{attempt}")
+                assert code in (0, 1), out
+                assert app.alive()  # every pause was healed: the shop runs on
+                if code == 1:
+                    break
         finally:
             app.stop()
         sold = _pg_sold(pg.dsn, "widget")
@@ -222,5 +228,5 @@ def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path
     failed = {inv["name"] for inv in results["invariants"] if inv["status"] == "fail"}
     assert failed & {"no_oversell", "conservation"}, failed
     assert results["totals"]["oversold_units"] == max(0, sold - 300)
-    faults = (cwd / "run-paused" / "faults.jsonl").read_text().splitlines()
+    faults = (cwd / f"run-paused-{attempt}" / "faults.jsonl").read_text().splitlines()
     assert faults and all('"action":"pause"' in f and '"end"' in f for f in faults)

@@ -164,3 +164,8 @@ def test_the_summary_marks_what_was_not_applicable_and_never_says_sold_none():
     nothing = FinalState(sale_id=SKU, stock=2, hold_ttl_ms=TTL, extra={"evidence": "none"})
     text = format_summary(check(buys(["ok"]), nothing))
     assert "sold None" not in text and "sold unknown" in text
+
+
+def test_an_oversell_on_a_count_backend_names_the_count_not_a_missing_audit():
+    msg = check(buys(["ok", "ok", "ok"]), counted(2, 3, available=0)).invariant("no_oversell").message
+    assert "the backend's sold count 3" in msg and "audit" not in msg
