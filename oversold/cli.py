@@ -149,19 +149,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from oversold.model.scenario_file import load_scenario
     from oversold.orchestrate.progress import LiveProgress
     from oversold.orchestrate.run import run_scenario
+    from oversold.swarm.config import DEFAULT_ADAPTER
 
     scenario = load_scenario(args.scenario).with_overrides(
         strategy=args.strategy, seed=args.seed, redis_url=args.redis_url, duration_s=args.duration,
         backend_url=args.host, adapter=args.adapter,
     )
-    if scenario.backend.url and not os.environ.get(ADMIN_TOKEN_ENV):
+    # an adapter module in the working directory imports, as a locustfile there would
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    contract = scenario.backend.adapter in (None, DEFAULT_ADAPTER)
+    if scenario.backend.url and contract and not os.environ.get(ADMIN_TOKEN_ENV):
+        # only the contract's admin calls take that token; another adapter has its own way in
         print(f"oversold: note: ${ADMIN_TOKEN_ENV} is not set; the admin calls to {scenario.backend.url} "
               "(create the sale, audit) go without your backend's token", file=sys.stderr)
-    out = args.out or Path("runs") / f"{scenario.name}-{scenario.sale.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    label = scenario.backend_label
+    out = args.out or Path("runs") / f"{scenario.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # as check --out: a run's history, verdict and report are never overwritten by another run
         raise BadInput(f"--out: {out} already exists and is not empty (another run?); give a new directory")
-    print(f"oversold: running {args.scenario} ({scenario.sale.strategy}) into {out}", flush=True)
+    print(f"oversold: running {args.scenario} ({label}) into {out}", flush=True)
     # absolute: the swarm runs in another working directory and must find the run's files
     out = out.resolve()
     if args.quiet:

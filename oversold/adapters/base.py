@@ -1,6 +1,6 @@
 """The adapter seam: one backend's HTTP API, seen as the contract's operations.
 
-An adapter does no I/O. It turns each operation of the harness (order, pay,
+The request builders and ``outcome`` do no I/O. They turn each operation of the harness (order, pay,
 cancel, read an order, read the sale's counters, the audit, set the sale up,
 load user profiles) into one ``Request``, and each answer back into an
 ``Outcome`` in the contract's terms: the history type (``ok`` / ``fail`` /
@@ -16,6 +16,20 @@ client (``oversold.adapters.http.AdapterClient``), like httpx's transports.
 An operation a backend does not have returns ``None`` instead of a Request
 (an audit read, profiles, an admin reset): the harness then skips it and the
 checker says which invariants it could not decide without it.
+
+The lifecycle (docs/adapters.md): the harness loads the adapter with the
+scenario's ``backend.adapter_options``; the orchestrator (``oversold run``, or
+the Locust master) calls ``setup`` once before the load (blocking I/O allowed:
+SQL against your database; default: send the ``setup_sale`` request), then
+during the swarm every request is shaped by the builders and its answer read by
+``outcome_in`` with the request's ``RequestContext`` (sale, user, key, order
+id); after the swarm it settles through ``read_state`` (your own read of
+counters and audit, blocking I/O allowed; default: the ``counters`` and
+``audit`` requests), and finally ``close``. Three declarations say what the
+backend is: ``evidence`` (what it can show of what it sold,
+``oversold.model.evidence``), ``idempotent_pay`` (a payment resent with its
+key is applied once: only then does the swarm resend a payment whose outcome
+is unknown) and ``single_step`` (a purchase is one ``buy`` request, no hold).
 
 Usage (a backend whose orders are ``POST /buy`` with ``{"sku", "who", "n"}``)::
 
@@ -36,13 +50,47 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, NamedTuple
 
 from oversold.errors import BadInput
+from oversold.model.evidence import EVIDENCE_LEVELS, Evidence
 
 from .outcome import Outcome, outcome_of
 
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 #: The operations an adapter shapes (``Adapter.outcome`` gets one of these names).
-OPERATIONS = ("order", "pay", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles")
+OPERATIONS = ("order", "pay", "buy", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles")
+
+
+class RequestContext(NamedTuple):
+    """What the harness knew when it sent one request: given to ``Adapter.outcome_in`` with the answer.
+
+    ``order_id`` is the order paid, cancelled or read (None for an order or a buy:
+    the answer names it, if the backend hands out ids at all).
+
+    Usage::
+
+        ctx = RequestContext("buy", "moutai", user_id="u1", qty=1, key="k-9")
+        adapter.outcome_in(ctx, 200, b'{"ok": true}', None)
+    """
+
+    op: str
+    sale_id: str
+    user_id: str | None = None
+    qty: int = 0
+    key: str | None = None
+    order_id: str | None = None
+
+
+class StateRead(NamedTuple):
+    """The final state as an adapter read it itself (``Adapter.read_state``): counters and audit shaped
+    like the contract's, or None for a part it cannot read.
+
+    Usage::
+
+        StateRead(counters={"stock": 100, "available": 0, "held": 0, "sold": 100}, audit=None)
+    """
+
+    counters: dict[str, Any] | None
+    audit: dict[str, Any] | None = None
 
 
 class Request(NamedTuple):
@@ -68,8 +116,10 @@ class Adapter:
     """Base of every adapter: how one backend's API says each operation of the harness.
 
     Subclasses implement the request builders and, when the backend's answers
-    are not the contract's, ``outcome``. ``admin_token`` is given only where
-    admin operations run (the master or local runner, never the workers).
+    are not the contract's, ``outcome`` (or ``outcome_in``, to see the request's
+    context). ``admin_token`` is given only where admin operations run (the
+    master or local runner, never the workers); ``options`` are the scenario's
+    ``backend.adapter_options`` (say, where your database is), everywhere.
 
     Usage::
 
@@ -79,9 +129,20 @@ class Adapter:
     """
 
     name: ClassVar[str] = "adapter"
+    #: What the backend can show of what it sold (oversold.model.evidence). The cautious default is the
+    #: contract's audit: a backend that has less says so, and the checker names what it cannot decide.
+    evidence: ClassVar[Evidence] = "per_order_audit"
+    #: A payment (or a buy) resent with the same idempotency key is applied at most once. Only then does
+    #: the swarm resend one whose outcome is unknown (a timeout): otherwise the harness would cause a
+    #: double purchase itself.
+    idempotent_pay: ClassVar[bool] = False
+    #: A purchase is one request (``buy``): no hold, no separate payment. The swarm's buyers and scalpers
+    #: buy; the kinds that need holds (hoarders, late payers, ...) cannot run against it.
+    single_step: ClassVar[bool] = False
 
-    def __init__(self, admin_token: str | None = None) -> None:
+    def __init__(self, admin_token: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         self.admin_token = admin_token
+        self.options: dict[str, Any] = dict(options or {})
 
     # -- what a buyer does (required) ------------------------------------------------
 
@@ -96,6 +157,10 @@ class Adapter:
 
     def read_order(self, sale_id: str, order_id: str) -> Request:
         raise NotImplementedError
+
+    def buy(self, sale_id: str, user_id: str, qty: int, key: str) -> Request:
+        """A single-step purchase (``single_step`` adapters): the answer is ``ok`` once it is paid for."""
+        raise NotImplementedError(f"{type(self).__name__} is not single_step: it has no buy request")
 
     def counters(self, sale_id: str) -> Request:
         raise NotImplementedError
@@ -113,15 +178,41 @@ class Adapter:
         """Register user profiles (for a scalper policy); ``None``: the backend has no such thing."""
         return None
 
+    # -- the lifecycle: I/O allowed, in the orchestrator (or the Locust master) only ---------------
+
+    def setup(self, sale_id: str, stock: int, settings: Mapping[str, Any]) -> bool:
+        """Create or reset the sale with ``stock`` units before the load (every run calls it once, so it
+        is the reset too). Blocking I/O is fine here (SQL against your database). Return True when done;
+        the default returns False: the harness then sends the ``setup_sale`` request instead."""
+        return False
+
+    def read_state(self, sale_id: str) -> StateRead | None:
+        """Read the sale's counters (and audit) yourself, e.g. a SQL count of the sold rows. Blocking I/O
+        is fine here: it runs in the orchestrator while the sale settles and for the final read. None
+        (the default): the harness sends the ``counters`` and ``audit`` requests instead."""
+        return None
+
+    def close(self) -> None:
+        """Release what ``setup``/``read_state`` opened (a database connection); called once at the end."""
+
     # -- answers ---------------------------------------------------------------------
 
     def outcome(self, op: str, status: int, content: bytes | None, error: BaseException | None) -> Outcome:
         """The answer to ``op`` in the contract's terms (default: the answer *is* the contract's)."""
         return outcome_of(status, content, error)
 
+    def outcome_in(self, ctx: RequestContext, status: int, content: bytes | None,
+                   error: BaseException | None) -> Outcome:
+        """The answer with the request's context (sale, user, key, order id); default: ``outcome``.
+        Override it when the answer alone does not say enough (a buy answered with no order id)."""
+        return self.outcome(ctx.op, status, content, error)
 
-def load_adapter(spec: str, admin_token: str | None = None, *, source: str = "--oversold-adapter") -> Adapter:
+
+def load_adapter(spec: str, admin_token: str | None = None, *, source: str = "--oversold-adapter",
+                 options: Mapping[str, Any] | None = None) -> Adapter:
     """An adapter from ``"package.module:ClassName"``; BadInput naming ``source`` when it cannot be loaded.
+    ``options`` (the scenario's ``backend.adapter_options``) are passed only when there are some, so an
+    adapter whose ``__init__`` takes only ``admin_token`` still loads.
 
     Usage::
 
@@ -137,4 +228,8 @@ def load_adapter(spec: str, admin_token: str | None = None, *, source: str = "--
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise BadInput(f"{source}: {spec} is not an oversold.adapters.Adapter subclass")
+    if cls.evidence not in EVIDENCE_LEVELS:
+        raise BadInput(f"{source}: {spec}.evidence is {cls.evidence!r}; use one of {', '.join(EVIDENCE_LEVELS)}")
+    if options:
+        return cls(admin_token=admin_token, options=options)
     return cls(admin_token=admin_token)

@@ -30,6 +30,8 @@ class ContractAdapter(Adapter):
     """Requests of the oversold HTTP contract, version 1."""
 
     name = "contract"
+    evidence = "per_order_audit"
+    idempotent_pay = True  # the contract: a pay resent with its Idempotency-Key gets the first outcome
 
     def _admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}

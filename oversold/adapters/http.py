@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from oversold.infra.keepalive import KeepAlive
 
-from .base import Adapter, Request
+from .base import Adapter, Request, RequestContext
 from .outcome import Outcome
 
 
@@ -33,37 +33,45 @@ class AdapterClient:
         self._conn = KeepAlive(base_url, timeout)
         self.adapter = adapter
         self.base_url = self._conn.base_url
+        self.last_error: BaseException | None = None  # why the last request got no answer (None: it got one)
 
     # -- operations ------------------------------------------------------------------
 
     def order(self, sale_id: str, user_id: str, qty: int, key: str) -> Outcome:
-        return self._must("order", self.adapter.order(sale_id, user_id, qty, key))
+        return self._must(RequestContext("order", sale_id, user_id, qty, key),
+                          self.adapter.order(sale_id, user_id, qty, key))
 
     def pay(self, sale_id: str, order_id: str, key: str) -> Outcome:
-        return self._must("pay", self.adapter.pay(sale_id, order_id, key))
+        return self._must(RequestContext("pay", sale_id, key=key, order_id=order_id),
+                          self.adapter.pay(sale_id, order_id, key))
+
+    def buy(self, sale_id: str, user_id: str, qty: int, key: str) -> Outcome:
+        return self._must(RequestContext("buy", sale_id, user_id, qty, key), self.adapter.buy(sale_id, user_id, qty, key))
 
     def cancel(self, sale_id: str, order_id: str, key: str) -> Outcome:
-        return self._must("cancel", self.adapter.cancel(sale_id, order_id, key))
+        return self._must(RequestContext("cancel", sale_id, key=key, order_id=order_id),
+                          self.adapter.cancel(sale_id, order_id, key))
 
     def read_order(self, sale_id: str, order_id: str) -> Outcome:
-        return self._must("read_order", self.adapter.read_order(sale_id, order_id))
+        return self._must(RequestContext("read_order", sale_id, order_id=order_id),
+                          self.adapter.read_order(sale_id, order_id))
 
     def setup_sale(self, sale_id: str, settings: Mapping[str, Any]) -> Outcome | None:
         """None when the backend has no admin reset (the sale must then exist already)."""
-        return self.send("setup_sale", self.adapter.setup_sale(sale_id, settings))
+        return self.send(RequestContext("setup_sale", sale_id), self.adapter.setup_sale(sale_id, settings))
 
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Outcome | None:
-        return self.send("profiles", self.adapter.load_profiles(sale_id, profiles))
+        return self.send(RequestContext("profiles", sale_id), self.adapter.load_profiles(sale_id, profiles))
 
     # -- reads of the final state (oversold.adapters.settle.StateReader) ------------------------
 
     def counters(self, sale_id: str) -> dict[str, Any] | None:
         """The sale's counters, or None when they could not be read."""
-        return self._body(self.send("counters", self.adapter.counters(sale_id)))
+        return self._body(self.send(RequestContext("counters", sale_id), self.adapter.counters(sale_id)))
 
     def audit(self, sale_id: str) -> dict[str, Any] | None:
         """The audit, or None when it could not be read or the backend has no audit read."""
-        return self._body(self.send("audit", self.adapter.audit(sale_id)))
+        return self._body(self.send(RequestContext("audit", sale_id), self.adapter.audit(sale_id)))
 
     @property
     def has_audit(self) -> bool:
@@ -71,8 +79,10 @@ class AdapterClient:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def send(self, op: str, request: Request | None) -> Outcome | None:
-        """Send one request (None: the adapter has no such operation, nothing is sent)."""
+    def send(self, op: str | RequestContext, request: Request | None) -> Outcome | None:
+        """Send one request (None: the adapter has no such operation, nothing is sent); ``op`` is the
+        operation's name or, where the caller knows more, its whole context."""
+        ctx = op if isinstance(op, RequestContext) else RequestContext(op, "")
         if request is None:
             return None
         payload = None
@@ -85,16 +95,18 @@ class AdapterClient:
             status, content = self._conn.exchange(request.method, request.path, payload, headers,
                                                   retry_safe=request.method in ("GET", "PUT", "HEAD"))
         except (http.client.HTTPException, OSError) as e:
-            return self.adapter.outcome(op, 0, None, e)
-        return self.adapter.outcome(op, status, content, None)
+            self.last_error = e
+            return self.adapter.outcome_in(ctx, 0, None, e)
+        self.last_error = None
+        return self.adapter.outcome_in(ctx, status, content, None)
 
     def close(self) -> None:
         self._conn.close()
 
-    def _must(self, op: str, request: Request | None) -> Outcome:
-        outcome = self.send(op, request)
+    def _must(self, ctx: RequestContext, request: Request | None) -> Outcome:
+        outcome = self.send(ctx, request)
         if outcome is None:
-            raise NotImplementedError(f"{type(self.adapter).__name__} has no {op} request")
+            raise NotImplementedError(f"{type(self.adapter).__name__} has no {ctx.op} request")
         return outcome
 
     @staticmethod

@@ -38,7 +38,7 @@ def classify(status: int | None, error: BaseException | None = None) -> OpType:
         if 400 <= status < 500:
             return "fail"
         return "info"  # 5xx (503 = unknown outcome by contract), and 1xx/3xx we never expect
-    if error is not None and _refused(error):
+    if error is not None and refused(error):
         return "fail"
     # a timeout or a reset may strike after the server applied the request; a
     # connect timeout cannot be told apart from a read timeout here, so it is
@@ -47,7 +47,8 @@ def classify(status: int | None, error: BaseException | None = None) -> OpType:
     return "info"
 
 
-def _refused(error: BaseException) -> bool:
+def refused(error: BaseException) -> bool:
+    """Whether ``error`` is (or wraps) a refused connection: nothing was sent, nobody listens."""
     seen: set[int] = set()
     e: BaseException | None = error
     while e is not None and id(e) not in seen:  # geventhttpclient wraps as RetriesExceeded(original=...)

@@ -27,8 +27,12 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol, Sequence
 
+from oversold.model.evidence import DEFAULT_EVIDENCE, Evidence
 from oversold.model.history import FinalState
 from oversold.model.scenario import Scenario
+
+from .base import Adapter
+from .outcome import refused
 
 POLL_S = 0.1
 AUDIT_EVERY_S = 1.0  # the audit is heavier than the counters: look at the holds' expiry at most this often
@@ -38,6 +42,44 @@ class StateReader(Protocol):
     def counters(self, sale_id: str) -> dict[str, Any] | None: ...
 
     def audit(self, sale_id: str) -> dict[str, Any] | None: ...
+
+
+class OwnReader:
+    """An adapter's own read of the final state (``Adapter.read_state``: SQL against the user's database,
+    say) as a ``StateReader``. Blocking I/O: used only in the orchestrator and the Locust master.
+
+    Usage::
+
+        final = settle_and_read([OwnReader(adapter), *clients], scenario, evidence=adapter.evidence)
+    """
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+
+    def counters(self, sale_id: str) -> dict[str, Any] | None:
+        read = self.adapter.read_state(sale_id)
+        return read.counters if read is not None else None
+
+    def audit(self, sale_id: str) -> dict[str, Any] | None:
+        read = self.adapter.read_state(sale_id)
+        return read.audit if read is not None else None
+
+
+def state_readers(adapter: Adapter, clients: Sequence[StateReader]) -> list[StateReader]:
+    """The adapter's own read first when it has one (``read_state`` overridden), then the HTTP reads."""
+    own = type(adapter).read_state is not Adapter.read_state
+    return [OwnReader(adapter), *clients] if own else list(clients)
+
+
+def unreachable(readers: Sequence[StateReader]) -> str | None:
+    """A sentence when every reader's last request was refused: the backend is not listening (it died).
+    Readers that do not say why they failed (no ``last_error``) give no sentence."""
+    errors = [getattr(r, "last_error", None) for r in readers]
+    if not errors or not all(e is not None and refused(e) for e in errors):
+        return None
+    where = ", ".join(str(getattr(r, "base_url", "?")) for r in readers)
+    return (f"the backend refused connections at the end of the run ({where}): it is not listening, so it died "
+            f"or was stopped; the final state could not be read")
 
 
 def settle_deadline_s(scenario: Scenario) -> float:
@@ -72,8 +114,13 @@ def settle_and_read(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    evidence: Evidence = DEFAULT_EVIDENCE,
 ) -> FinalState:
-    """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state."""
+    """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state.
+
+    ``evidence`` is what the run's adapter declared it provides (``Adapter.evidence``); it goes into
+    ``extra["evidence"]`` for the checker. When nothing could be read because every node refused the
+    connection, ``extra["unreachable"]`` says so (the summary shows it: the backend died)."""
     pool: Sequence[StateReader] = [readers] if hasattr(readers, "counters") else list(readers)  # type: ignore[list-item]
     sale = scenario.sale
     deadline = clock() + settle_deadline_s(scenario)
@@ -93,8 +140,12 @@ def settle_and_read(
     counters = _first(pool, lambda r: r.counters(sale.id))
     audit = _first(pool, lambda r: r.audit(sale.id))
     read_ms = audit.get("now_ms") if audit else (counters.get("now_ms") if counters else None)
+    extra: dict[str, Any] = {"sale": sale.settings(), "evidence": evidence}
+    down = unreachable(pool) if counters is None else None
+    if down is not None:
+        extra["unreachable"] = down
     return FinalState(
         sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
         counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
-        extra={"sale": sale.settings()},
+        extra=extra,
     )

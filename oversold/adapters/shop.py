@@ -55,6 +55,8 @@ class ShopAdapter(Adapter):
     """The example shop's API (``tests/shop_app.py``) in the contract's terms."""
 
     name = "shop"
+    # the shop answers a repeated X-Request-Id with its first answer: a resent checkout pays once
+    idempotent_pay = True
 
     def _admin(self) -> dict[str, str]:
         return {"X-Admin-Key": self.admin_token} if self.admin_token else {}

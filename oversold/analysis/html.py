@@ -40,7 +40,7 @@ from .evaluation import Evaluation
 from .metrics import quantile, units_sold_by_kind
 
 VERDICT_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700"}
-STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700"}
+STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700", "not_applicable": "#868e96"}
 SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "refunded": "#ae3ec9",
                  "stock": "#212529", "sold (audit)": "#c92a2a", "paid (acknowledged)": "#f783ac",
                  "order": "#1c7ed6", "pay": "#2b8a3e", "cancel": "#ae3ec9",
@@ -268,7 +268,7 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>oversold: {_e(verdict.overall.upper())} — {_e(scenario.name)} ({_e(scenario.sale.strategy)})</title>",
+        f"<title>oversold: {_e(verdict.overall.upper())} — {_e(scenario.name)} ({_e(scenario.backend_label)})</title>",
         f"<style>{CSS}</style></head><body><main>",
         _verdict_banner(verdict, thresholds),
         _what_ran(scenario, final, elapsed_s),
@@ -296,7 +296,8 @@ def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
     for inv in verdict.invariants:
         counts[inv.status] += 1
     sub = (f"{counts['pass']} invariants hold, {counts['fail']} violated, {counts['unknown']} undecided"
-           f" · thresholds: {len(thresholds) - len(failed)} of {len(thresholds)} passed")
+           + (f", {counts['not_applicable']} not applicable to this backend" if counts["not_applicable"] else "")
+           + f" · thresholds: {len(thresholds) - len(failed)} of {len(thresholds)} passed")
     extra = f'<div class="sub"><b>THRESHOLDS FAILED</b>: {_e(", ".join(f"{t.metric} {t.expression}" for t in failed))}</div>' if failed else ""
     t = verdict.totals
     return (f'<section class="verdict" id="verdict" style="background:{colour}">'
@@ -309,10 +310,12 @@ def _verdict_banner(verdict: Verdict, thresholds: Sequence[Any]) -> str:
 def _what_ran(scenario: Scenario, final: FinalState, elapsed_s: float | None) -> str:
     s = scenario
     mix = ", ".join(f"{k} {v}" for k, v in s.swarm.mix.items())
-    return (f"<h1>{_e(s.name)} — {_e(s.sale.strategy)} (seed {_e(s.seed)})</h1>"
+    where = (f"backend nodes {_num(s.backend.nodes)}" if s.backend.url is None
+             else f"backend <code>{_e(s.backend.url)}</code>")
+    return (f"<h1>{_e(s.name)} — {_e(s.backend_label)} (seed {_e(s.seed)})</h1>"
             f'<p class="muted">sale <code>{_e(final.sale_id)}</code>, stock {_num(final.stock)}, hold TTL '
             f"{_num(final.hold_ttl_ms)} ms · {_num(s.swarm.users)} users ({_e(mix)}) for up to "
-            f"{_num(float(s.swarm.duration_s))} s · backend nodes {_num(s.backend.nodes)}"
+            f"{_num(float(s.swarm.duration_s))} s · {where}"
             + (f" · run took {_num(elapsed_s)} s" if elapsed_s is not None else "") + "</p>")
 
 

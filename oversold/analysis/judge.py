@@ -22,6 +22,7 @@ from typing import Sequence
 from oversold.checker import Verdict, check
 from oversold.model.exit_codes import exit_status
 from oversold.model.history import FinalState, Op
+from oversold.model.evidence import DEFAULT_EVIDENCE, at_least
 from oversold.model.scenario import Scenario
 
 from .evaluation import Evaluation, evaluate_run
@@ -55,12 +56,22 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
     return Judgement(verdict=verdict, evaluation=evaluation,
                      exit_code=exit_status(verdict.overall, evaluation.thresholds),
                      summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds,
-                                            audit_missing_why=audit_missing_why(final)))
+                                            audit_missing_why=audit_missing_why(final), notes=notes_of(final)))
 
 
 def audit_missing_why(final: FinalState) -> str | None:
-    """Why the final state has no audit, when there is none: the reason its reader recorded, else unknown."""
-    if final.audit is not None:
+    """Why the final state has no audit, when the backend promised one: the reason its reader recorded, else unknown.
+
+    A backend that declared less than an audit (``final.extra["evidence"]``) is not missing one.
+    """
+    extra = final.extra or {}
+    if final.audit is not None or not at_least(extra.get("evidence", DEFAULT_EVIDENCE), "per_user_audit"):
         return None
-    why = final.extra.get(AUDIT_MISSING_WHY)
+    why = extra.get(AUDIT_MISSING_WHY)
     return str(why) if why else "the backend did not answer the audit request (see the backend's log)"
+
+
+def notes_of(final: FinalState) -> list[str]:
+    """What the summary must say beside the verdict: the backend could not be reached (it died)."""
+    down = (final.extra or {}).get("unreachable")
+    return [str(down)] if down else []

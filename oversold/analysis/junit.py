@@ -2,8 +2,8 @@
 
 One ``<testcase>`` per invariant (classname ``oversold.invariants``) and per
 threshold (classname ``oversold.thresholds``). A failed one carries a
-``<failure>`` with the message and the first counterexamples; an ``unknown``
-invariant is ``<skipped>`` with the reason. Built with ``xml.etree`` so
+``<failure>`` with the message and the first counterexamples; an ``unknown`` or
+``not_applicable`` invariant is ``<skipped>`` with the reason. Built with ``xml.etree`` so
 everything from the run is escaped; characters XML 1.0 cannot carry at all are
 replaced.
 
@@ -58,7 +58,7 @@ def junit_xml(
                          + "\n".join(json.dumps(c, sort_keys=True) for c in shown))
             failure = ET.SubElement(case, "failure", message=_clean(inv.message), type="InvariantViolated")
             failure.text = _clean(text)
-        elif inv.status == "unknown":
+        elif inv.status in ("unknown", "not_applicable"):
             skipped += 1
             ET.SubElement(case, "skipped", message=_clean(inv.message))
         cases.append(case)

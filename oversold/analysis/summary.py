@@ -15,7 +15,11 @@ from oversold.checker import Verdict
 
 from .thresholds import ThresholdResult
 
-_MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
+_MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  ", "not_applicable": "n/a "}
+
+
+def _n(value: int | None) -> str:
+    return "unknown" if value is None else str(value)
 
 
 #: ``FinalState.extra`` key: why the audit could not be read (said once in the summary)
@@ -26,14 +30,17 @@ NO_ADMIN_TOKEN = ("no admin token was given: the backend answers the audit only 
 
 
 def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
-                   thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None) -> str:
-    """The verdict, one line per invariant; ``audit_missing_why`` (when the audit could not be
-    read) is said once, instead of leaving every invariant that needed it to say only that it is missing."""
+                   thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None,
+                   notes: Sequence[str] = ()) -> str:
+    """The verdict, the run in numbers, one line per invariant (with counterexamples when it failed),
+    the thresholds; ``audit_missing_why`` (when the audit could not be read) is said once, instead of
+    leaving every invariant that needed it to say only that it is missing; ``notes``: what the reader
+    must know to read the rest (the backend died)."""
     t = verdict.totals
     lines = [
         "",
         f"verdict: {verdict.overall.upper()}",
-        f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
+        f"  stock {t.stock}  sold {_n(t.sold)}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]
     if verdict.overall == "inconclusive":
@@ -42,6 +49,7 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
                      f"exit 2, not the exit 1 of a violation")
     if audit_missing_why:
         lines.append(f"  note: the audit is missing because {audit_missing_why}")
+    lines += [f"  NOTE: {note}" for note in notes]
     for inv in verdict.invariants:
         lines.append(f"  [{_MARK.get(inv.status, inv.status)}] {inv.name}: {inv.message}")
         if inv.status == "fail":
@@ -50,6 +58,10 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
             more = len(inv.counterexamples) - max_examples
             if more > 0:
                 lines.append(f"         ... and {more} more (all {len(inv.counterexamples)} in results.json and report.html)")
+    skipped = verdict.not_applicable
+    if skipped:
+        lines.append(f"  {len(skipped)} invariants not applicable: they need evidence this backend does not keep "
+                     f"(see each line; docs/evidence.md)")
     if thresholds:
         failed = sum(1 for th in thresholds if not th.passed)
         lines.append(f"thresholds: {len(thresholds) - failed} of {len(thresholds)} passed"

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from oversold.model.evidence import DEFAULT_EVIDENCE, Evidence, at_least, describe
 from oversold.model.history import FinalState, Op
 
-from .invariant import CheckOptions, Invariant
+from .invariant import CheckOptions, Invariant, result
 from .ledger import LedgerNoOversell, StockConverges
 from .limits import PerUserLimits
 from .orders import OrdersApplied
-from .oversell import NoOversell
+from .oversell import NoOversell, recorded_sold
 from .payments import RefundsCompensated, SinglePayment, UniqueOrderIds
 from .reconcile import NoLostSale, NoPhantomSale
-from .result import Totals, Verdict, compose
+from .result import InvariantResult, Totals, Verdict, compose
 from .stock import Conservation, HoldsReturned, SellsOut
 from .view import SaleView
 
@@ -51,15 +52,14 @@ INVARIANTS: tuple[Invariant, ...] = (
 
 def totals_of(s: SaleView) -> Totals:
     """The run in numbers. ``oversold_units`` is the worst of what the backend recorded (the audit's net
-    sold, else its counters' sold) and what the clients were told (acknowledged payments net of refunds),
+    sold and its counters' sold) and what the clients were told (acknowledged payments net of refunds),
     beyond stock: the same views ``no_oversell`` fails on, so the number and the verdict agree."""
     audit, ledger = s.audit, s.ledger
-    recorded = audit.net_sold_qty if audit is not None else (
-        s.counters.sold if s.counters is not None and s.counters.sold is not None else 0)
-    shipped = max(recorded, s.acked_paid - s.acked_refunded)
+    shipped = max([s.acked_paid - s.acked_refunded, *(v for v in recorded_sold(s) if v is not None)])
+    counted = s.counters.sold if s.counters is not None else None
     return Totals(
         stock=s.stock,
-        sold=audit.sold_qty if audit else None,
+        sold=audit.sold_qty if audit else counted,
         oversold_units=max(0, shipped - s.stock),
         refunded_sold_units=audit.refunded_sold_qty if audit else None,
         captured_payments=len(audit.payments) if audit and audit.payments is not None else None,
@@ -89,6 +89,11 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
     counted in ``totals.unmatched_completions``; a repeated record is counted
     in ``totals.duplicate_records`` and the earliest one is used.
 
+    Levels of evidence (``oversold.model.evidence``): an invariant that needs more
+    than the backend declared it provides (``final.extra["evidence"]``, from the
+    adapter) is not called; it is ``not_applicable``, saying what it needs and
+    what the backend has, and takes no part in the verdict.
+
     Rules for ``unknown``: an invariant fails on any evidence that it is broken,
     is ``unknown`` when the evidence it needs (audit, counters) is missing or
     unknown outcomes leave both answers possible, and passes otherwise. The one
@@ -114,6 +119,16 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         assert v.overall == "pass" and v.totals.oversold_units == 0
     """
     s = SaleView.build(ops, final)
-    opts = CheckOptions(grace_ms=grace_ms, expect_sell_out=expect_sell_out)
-    results = tuple(inv(s, opts) for inv in invariants)
+    opts = CheckOptions(grace_ms=grace_ms, expect_sell_out=expect_sell_out, evidence=s.state.evidence)
+    results = tuple(_decide(inv, s, opts) for inv in invariants)
     return Verdict(overall=compose(results), totals=totals_of(s), invariants=results)
+
+
+def _decide(inv: Invariant, s: SaleView, opts: CheckOptions) -> InvariantResult:
+    """The invariant's result, or ``not_applicable`` when it needs more evidence than the backend keeps."""
+    needs: Evidence = getattr(inv, "needs", DEFAULT_EVIDENCE)
+    if at_least(opts.evidence, needs):
+        return inv(s, opts)
+    return result(inv.name, "not_applicable",
+                  f"Not applicable: it needs {describe(needs)} ({needs}); the backend provides "
+                  f"{describe(opts.evidence)} ({opts.evidence}).")

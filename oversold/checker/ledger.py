@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
+from oversold.model.evidence import Evidence
 from oversold.model.scenario import LEDGER_STRATEGIES
 
 from .invariant import CheckOptions, result
@@ -34,6 +35,7 @@ class LedgerNoOversell:
     """
 
     name: ClassVar[str] = "ledger_no_oversell"
+    needs: ClassVar[Evidence] = "per_order_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name, ledger = self.name, s.ledger
@@ -78,6 +80,7 @@ class StockConverges:
     """
 
     name: ClassVar[str] = "stock_converges"
+    needs: ClassVar[Evidence] = "per_order_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import ClassVar
 
+from oversold.model.evidence import Evidence
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView
@@ -19,6 +21,7 @@ class PerUserLimits:
     """
 
     name: ClassVar[str] = "per_user_limits"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from oversold.model.evidence import Evidence
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView
@@ -24,6 +26,7 @@ class OrdersApplied:
     """
 
     name: ClassVar[str] = "orders_applied"
+    needs: ClassVar[Evidence] = "none"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

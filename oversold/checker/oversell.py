@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from oversold.model.evidence import Evidence
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView, done_time
-
-
-def _fmt(value: int | None) -> str:
-    return "unknown (no audit)" if value is None else str(value)
 
 
 def beyond_stock_audit(s: SaleView) -> list[dict[str, Any]]:
@@ -49,11 +47,28 @@ def beyond_stock_history(s: SaleView) -> list[dict[str, Any]]:
     return out
 
 
+def recorded_sold(s: SaleView) -> tuple[int | None, int | None]:
+    """What the backend recorded as shipped: the audit's net sold, and its counters' sold net of the
+    audit's refunded sold units (a refunded order stays in the counters' ``sold``); None where missing."""
+    audit = s.audit
+    audited = audit.net_sold_qty if audit is not None else None
+    counted = s.counters.sold if s.counters is not None else None
+    if counted is not None and audit is not None:
+        counted -= audit.refunded_sold_qty
+    return audited, counted
+
+
+
 class NoOversell:
     """Acknowledged paid quantity and audited sold quantity never exceed stock.
 
+    The counters' ``sold`` (net of the audit's refunded sold units) past stock
+    fails too, audit or not: the backend's own count says it sold more.
+
     Without an audit: fail if the history alone (or the counters' ``sold``) goes
-    over stock; pass "on the client view" if even counting every unknown-outcome
+    over stock; pass when the backend declares a trustworthy sold count as its
+    evidence (``sold_count``) and it and the acknowledged payments are
+    within stock; else pass "on the client view" if even counting every unknown-outcome
     (``info``) pay as applied stays within stock; otherwise unknown. The client
     view cannot see a sale nobody asked for; that is ``no_phantom_sale``'s job,
     which is unknown without an audit, so the overall verdict stays inconclusive.
@@ -67,6 +82,7 @@ class NoOversell:
     """
 
     name: ClassVar[str] = "no_oversell"
+    needs: ClassVar[Evidence] = "none"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name, stock = self.name, s.stock
@@ -74,6 +90,7 @@ class NoOversell:
         audited = s.audit.net_sold_qty if s.audit else None
         refunded = s.audit.refunded_sold_qty if s.audit else 0
         net = f" net of {refunded} refunded units" if refunded else ""
+        _, counted = recorded_sold(s)
         if acked > stock or (audited is not None and audited > stock):
             # Blame the view that overshoots most; the audit wins ties as the backend's own record.
             if audited is not None and audited >= acked:
@@ -82,17 +99,26 @@ class NoOversell:
             else:
                 examples = beyond_stock_history(s)
                 worst = acked
+            recorded = (f"audited sold {audited}{net}" if audited is not None
+                        else f"the backend's sold count {counted}" if counted is not None else "no audit")
             return result(name, "fail",
                            f"Sold {worst} units of stock {stock}, {worst - stock} oversold "
-                           f"(acknowledged paid {acked}, audited sold {_fmt(audited)}{net}).", examples)
+                           f"(acknowledged paid {acked}, {recorded}).", examples)
+        if counted is not None and counted > stock:
+            what = "the counters say" if s.audit is None else f"the audit lists {audited}{net}, but the counters say"
+            return result(name, "fail", f"{what[0].upper()}{what[1:]} sold {counted} of stock {stock}, "
+                                         f"{counted - stock} oversold.",
+                           [{"counters_sold": counted, "stock": stock,
+                             **({"audited_sold": audited} if s.audit is not None else {})}])
         if s.audit is not None:
             return result(name, "pass", f"Acknowledged paid {acked} and audited sold {audited}{net} are within "
                                          f"stock {stock}.")
-        if s.counters is not None and s.counters.sold is not None and s.counters.sold > stock:
-            sold = s.counters.sold
-            return result(name, "fail", f"The audit is missing but the counters say sold {sold} of stock {stock}, "
-                                         f"{sold - stock} oversold.",
-                           [{"counters_sold": sold, "stock": stock}])
+        if counted is not None and opts.evidence == "sold_count":
+            # the adapter vouches for the count as the backend's own record of sales, so an unknown-outcome
+            # pay that applied is in it: nothing is left to doubt. A backend that promised an audit and
+            # failed to give one is not trusted this way (its missing audit is a fault, not a design).
+            return result(name, "pass", f"Acknowledged paid {acked} and the backend's sold count {counted} are "
+                                         f"within stock {stock} (no audit: the backend keeps a sold count only).")
         acked_set = set(s.acked_orders)
         maybe_orders = sorted(oid for oid, cs in s.pays.items()
                               if oid not in acked_set and any(c.outcome == "info" for c in cs))

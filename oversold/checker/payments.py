@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
 from oversold.model.calls import Call
+from oversold.model.evidence import Evidence
 
 from .invariant import CheckOptions, result
 from .oversell import beyond_stock_audit
@@ -23,6 +24,7 @@ class SinglePayment:
     """
 
     name: ClassVar[str] = "single_payment"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -80,6 +82,7 @@ class UniqueOrderIds:
     """
 
     name: ClassVar[str] = "unique_order_ids"
+    needs: ClassVar[Evidence] = "none"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -117,6 +120,7 @@ class RefundsCompensated:
     """
 
     name: ClassVar[str] = "refunds_compensated"
+    needs: ClassVar[Evidence] = "per_order_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

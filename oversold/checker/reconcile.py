@@ -7,6 +7,8 @@ from typing import ClassVar
 
 from oversold.model.calls import Call
 
+from oversold.model.evidence import Evidence
+
 from .invariant import CheckOptions, result
 from .result import InvariantResult
 from .view import SaleView, done_time
@@ -16,6 +18,7 @@ class NoLostSale:
     """Every order with an ``ok`` pay is in the audited sold set; ``info`` pays may be either way."""
 
     name: ClassVar[str] = "no_lost_sale"
+    needs: ClassVar[Evidence] = "per_order_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -53,6 +56,7 @@ class NoPhantomSale:
     """
 
     name: ClassVar[str] = "no_phantom_sale"
+    needs: ClassVar[Evidence] = "per_order_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

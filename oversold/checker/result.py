@@ -1,7 +1,10 @@
 """What the checker answers: one result per invariant, the totals, and the verdict composed from them.
 
 The verdict is ``fail`` if any invariant fails, else ``inconclusive`` if any is
-``unknown``, else ``pass`` (Jepsen's fail > unknown > pass).
+``unknown``, else ``pass`` (Jepsen's fail > unknown > pass). An invariant that is
+``not_applicable`` (it needs evidence the backend declared it does not keep,
+``oversold.model.evidence``) takes no part: it is reported, with why, and a run
+whose applicable invariants all hold passes.
 
 Usage::
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal
 
-Status = Literal["pass", "fail", "unknown"]
+Status = Literal["pass", "fail", "unknown", "not_applicable"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
 
 
@@ -57,7 +60,7 @@ class Totals:
     """
 
     stock: int
-    sold: int | None  # audited sold units (refunded ones included)
+    sold: int | None  # sold units (refunded ones included): the audit's, else the counters' sold; None: neither
     oversold_units: int  # units shipped beyond stock: the larger of what the backend and the clients say
     refunded_sold_units: int | None  # sold, then refunded (they did not ship)
     captured_payments: int | None  # entries of the audit's payments list
@@ -101,6 +104,10 @@ class Verdict:
             if inv.name == name:
                 return inv
         raise KeyError(name)
+
+    @property
+    def not_applicable(self) -> tuple[InvariantResult, ...]:
+        return tuple(inv for inv in self.invariants if inv.status == "not_applicable")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from oversold.model.calls import Call
+from oversold.model.evidence import Evidence, at_least
 
 from .invariant import CheckOptions, result
 from .result import InvariantResult
@@ -15,10 +16,13 @@ class Conservation:
     """At quiescence available + held + sold == stock, none negative, and counters' sold == audited sold.
 
     Counters are ``final.counters``, else the audit's own snapshot. Fail on any
-    broken part; unknown if the audit is missing (sold cannot be reconciled).
+    broken part; unknown if the audit is missing (sold cannot be reconciled),
+    unless the backend declared it keeps none (evidence below ``per_user_audit``):
+    then the counters alone decide.
     """
 
     name: ClassVar[str] = "conservation"
+    needs: ClassVar[Evidence] = "sold_count"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -45,6 +49,9 @@ class Conservation:
         example = {"available": a, "held": h, "sold": sold, "stock": s.stock, "audited_sold": audited}
         if problems:
             return result(name, "fail", "Conservation is broken: " + "; ".join(problems) + ".", [example])
+        if audited is None and not at_least(opts.evidence, "per_user_audit"):
+            return result(name, "pass", f"available {a} + held {h} + sold {sold} = stock {s.stock} (the backend "
+                                         f"keeps no audit to reconcile sold with: counters only).")
         if audited is None:
             return result(name, "unknown", f"available {a} + held {h} + sold {sold} = stock {s.stock}, but the audit "
                                             f"is missing so sold cannot be reconciled.")
@@ -62,6 +69,7 @@ class HoldsReturned:
     """
 
     name: ClassVar[str] = "holds_returned"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
@@ -108,6 +116,7 @@ class SellsOut:
     """
 
     name: ClassVar[str] = "sells_out"
+    needs: ClassVar[Evidence] = "per_user_audit"
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name

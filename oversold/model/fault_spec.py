@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from oversold.errors import FaultSpecError
 
@@ -82,12 +82,61 @@ class FaultSpec:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """One of the user's upstreams (their database, their Redis) that the fault proxy fronts in a
+    ``--host`` run: the proxy listens on ``listen`` (where the user's backend is pointed) and forwards
+    to ``upstream`` (the real server); faults on ``role`` (``toxic``, ``down``) act on that link.
+
+    Usage (scenario)::
+
+        chaos:
+          upstreams:
+            - {role: database, listen: "127.0.0.1:6432", upstream: "127.0.0.1:5432"}
+    """
+
+    role: str
+    listen: str
+    upstream: str
+
+
+@dataclass(frozen=True)
+class GivenProcess:
+    """One of the user's processes in a ``--host`` run, by the pid file their start script writes
+    (read when the run stands up); faults on ``role`` pause it (SIGSTOP, healed by SIGCONT).
+
+    Usage (scenario)::
+
+        chaos:
+          processes:
+            - {role: shop, pidfile: shop.pid}
+    """
+
+    role: str
+    pidfile: str
+
+
+#: Roles the harness gives its own parts: an upstream of yours takes another name.
+HARNESS_ROLES = tuple(ROLE_ACTIONS)
+#: What a fault can do to an upstream of yours: it is a link through the fault proxy.
+UPSTREAM_ACTIONS = ("toxic", "down")
+#: What a fault can do to a process of yours: the harness cannot start it again, so only pause it.
+GIVEN_ACTIONS = ("pause",)
+
+
+@dataclass(frozen=True)
 class ChaosConfig:
-    """``chaos:``: which driver runs node faults on Redis, and the Docker label and image."""
+    """``chaos:``: which driver runs node faults on Redis, the Docker label and image, and the user's
+    upstreams the fault proxy fronts (``--host`` runs)."""
 
     driver: str = "process"
     docker_label: str = "oversold.run"  # label key; its value is the run's id
     docker_image: str = "oversold/redis:local"  # built locally from redis-server if missing (chaos.image)
+    upstreams: tuple[Upstream, ...] = ()
+    processes: tuple[GivenProcess, ...] = ()
+
+    def user_roles(self) -> dict[str, tuple[str, ...]]:
+        """The roles of the user's parts (upstreams, processes) and the actions each takes."""
+        return {**{u.role: UPSTREAM_ACTIONS for u in self.upstreams}, **{p.role: GIVEN_ACTIONS for p in self.processes}}
 
 
 # -- parsing --------------------------------------------------------------------------
@@ -97,8 +146,11 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def parse_faults(raw: Any, path: str = "faults") -> tuple[tuple[FaultSpec, ...], list[str]]:
-    """The ``faults:`` list; every problem with its field path (``faults[1].params.type: ...``)."""
+def parse_faults(raw: Any, path: str = "faults", user_roles: Mapping[str, tuple[str, ...]] | None = None
+                 ) -> tuple[tuple[FaultSpec, ...], list[str]]:
+    """The ``faults:`` list; every problem with its field path (``faults[1].params.type: ...``).
+    ``user_roles`` (``ChaosConfig.user_roles()``: the user's upstreams and processes) are known roles too."""
+    roles = {**ROLE_ACTIONS, **(user_roles or {})}
     if raw is None:
         return (), []
     if not isinstance(raw, list):
@@ -110,7 +162,7 @@ def parse_faults(raw: Any, path: str = "faults") -> tuple[tuple[FaultSpec, ...],
         if not isinstance(item, dict):
             problems.append(f"{where}: must be a mapping (action, role, target, start_s, duration_s, ...)")
             continue
-        found = _fault_problems(item, where)
+        found = _fault_problems(item, where, roles)
         if found:
             problems.extend(found)
             continue
@@ -127,7 +179,7 @@ def parse_faults(raw: Any, path: str = "faults") -> tuple[tuple[FaultSpec, ...],
     return tuple(specs), problems
 
 
-def _fault_problems(item: dict[str, Any], where: str) -> list[str]:
+def _fault_problems(item: dict[str, Any], where: str, roles: dict[str, tuple[str, ...]]) -> list[str]:
     problems = [f"{where}.{k}: unknown field; known: {', '.join(_FAULT_FIELDS)}" for k in item if k not in _FAULT_FIELDS]
     base = {k: item[k] for k in ("action", "role", "target", "start_s", "duration_s", "params") if k in item}
     try:
@@ -136,10 +188,11 @@ def _fault_problems(item: dict[str, Any], where: str) -> list[str]:
         problems.append(str(e))
         return problems
     role, action = item.get("role"), item.get("action")
-    if role not in ROLE_ACTIONS:
-        problems.append(f"{where}.role: unknown role {role!r}; known: {', '.join(ROLE_ACTIONS)}")
-    elif action not in ROLE_ACTIONS[role]:
-        problems.append(f"{where}.action: {role} takes {', '.join(ROLE_ACTIONS[role])}, got {action!r}")
+    if role not in roles:
+        problems.append(f"{where}.role: unknown role {role!r}; known: {', '.join(roles)} (a part of your own "
+                        f"system takes the role you give it in chaos.upstreams)")
+    elif action not in roles[role]:
+        problems.append(f"{where}.action: {role} takes {', '.join(roles[role])}, got {action!r}")
     else:
         problems.extend(_params_problems(action, dict(item.get("params") or {}), f"{where}.params"))
     every = item.get("every_s")
@@ -187,8 +240,8 @@ def parse_chaos(raw: Any, path: str = "chaos") -> tuple[ChaosConfig, list[str]]:
         return d, []
     if not isinstance(raw, dict):
         return d, [f"{path}: must be a mapping, got {type(raw).__name__}"]
-    problems = [f"{path}.{k}: unknown field; known: driver, docker_label, docker_image"
-                for k in raw if k not in ("driver", "docker_label", "docker_image")]
+    known = ("driver", "docker_label", "docker_image", "upstreams", "processes")
+    problems = [f"{path}.{k}: unknown field; known: {', '.join(known)}" for k in raw if k not in known]
     driver = raw.get("driver", d.driver)
     if driver not in DRIVERS:
         problems.append(f"{path}.driver: must be one of {', '.join(DRIVERS)}, got {driver!r}")
@@ -202,7 +255,69 @@ def parse_chaos(raw: Any, path: str = "chaos") -> tuple[ChaosConfig, list[str]]:
     if not isinstance(image, str) or not image.strip():
         problems.append(f"{path}.docker_image: must be an image tag, got {image!r}")
         image = d.docker_image
-    return ChaosConfig(driver=driver, docker_label=label, docker_image=image), problems
+    upstreams = _upstreams(raw.get("upstreams"), f"{path}.upstreams", problems)
+    processes = _processes(raw.get("processes"), f"{path}.processes", problems)
+    taken = [u.role for u in upstreams]
+    for i, p in enumerate(processes):
+        if p.role in taken:
+            problems.append(f"{path}.processes[{i}].role: {p.role!r} names an upstream too; give each part its own role")
+    return ChaosConfig(driver=driver, docker_label=label, docker_image=image, upstreams=upstreams,
+                       processes=processes), problems
+
+
+def _role_ok(role: Any, where: str, problems: list[str]) -> bool:
+    if isinstance(role, str) and role.strip() and role not in HARNESS_ROLES:
+        return True
+    problems.append(f"{where}.role: must name your part (database, cache, shop, ...), not one of the harness's "
+                    f"roles ({', '.join(HARNESS_ROLES)}), got {role!r}")
+    return False
+
+
+def _parts(raw: Any, path: str, fields: tuple[str, ...], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The entries of a list of the user's parts, each a mapping of exactly ``fields`` whose role is
+    theirs (not the harness's); ``(field path, entry)`` for each one that is."""
+    if raw is None:
+        return []
+    names = ", ".join(fields)
+    if not isinstance(raw, list):
+        problems.append(f"{path}: must be a list of {{{names}}}, got {type(raw).__name__}")
+        return []
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{path}[{i}]"
+        if not isinstance(entry, dict) or set(entry) != set(fields):
+            problems.append(f"{where}: must be a mapping of exactly {names}, got {entry!r}")
+        elif _role_ok(entry["role"], where, problems):
+            out.append((where, entry))
+    return out
+
+
+def _processes(raw: Any, path: str, problems: list[str]) -> tuple[GivenProcess, ...]:
+    """``chaos.processes``: each ``{role, pidfile}``."""
+    out = []
+    for where, p in _parts(raw, path, ("role", "pidfile"), problems):
+        if isinstance(p["pidfile"], str) and p["pidfile"].strip():
+            out.append(GivenProcess(p["role"], p["pidfile"]))
+        else:
+            problems.append(f"{where}.pidfile: must be the path of a file holding the pid, got {p['pidfile']!r}")
+    return tuple(out)
+
+
+def _loopback_address(v: Any) -> bool:
+    host, sep, port = v.rpartition(":") if isinstance(v, str) else ("", "", "")
+    return bool(sep) and host in ("127.0.0.1", "localhost") and port.isdigit() and 0 < int(port) < 65536
+
+
+def _upstreams(raw: Any, path: str, problems: list[str]) -> tuple[Upstream, ...]:
+    """``chaos.upstreams``: each ``{role, listen, upstream}``, both addresses ``host:port`` on loopback."""
+    out = []
+    for where, u in _parts(raw, path, ("role", "listen", "upstream"), problems):
+        bad = [key for key in ("listen", "upstream") if not _loopback_address(u[key])]
+        for key in bad:
+            problems.append(f"{where}.{key}: must be host:port on loopback (127.0.0.1 or localhost), got {u[key]!r}")
+        if not bad:
+            out.append(Upstream(u["role"], u["listen"], u["upstream"]))
+    return tuple(out)
 
 
 def expand(specs: Sequence[FaultSpec], seed: int, horizon_s: float) -> tuple[Fault, ...]:

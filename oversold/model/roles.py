@@ -23,6 +23,14 @@ from .fault_spec import expand
 from .scenario import Scenario
 
 
+# a --host run starts none of the harness's parts: what a fault can reach there is what the scenario declares
+_HOW_TO_DECLARE = ("; a backend given by URL (backend.url / --host) has only the targets you declare: put the "
+                   "fault proxy in front of your database or Redis with chaos.upstreams: [{role: database, listen: "
+                   "\"127.0.0.1:PORT\", upstream: \"127.0.0.1:PORT\"}] (point your backend at listen), or name "
+                   "your processes to pause with chaos.processes: [{role: shop, pidfile: shop.pid}], and give "
+                   "the fault that role (docs/adapters.md \"Faults against your system\")")
+
+
 def expected_roles(scenario: Scenario) -> dict[str, int]:
     """How many fault targets each role will have once the run stands the system up (pure)."""
     roles: dict[str, int] = {}
@@ -39,6 +47,9 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
         roles["proxy"] = scenario.backend.nodes
     if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
         roles["sync"] = 1
+    # the user's upstreams (fronted by the fault proxy) and processes (given by pid file)
+    for part in (*scenario.chaos.upstreams, *scenario.chaos.processes):
+        roles[part.role] = roles.get(part.role, 0) + 1
     return roles
 
 
@@ -83,6 +94,12 @@ def topology_problems(scenario: Scenario) -> list[str]:
                 if asked:
                     out.append(f"{path}: the harness starts no Redis for a backend given by URL "
                                f"(backend.url / --host); run it against the reference backend")
+    if s.chaos.upstreams and s.backend.url is None:
+        out.append("chaos.upstreams: fronts the upstreams of a backend given by URL (backend.url / --host); "
+                   "the harness's own nodes take redis.proxy")
+    if s.chaos.processes and s.backend.url is None:
+        out.append("chaos.processes: names the processes of a backend given by URL (backend.url / --host); "
+                   "the harness's own nodes are role backend")
     if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
         out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
     for i, f in enumerate(s.faults):
@@ -99,7 +116,8 @@ def chaos_problems(scenario: Scenario) -> list[str]:
     for i, spec in enumerate(scenario.faults):
         n = roles.get(spec.role, 0)
         if n == 0:
-            out.append(f"faults[{i}].role: this run has no {spec.role} targets (roles: {known})")
+            out.append(f"faults[{i}].role: this run has no {spec.role} targets (roles: {known})"
+                       + (_HOW_TO_DECLARE if scenario.backend.url is not None else ""))
             continue
         fault = spec.fault()
         if fault.resolved:

@@ -72,6 +72,8 @@ class Backend:
     # "module:Class" of an oversold.adapters.Adapter: how the harness speaks to a backend with
     # another API than the contract (None: the contract, oversold.adapters.contract:ContractAdapter)
     adapter: str | None = None
+    # given to the adapter as ``options`` (say, the path or DSN of your database: Adapter.setup/read_state)
+    adapter_options: dict[str, Any] | None = None
     # the warehouse ledger and the stock sync worker (always on for pre_deduct_ledger; see uses_ledger)
     ledger: bool = False
     sync_interval_ms: int = 100
@@ -163,6 +165,17 @@ class Swarm:
     simultaneous_payer: SimultaneousPayerConfig = SimultaneousPayerConfig()
     stop_when_sold_out: bool = True
 
+    def weight_of(self, kind: str | None) -> int | None:
+        """A user class's weight under ``mix``: its own, 0 for a swarm kind the mix leaves out
+        (``{buyer: 1}`` runs buyers only), None (keep the class's) for a class of no swarm kind.
+
+        >>> Swarm(mix={"buyer": 3}).weight_of("buyer"), Swarm(mix={"buyer": 3}).weight_of("hoarder")
+        (3, 0)
+        """
+        if kind in self.mix:
+            return self.mix[kind]
+        return 0 if kind in USER_KINDS else None
+
 
 @dataclass(frozen=True)
 class CheckerConfig:
@@ -185,6 +198,14 @@ class Scenario:
     # the nemesis (oversold/model/fault_spec.py, docs/chaos.md): which driver, and the fault schedule
     chaos: ChaosConfig = ChaosConfig()
     faults: tuple[FaultSpec, ...] = ()
+
+    @property
+    def backend_label(self) -> str:
+        """What backend ran, for titles and log lines: the reference backend's strategy, or for a backend
+        given by URL (yours, which has no such strategy) its adapter's class name."""
+        if self.backend.url is None:
+            return self.sale.strategy
+        return (self.backend.adapter or "ContractAdapter").rpartition(":")[2]
 
     @property
     def uses_ledger(self) -> bool:

@@ -160,6 +160,9 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         nodes=r.get(bd, "nodes", "backend", d.backend.nodes, int_in(1, 64)),
         url=r.get(bd, "url", "backend", None, http_url),
         adapter=r.get(bd, "adapter", "backend", None, adapter_spec),
+        adapter_options=r.get(bd, "adapter_options", "backend", None,
+                              lambda v: None if isinstance(v, dict) and all(isinstance(k, str) for k in v)
+                              else "must be a mapping of option name to value"),
         ledger=r.get(bd, "ledger", "backend", d.backend.ledger, boolean),
         sync_interval_ms=r.get(bd, "sync_interval_ms", "backend", d.backend.sync_interval_ms, int_in(1, 60_000)),
         sync_delay_ms=r.get(bd, "sync_delay_ms", "backend", d.backend.sync_delay_ms, int_in(0, 3_600_000)),
@@ -180,7 +183,7 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         shards=r.get(rd, "shards", "redis", d.redis.shards, int_in(1, 16)),
     )
     chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
-    faults, bad_faults = parse_faults(data.get("faults"), "faults")
+    faults, bad_faults = parse_faults(data.get("faults"), "faults", chaos_cfg.user_roles())
     r.problems.extend(bad_chaos + bad_faults)
 
     wd = r.section(data, "swarm", "")

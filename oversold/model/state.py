@@ -28,6 +28,7 @@ from typing import Any
 
 from oversold.errors import BadInput
 
+from .evidence import DEFAULT_EVIDENCE, Evidence, parse_evidence
 from .history import FinalState
 
 
@@ -277,7 +278,9 @@ class SaleState:
     """Everything read from the backend at the end of a run, typed.
 
     ``counters`` are the final read's, else the audit's own snapshot; ``ledger``
-    is the audit's warehouse ledger (``None`` without one).
+    is the audit's warehouse ledger (``None`` without one). ``evidence`` is the
+    level the adapter declared it provides (``final.extra["evidence"]``; a final
+    state written before levels existed had the contract's per-order audit).
     """
 
     sale_id: str
@@ -286,6 +289,7 @@ class SaleState:
     counters: Counters | None
     audit: Audit | None
     settings: SaleSettings
+    evidence: Evidence = DEFAULT_EVIDENCE
 
     @property
     def ledger(self) -> Ledger | None:
@@ -321,5 +325,6 @@ def parse_state(final: FinalState) -> SaleState:
     counters = parse_counters(final.counters, "final_state.counters") if final.counters is not None else None
     if counters is None and audit is not None:
         counters = audit.counters
+    evidence = parse_evidence((final.extra or {}).get("evidence", DEFAULT_EVIDENCE), "final_state.extra.evidence")
     return SaleState(sale_id=final.sale_id, stock=final.stock, hold_ttl_ms=final.hold_ttl_ms, counters=counters,
-                     audit=audit, settings=_settings(final, counters, audit))
+                     audit=audit, settings=_settings(final, counters, audit), evidence=evidence)

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from oversold.adapters.base import Adapter, load_adapter
 from oversold.adapters.http import AdapterClient
-from oversold.adapters.outcome import Outcome
-from oversold.adapters.settle import settle_and_read
+from oversold.adapters.outcome import Outcome, refused
+from oversold.adapters.settle import settle_and_read, state_readers
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
@@ -124,7 +124,7 @@ def run_scenario(
     token = (os.environ.get(ADMIN_TOKEN_ENV) if scenario.backend.url else None) or secrets.token_urlsafe(24)
     # a bad adapter is bad input (exit 4) before anything starts
     adapter = load_adapter(scenario.backend.adapter or DEFAULT_ADAPTER, admin_token=token,
-                           source="backend.adapter (--adapter)")
+                           source="backend.adapter (--adapter)", options=scenario.backend.adapter_options)
     sweep_dead_runs(say=progress)  # what runs killed earlier left running
     run = RunState.open(new_run_id(), run_dir=run_dir)
 
@@ -133,6 +133,7 @@ def run_scenario(
         topo = stand_up(scenario, run_dir, stack=stack, run=run, admin_token=token, progress=progress)
         nodes = AnyNode(adapter, topo.node_urls)
         stack.callback(nodes.close)
+        stack.callback(adapter.close)
         _setup_sale(nodes, scenario, progress)
         start_workers(topo, scenario, run_dir, stack=stack, run=run, progress=progress)  # they need the sale
 
@@ -192,8 +193,18 @@ class AnyNode:
     """
 
     def __init__(self, adapter: Adapter, urls: list[str], timeout: float = 2.0) -> None:
+        self.adapter = adapter
         self.clients = [AdapterClient(adapter, u, timeout=timeout) for u in urls]
+        self.base_url = ", ".join(urls)
         self._first = 0
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """Why no node answered the last read (the first node's error), None when one did."""
+        errors = [c.last_error for c in self.clients]
+        if not errors or any(e is None for e in errors):
+            return None
+        return next((e for e in errors if not refused(e)), errors[0])  # "refused" only if every node refused
 
     def read_counters(self, sale_id: str) -> Outcome:
         """The counters read as an Outcome: the first ok answer, else what went wrong."""
@@ -257,8 +268,19 @@ def _describe(f: Any) -> str:
 
 
 def _setup_sale(nodes: AnyNode, scenario: Scenario, progress: Progress) -> None:
-    """Create (or reset) the sale; with an adapter that cannot, check the sale is there as the scenario says."""
+    """Create (or reset) the sale: the adapter's own ``setup`` (I/O against the user's system), else its
+    ``setup_sale`` request; with an adapter that can do neither, check the sale is there as the scenario says."""
     sale, where = scenario.sale, nodes.clients[0].base_url
+    try:
+        done = nodes.adapter.setup(sale.id, sale.stock, sale.settings())
+    except HarnessError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's code: whatever it raised, the sale is not there
+        raise StandUpError(f"the adapter {scenario.backend.adapter}'s setup() of sale {sale.id!r} failed: "
+                           f"{type(e).__name__}: {e}") from e
+    if done:
+        progress(f"sale: {sale.id} stock={sale.stock} set up by the adapter {type(nodes.adapter).__name__}")
+        return
     outcome = nodes.setup_sale(scenario)
     if outcome is None:
         counters = nodes.counters(sale.id)
@@ -312,7 +334,10 @@ def _start_locust(
             "--master-host", LOOPBACK, "--master-port", port,
         ]
     # the token lets the swarm register bot accounts' profiles for the scalper policy
-    env = dict(os.environ, **{ADMIN_TOKEN_ENV: admin_token})
+    # the swarm runs in the checkout: an adapter module beside the user (their working directory)
+    # must still import there, as it does in this process
+    path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, **{ADMIN_TOKEN_ENV: admin_token, "PYTHONPATH": path})
     return Child.start(argv, name="locust", log_dir=logs, cwd=REPO_ROOT, env=env)
 
 
@@ -358,8 +383,9 @@ def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progre
 
 
 def _settle_and_read(nodes: AnyNode, scenario: Scenario) -> FinalState:
-    """Settle holds and read the final state, through the one settle step plain Locust runs use too."""
-    return settle_and_read([nodes], scenario)
+    """Settle holds and read the final state, through the one settle step plain Locust runs use too
+    (the adapter's own ``read_state`` first, when it has one)."""
+    return settle_and_read(state_readers(nodes.adapter, [nodes]), scenario, evidence=nodes.adapter.evidence)
 
 
 def _converged(counters: dict[str, Any] | None) -> bool:

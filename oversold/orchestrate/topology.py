@@ -44,7 +44,7 @@ from oversold.chaos.leftovers import RunState
 from oversold.chaos.process import ProcessDriver, same_argv
 from oversold.chaos.sentinel_driver import SentinelDriver
 from oversold.chaos.sync_driver import SyncDriver
-from oversold.errors import BackendUnavailable, HarnessError, RedisUnavailable, StandUpError
+from oversold.errors import BackendUnavailable, ChaosError, HarnessError, RedisUnavailable, StandUpError
 from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
 from oversold.infra.redis_server import RedisServer
 from oversold.model.roles import expected_roles
@@ -148,6 +148,10 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         _check_redis(redis_url)
 
     if not own_nodes:
+        if scenario.chaos.upstreams:
+            drivers.append(_front_upstreams(scenario, stack, state, logs, progress))
+        if scenario.chaos.processes:
+            drivers.append(_given_processes(scenario, progress))
         return Topology([scenario.backend.url.rstrip("/")], admin_token, redis_url, drivers, label=label)
     assert redis_url is not None
 
@@ -188,6 +192,47 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
              + (f", ledger {ledger.name}" if ledger else ""))
 
     return Topology([n.url for n in nodes], admin_token, redis_url, drivers, ledger, label=label)
+
+
+def _front_upstreams(scenario: Any, stack: ExitStack, state: Any, logs: Path, progress: Say) -> Driver:
+    """The fault proxy in front of the user's upstreams (``chaos.upstreams``): one link per upstream,
+    listening where the user's backend is pointed, registered by the upstream's role."""
+    from oversold.chaos.proxy import FaultProxy, ProxyControlError
+    from oversold.chaos.proxy_driver import ProxyDriver
+
+    fp = FaultProxy.start(log_dir=logs, seed=scenario.seed)
+    state.record_child(fp.child)
+    stack.callback(fp.stop)
+    driver = ProxyDriver(fp.client)
+    for i, u in enumerate(scenario.chaos.upstreams):
+        name = f"{u.role}-{i + 1}"
+        try:
+            fp.client.create(name, upstream=u.upstream, listen=u.listen)
+        except ProxyControlError as e:  # the proxy refused: the port is taken, say
+            raise StandUpError(f"chaos.upstreams[{i}]: the fault proxy cannot listen on {u.listen} "
+                               f"for {u.upstream}: {e}") from e
+        driver.register(u.role, name)
+        progress(f"proxy: {u.role} {u.listen} -> {u.upstream} (point your backend at {u.listen})")
+    return driver
+
+
+def _given_processes(scenario: Any, progress: Say) -> Driver:
+    """The user's processes to pause (``chaos.processes``), by the pids their pid files hold now."""
+    from oversold.chaos.given import GivenProcessDriver
+
+    driver = GivenProcessDriver()
+    for i, p in enumerate(scenario.chaos.processes):
+        where = f"chaos.processes[{i}]"
+        try:
+            pid = int(Path(p.pidfile).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError) as e:
+            raise StandUpError(f"{where}.pidfile: cannot read a pid from {p.pidfile}: {e}") from e
+        try:
+            driver.register(p.role, pid)
+        except ChaosError as e:
+            raise StandUpError(f"{where}: {e}") from e
+        progress(f"chaos: {p.role} is pid {pid} (from {p.pidfile}): pause faults stop and resume it")
+    return driver
 
 
 def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState,

@@ -254,13 +254,20 @@ class _Node:
                       "(import it from oversold.swarm, or use locustfiles/<scenario>.py)", ", ".join(absent))
             sys.exit(1)
         for cls in self.env.user_classes:
-            kind = getattr(cls, "kind", None)
-            if kind in sw.mix:
-                cls.weight = sw.mix[kind]
+            weight = sw.weight_of(getattr(cls, "kind", None))
+            if weight is not None:
+                cls.weight = weight
         self.env.user_classes[:] = [c for c in self.env.user_classes if c.weight > 0 or c.fixed_count > 0]
         if not self.env.user_classes:
             log.error("oversold: swarm.mix gives every user class a weight of 0")
             sys.exit(1)
+        adapter = self.rt.adapter
+        if adapter is not None and adapter.single_step:
+            holders = sorted(getattr(c, "kind", "?") for c in self.env.user_classes if not getattr(c, "single_step_ok", True))
+            if holders:
+                log.error("oversold: the adapter %s is single_step (one buy request, no holds), but swarm.mix runs "
+                          "%s, which need holds; use buyer and scalper only", config.adapter, ", ".join(holders))
+                sys.exit(1)
         opts = self.env.parsed_options
         if opts is None:
             return
@@ -376,15 +383,21 @@ class _Node:
         return own
 
     def _admin_client(self, config: SwarmConfig) -> AdapterClient:
-        return AdapterClient(load_adapter(config.adapter, admin_token=config.admin_token), config.nodes[0],
-                             timeout=max(5.0, config.request_timeout_s))
+        adapter = load_adapter(config.adapter, admin_token=config.admin_token,
+                               options=config.scenario.backend.adapter_options)
+        return AdapterClient(adapter, config.nodes[0], timeout=max(5.0, config.request_timeout_s))
 
     def _setup_sale(self, config: SwarmConfig) -> bool:
+        """The adapter's own ``setup`` (blocking I/O, the master only), else its ``setup_sale`` request."""
         sale = config.scenario.sale
         client = self._admin_client(config)
         try:
+            if client.adapter.setup(sale.id, sale.stock, sale.settings()):
+                log.info("oversold: sale %s set up by the adapter %s", sale.id, config.adapter)
+                return True
             outcome = client.setup_sale(sale.id, sale.settings())
         finally:
+            client.adapter.close()
             client.close()
         if outcome is None:
             log.warning("oversold: the adapter %s cannot set a sale up; sale %s must exist already",

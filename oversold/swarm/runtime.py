@@ -55,7 +55,7 @@ class SwarmRuntime:
     _pay_timer: gevent.Greenlet | None = None
 
     def configure(self, config: SwarmConfig) -> None:
-        self.adapter = load_adapter(config.adapter)
+        self.adapter = load_adapter(config.adapter, options=config.scenario.backend.adapter_options)
         self.config = config
 
     def require_config(self) -> SwarmConfig:

@@ -44,7 +44,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 import gevent
 from locust import FastHttpUser, task
 
-from oversold.adapters.base import Adapter, Request
+from oversold.adapters.base import Adapter, Request, RequestContext
 from oversold.adapters.outcome import Outcome
 
 from .profiles import farm_account
@@ -74,6 +74,8 @@ class SwarmUser(FastHttpUser):
 
     abstract = True
     kind: ClassVar[str] = "user"
+    # whether this kind can shop at a single-step backend (one buy, no hold): only buyers and scalpers
+    single_step_ok: ClassVar[bool] = False
     # a hidden retry of a POST could apply an operation twice; a redirect is not part of the contract
     max_retries = 0
     max_redirects = 0
@@ -145,6 +147,21 @@ class SwarmUser(FastHttpUser):
             self._children = [g for g in self._children if not g.dead]
         return [g.value if g.successful() else None for g in greenlets]
 
+    def retry_unknown(self, pay: Callable[[str], Outcome], retries: int) -> Outcome:
+        """``pay(key)``, and while its outcome is unknown (timeout, 503) again with the SAME key, up to
+        ``retries`` more times -- only for a backend that declared ``idempotent_pay``: resending a payment
+        to one that did not promise to apply it once would be a double purchase caused by the harness."""
+        key = self.new_key()
+        paid = pay(key)
+        if not self.adapter.idempotent_pay:
+            return paid
+        for _ in range(retries):
+            if paid.type != "info" or self.swarm.draining:
+                break
+            self.sleep_ms(RETRY_PAUSE_MS)
+            paid = pay(key)
+        return paid
+
     def on_stop(self) -> None:
         for g in self._children:
             g.kill(block=False)
@@ -185,6 +202,15 @@ class SwarmUser(FastHttpUser):
         return self._call("cancel", "cancel", self.adapter.cancel(self.sale_id, order_id, key), qty,
                           account or self.user_id, order_id, key)
 
+    def buy(self, qty: int, *, key: str | None = None, account: str | None = None) -> Outcome:
+        """A single-step purchase (``Adapter.single_step``). Recorded as a ``pay`` (it is what a payment is:
+        units the buyer is told are theirs) of the order id the backend names, else ``buy:<key>``, so a
+        buy resent with its key is one purchase to the checker, as it is to an idempotent backend."""
+        account = account or self.user_id
+        key = key or self.new_key()
+        return self._call("pay", "buy", self.adapter.buy(self.sale_id, account, qty, key), qty, account,
+                          f"buy:{key}", key)
+
     def read_order(self, order_id: str, *, account: str | None = None) -> Outcome:
         """Look at one's order (recorded as ``read``: it changes nothing)."""
         return self._call("read", "read_order", self.adapter.read_order(self.sale_id, order_id), 0,
@@ -211,7 +237,8 @@ class SwarmUser(FastHttpUser):
                     content = resp.content if status else None
                 except Exception:  # noqa: BLE001 - the status line came, the body broke off: judge by status
                     content = None
-                outcome = self.adapter.outcome(adapter_op, status, content, getattr(resp, "error", None))
+                ctx = RequestContext(adapter_op, self.sale_id, account, qty, key, order_id)
+                outcome = self.adapter.outcome_in(ctx, status, content, getattr(resp, "error", None))
                 rec.complete(
                     pending, outcome.type, status=outcome.status or None, code=outcome.code,
                     order_id=outcome.order_id if op == "order" else order_id,
@@ -277,6 +304,7 @@ class Buyer(SwarmUser):
     """
 
     kind = "buyer"
+    single_step_ok = True
 
     def configure(self, scenario: Any) -> None:
         self.cfg = scenario.swarm.buyer
@@ -285,12 +313,15 @@ class Buyer(SwarmUser):
         return self.think(self.cfg.wait_ms)
 
     @task
-    def buy(self) -> None:
+    def shop(self) -> None:
         if self.swarm.draining:
             return
         browse = self.cfg.browse_rate > 0 and self.rng.random() < self.cfg.browse_rate
         if browse:
             self.read_sale()
+        if self.adapter.single_step:
+            self.retry_unknown(lambda key: self.buy(self.cfg.qty, key=key), self.cfg.pay_retries)
+            return
         placed = self.hold(self.cfg.qty)
         order_id = placed.order_id
         if placed.type != "ok" or order_id is None:
@@ -301,15 +332,7 @@ class Buyer(SwarmUser):
         if self.cfg.cancel_rate > 0 and self.rng.random() < self.cfg.cancel_rate:
             self.cancel(order_id, self.cfg.qty)
             return
-        key = self.new_key()
-        paid = self.pay(order_id, self.cfg.qty, key=key)
-        for _ in range(self.cfg.pay_retries):
-            # unknown outcome (timeout, 503): a real client asks again with the SAME key, so the
-            # backend can answer the first outcome instead of paying twice
-            if paid.type != "info" or self.swarm.draining:
-                break
-            self.sleep_ms(RETRY_PAUSE_MS)
-            paid = self.pay(order_id, self.cfg.qty, key=key)
+        paid = self.retry_unknown(lambda key: self.pay(order_id, self.cfg.qty, key=key), self.cfg.pay_retries)
         if browse and paid.type == "ok" and not self.swarm.draining:
             self.read_order(order_id)
 
@@ -355,6 +378,7 @@ class Scalper(SwarmUser):
     """
 
     kind = "scalper"
+    single_step_ok = True
 
     def configure(self, scenario: Any) -> None:
         self.cfg = scenario.swarm.scalper
@@ -372,13 +396,20 @@ class Scalper(SwarmUser):
         account = self.next_account()
         key = self.new_key()
         placed: Outcome | None = None
+        # a single-step backend: a buy is hold and pay at once; an unknown one is resent only when
+        # the backend declared that a resent payment applies once
+        step = self.buy if self.adapter.single_step else self.hold
         for _ in range(1 + self.cfg.retries):
             if self.swarm.draining:
                 return
-            placed = self.hold(self.cfg.qty, key=key, account=account)
-            if placed.type == "ok" or placed.type == "info":
-                if placed.type == "ok":
-                    break
+            placed = step(self.cfg.qty, key=key, account=account)
+            if placed.type == "ok":
+                if self.adapter.single_step:
+                    return  # bought: nothing to pay
+                break
+            if placed.type == "info":
+                if self.adapter.single_step and not self.adapter.idempotent_pay:
+                    return  # resending a buy of unknown outcome could buy twice
                 continue  # unknown: the same request again, under the same key
             if placed.code in ("risk_rejected", "limit_exceeded"):
                 account, key = self.next_account(), self.new_key()
@@ -395,7 +426,7 @@ class Scalper(SwarmUser):
             if self.swarm.draining:
                 return
             paid = self.pay(placed.order_id, self.cfg.qty, key=pay_key, account=account)
-            if paid.type != "info":
+            if paid.type != "info" or not self.adapter.idempotent_pay:
                 return
 
 

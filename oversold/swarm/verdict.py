@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from oversold.adapters.base import load_adapter
 from oversold.adapters.http import AdapterClient
-from oversold.adapters.settle import settle_and_read
+from oversold.adapters.settle import settle_and_read, state_readers
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
@@ -31,7 +31,7 @@ from oversold.checker import Verdict
 from oversold.model.history import FinalState
 from oversold.model.scenario_file import dump_scenario
 
-from .config import SwarmConfig
+from .config import DEFAULT_ADAPTER, SwarmConfig
 from .recorder import to_op
 
 
@@ -48,7 +48,8 @@ class RunOutcome:
 
 def readers(config: SwarmConfig) -> list[AdapterClient]:
     """One admin-capable client per node: the final state is read from the first that answers."""
-    adapter = load_adapter(config.adapter, admin_token=config.admin_token)
+    adapter = load_adapter(config.adapter, admin_token=config.admin_token,
+                           options=config.scenario.backend.adapter_options)
     timeout = max(5.0, config.request_timeout_s)
     return [AdapterClient(adapter, url, timeout=timeout) for url in config.nodes]
 
@@ -57,12 +58,15 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     """Settle, read, check and (with ``config.results_dir``) write the run directory."""
     scenario = config.scenario
     clients = readers(config)
+    adapter = clients[0].adapter
     try:
-        final = settle_and_read(clients, scenario)
+        final = settle_and_read(state_readers(adapter, clients), scenario, evidence=adapter.evidence)
     finally:
         for c in clients:
             c.close()
-    if final.audit is None and not config.admin_token:
+        adapter.close()
+    if final.audit is None and not config.admin_token and config.adapter == DEFAULT_ADAPTER:
+        # only the contract's audit takes that token; another adapter has its own way in
         final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
     ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
