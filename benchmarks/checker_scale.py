@@ -154,6 +154,11 @@ def generate(run_dir: Path, records: int, seed: int = 1) -> dict[str, Any]:
              "audit": {"sale_id": SALE, "now_ms": end_ms, "counters": counters, "sold": sold, "holds": []},
              "read_ms": end_ms, "extra": {}}
     (run_dir / "final_state.json").write_text(json.dumps(final), encoding="utf-8")
+    from oversold.model.scenario import Sale, Scenario
+    from oversold.model.scenario_file import dump_scenario
+
+    scenario = Scenario(name="checker-scale", sale=Sale(id=SALE, stock=stock, hold_ttl_ms=int(HOLD_TTL_S * 1000)))
+    (run_dir / "scenario.yaml").write_text(dump_scenario(scenario), encoding="utf-8")
     os.replace(tmp, run_dir / "history.jsonl")
     return {"records": n, "stock": stock, "users": users, "sold": sold_qty}
 
@@ -206,6 +211,20 @@ def measure_oversold(run_dir: Path) -> dict[str, Any]:
             "p99_order_ms": metrics.stat("latency.order", "p(99)")}
 
 
+def measure_cli(run_dir: Path) -> dict[str, Any]:
+    """``oversold check RUN_DIR``, the whole of it: read, check, metrics, results.json, junit.xml, report.html."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "oversold.cli", "check", str(run_dir)], capture_output=True,
+                          text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"oversold check {run_dir} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"total_s": elapsed, "peak_mib": peak, "exit": proc.returncode,
+            "report_kib": (run_dir / "report.html").stat().st_size / 1024,
+            "results_kib": (run_dir / "results.json").stat().st_size / 1024}
+
+
 def run_child(step: str, run_dir: Path, timeout_s: float) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--child", step, str(run_dir)], capture_output=True,
                           text=True, timeout=timeout_s)
@@ -222,12 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-s", type=float, default=3600.0, help="per measurement")
     ap.add_argument("--max-s", type=float, default=None, help="exit 1 if 10^6 records take longer (read+check+metrics)")
     ap.add_argument("--max-mib", type=float, default=None, help="exit 1 if 10^6 records peak above this RSS")
+    ap.add_argument("--cli", action="store_true", help="also time `oversold check` of each run (writes its report)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     ap.add_argument("--child", nargs=2, metavar=("STEP", "RUN_DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         step, run_dir = args.child
-        fn = measure_baseline if step == "baseline" else measure_oversold
+        fn = {"baseline": measure_baseline, "oversold": measure_oversold, "cli": measure_cli}[step]
         print(json.dumps(fn(Path(run_dir))))
         return 0
 
@@ -250,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{' ' + ','.join(ours['failed']) if ours['failed'] else ''}", flush=True)
         print(f"{'':>11}  baseline (json.loads per line) {base['total_s']:6.2f} s peak {base['peak_mib']:4.0f} MiB; "
               f"ratio oversold/baseline {row['ratio']:.2f}  (load {row['load']:.1f})", flush=True)
+        if args.cli:
+            cli = run_child("cli", run_dir, args.timeout_s)
+            row["cli"] = cli
+            print(f"{'':>11}  oversold check: {cli['total_s']:6.2f} s peak {cli['peak_mib']:5.0f} MiB, "
+                  f"report.html {cli['report_kib']:,.0f} KiB, results.json {cli['results_kib']:,.0f} KiB", flush=True)
         if size == 1_000_000:
             if args.max_s is not None and ours["total_s"] > args.max_s:
                 print(f"  FAIL: {ours['total_s']:.2f} s > {args.max_s} s")
