@@ -42,7 +42,7 @@ VERDICT_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700
 STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700"}
 SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "refunded": "#ae3ec9",
                  "order": "#1c7ed6", "pay": "#2b8a3e", "cancel": "#ae3ec9",
-                 "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a"}
+                 "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a", "harness_rss_mib": "#495057"}
 #: History records shown per counterexample; the rest are counted, and history.jsonl has them all.
 MAX_RECORDS_PER_EXAMPLE = 24
 #: Counterexamples of an invariant shown open; further ones are on the page too, in a collapsed <details>.
@@ -270,6 +270,7 @@ def render_report(
         _totals(verdict),
         _thresholds_table(thresholds),
         _timeline(raw, t0, span, shaded),
+        _harness_memory(raw, t0, span, shaded),
         _throughput_and_latency(sale_ops, t0, span, shaded),
         _who_got_it(sale_ops, final),
         _invariants(verdict, sale_ops, t0),
@@ -351,6 +352,20 @@ def _timeline(samples: Sequence[TimelineSample], t0: float, span: float,
     return (head + '<div class="card" id="timeline">'
             + line_chart(series, x_max=span, y_label="units", shaded=shaded, css_class="timeline")
             + _legend(series, bool(shaded)) + note + "</div>")
+
+
+def _harness_memory(samples: Sequence[TimelineSample], t0: float, span: float,
+                    shaded: Sequence[tuple[float, float, str]]) -> str:
+    """The harness's resident memory over the run (``harness_rss_mib`` of the samples), when it was sampled."""
+    pts = tuple((s.t - t0, float(s.get("harness_rss_mib"))) for s in samples if s.get("harness_rss_mib") is not None)
+    if not pts:
+        return ""
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    series = [Series("harness_rss_mib", SERIES_COLOUR["harness_rss_mib"], pts)]
+    return ('<h2>Harness memory</h2><div class="card" id="harness-memory">'
+            + line_chart(series, x_max=span, y_label="MiB", shaded=shaded, css_class="memory")
+            + f'<p class="muted">Resident memory of the harness (oversold, Locust\'s master and workers): '
+              f'{lo:,.0f} to {hi:,.0f} MiB over {len(pts)} samples.</p></div>')
 
 
 def _throughput_and_latency(ops: Sequence[Op], t0: float, span: float,

@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 LOOPBACK = "127.0.0.1"
 
@@ -124,3 +125,30 @@ def wait_for_port(port: int, *, timeout: float, child: Child | None = None, host
             return False
         time.sleep(0.02)
     return False
+
+
+def tree_rss_mib(pids: Iterable[int]) -> float | None:
+    """Resident memory (MiB) of these processes and all their descendants, from /proc; None if none is alive.
+
+    Usage::
+
+        tree_rss_mib([os.getpid(), locust.pid])   # this process, Locust's master and its workers
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    seen: set[int] = set()
+    todo = list(pids)
+    total = 0
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+                total += int(f.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError, IndexError):  # gone meanwhile: it holds no memory
+            continue
+    return round(total / (1 << 20), 1) if total else None

@@ -111,12 +111,19 @@ def history_order(op: Op) -> tuple[float, bool]:
 
 def write_history(path: Path, ops: Iterable[Op]) -> int:
     """Write ``ops`` sorted by time, one JSON object a line; returns the count."""
-    rows = sorted(ops, key=history_order)
+    return write_history_stream(path, sorted(ops, key=history_order))
+
+
+def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
+    """Write ``ops`` in the order given (already in ``history_order``), one JSON object a line, without
+    holding them; returns the count."""
     encode = _ENCODER.encode
-    with open(path, "wb") as f:
-        for op in rows:
+    n = 0
+    with open(path, "wb", buffering=1 << 20) as f:
+        for op in ops:
             f.write(encode(op) + b"\n")
-    return len(rows)
+            n += 1
+    return n
 
 
 def read_history(path: Path) -> list[Op]:

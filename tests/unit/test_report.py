@@ -213,6 +213,18 @@ def test_a_run_with_thousands_of_counterexamples_keeps_the_page_small_and_all_of
             f"are not on this page: results.json lists all {n}.") in section
 
 
+def test_the_harness_memory_sampled_into_the_timeline_is_charted(tmp_path):
+    run = make_run_dir(tmp_path / "run")
+    checked(run)
+    assert 'id="harness-memory"' not in (run / "report.html").read_text()  # not sampled: no chart
+    with open(run / "timeline.jsonl", "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(json.dumps({"t": 1000.0 + i, "available": 0, "held": 0, "sold": 3,
+                                               "harness_rss_mib": 180.0 + i}) for i in range(3)) + "\n")
+    checked(run)
+    html = (run / "report.html").read_text()
+    assert 'id="harness-memory"' in html and "180 to 182 MiB over 3 samples" in html
+
+
 def test_report_without_timeline_or_faults_says_so(tmp_path):
     run = make_run_dir(tmp_path / "run", timeline=False, faults=False)
     checked(run)
