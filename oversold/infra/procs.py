@@ -127,28 +127,30 @@ def wait_for_port(port: int, *, timeout: float, child: Child | None = None, host
     return False
 
 
-def tree_rss_mib(pids: Iterable[int]) -> float | None:
-    """Resident memory (MiB) of these processes and all their descendants, from /proc; None if none is alive.
+def rss_mib(alone: Iterable[int] = (), trees: Iterable[int] = ()) -> float | None:
+    """Resident memory (MiB) from /proc of the processes ``alone`` and of the processes ``trees`` with all
+    their descendants; None if none of them is alive.
 
     Usage::
 
-        tree_rss_mib([os.getpid(), locust.pid])   # this process, Locust's master and its workers
+        rss_mib(alone=[os.getpid()], trees=[locust.pid])   # this process; Locust's master and its workers
     """
     page = os.sysconf("SC_PAGE_SIZE")
     seen: set[int] = set()
-    todo = list(pids)
+    todo = [(pid, False) for pid in alone] + [(pid, True) for pid in trees]
     total = 0
     while todo:
-        pid = todo.pop()
+        pid, descend = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
         try:
             with open(f"/proc/{pid}/statm", encoding="ascii") as f:
                 total += int(f.read().split()[1]) * page
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
-                    todo.extend(int(c) for c in f.read().split())
+            if descend:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                        todo.extend((int(c), True) for c in f.read().split())
         except (OSError, ValueError, IndexError):  # gone meanwhile: it holds no memory
             continue
     return round(total / (1 << 20), 1) if total else None
