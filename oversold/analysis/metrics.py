@@ -232,14 +232,19 @@ def client_holds(calls: Sequence[Call], hold_ttl_ms: int) -> list[Hold]:
     seen: set[str] = set()
     ttl_s = hold_ttl_ms / 1000.0
     for c in placed:
-        if c.order_id in seen:
+        oid = c.order_id
+        if oid in seen:
             continue
-        seen.add(c.order_id)
+        seen.add(oid)
         start = c.done_time
         end = start + ttl_s
-        if c.order_id in closed:
-            end = max(start, min(end, closed[c.order_id]))
-        holds.append(Hold(c.order_id, c.user_id, c.kind, c.qty, start, end))
+        shut = closed.get(oid)
+        if shut is not None:  # max(start, min(end, shut)), without two calls a hold
+            if shut < end:
+                end = shut
+            if end < start:
+                end = start
+        holds.append(Hold(oid, c.user_id, c.kind, c.qty, start, end))
     return holds
 
 
