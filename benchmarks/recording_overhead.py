@@ -54,7 +54,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 from oversold.adapters.contract import ContractAdapter  # noqa: E402
 from oversold.adapters.http import AdapterClient  # noqa: E402
 from oversold.infra.redis_server import RedisServer  # noqa: E402
-from oversold.model.scenario import parse_scenario  # noqa: E402
+from oversold.model.scenario_file import parse_scenario  # noqa: E402
 from oversold.orchestrate.nodes import start_nodes  # noqa: E402
 from oversold.swarm.config import SwarmConfig  # noqa: E402
 from oversold.swarm.runtime import SwarmRuntime, attach  # noqa: E402

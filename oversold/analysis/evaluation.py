@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from oversold.checker import Verdict
+from oversold.checker import SaleView, Verdict
 from oversold.model.history import FinalState, Op
 from oversold.model.scenario import Scenario
 from oversold.model.thresholds import thresholds_of
@@ -53,7 +53,9 @@ def evaluate_run(
     *,
     timeline: Sequence[TimelineSample] = (),
     faults: Sequence[FaultPeriod] = (),
+    view: SaleView | None = None,
 ) -> Evaluation:
-    """Metrics of the run, and the scenario's thresholds evaluated on them (pure)."""
-    metrics = compute_metrics(ops, final, timeline=timeline, faults=faults, totals=verdict.totals)
+    """Metrics of the run, and the scenario's thresholds evaluated on them (pure); ``view``: the checker's
+    view of this history, if the caller has it."""
+    metrics = compute_metrics(ops, final, timeline=timeline, faults=faults, totals=verdict.totals, view=view)
     return Evaluation(metrics=metrics, thresholds=evaluate(thresholds_of(scenario.thresholds), metrics))

@@ -27,7 +27,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from oversold.checker import Verdict
 from oversold.model.history import FinalState, Op
@@ -44,11 +44,14 @@ STATUS_COLOUR = {"pass": "#2b8a3e", "fail": "#c92a2a", "unknown": "#e67700", "no
 SERIES_COLOUR = {"available": "#2b8a3e", "held": "#e67700", "sold": "#1c7ed6", "refunded": "#ae3ec9",
                  "stock": "#212529", "sold (audit)": "#c92a2a", "paid (acknowledged)": "#f783ac",
                  "order": "#1c7ed6", "pay": "#2b8a3e", "cancel": "#ae3ec9",
-                 "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a"}
+                 "p(50)": "#1c7ed6", "p(90)": "#e67700", "p(99)": "#c92a2a", "harness_rss_mib": "#495057"}
 #: History records shown per counterexample; the rest are counted, and history.jsonl has them all.
 MAX_RECORDS_PER_EXAMPLE = 24
-#: Counterexamples of an invariant shown open; every further one is on the page too, in a collapsed <details>.
+#: Counterexamples of an invariant shown open; further ones are on the page too, in a collapsed <details>.
 OPEN_EXAMPLES = 10
+#: Counterexamples of an invariant on the page at most: a run of a million records may have tens of thousands,
+#: and the page must stay small. The full list is always in results.json; the page says how many it left there.
+MAX_EXAMPLES_ON_PAGE = 200
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#212529;background:#f8f9fa}
@@ -276,6 +279,7 @@ def render_report(
         _thresholds_table(thresholds),
         _timeline(raw, t0, span, shaded, sale_ops, final),
         _fault_table(faults, t0, t_end),
+        _harness_memory(raw, t0, span, shaded),
         _throughput_and_latency(sale_ops, t0, span, shaded),
         _who_got_it(sale_ops, final),
         _invariants(verdict, sale_ops, t0),
@@ -427,6 +431,18 @@ def _fault_table(faults: Sequence[FaultPeriod], t0: float, t_end: float) -> str:
     return ('<h2>Faults</h2><table id="fault-table"><tr><th>#</th><th>action</th><th>role</th><th>target</th>'
             '<th>start (s)</th><th>end (s)</th><th>lasted (s)</th><th>outcome</th></tr>'
             f'{"".join(rows)}</table><p class="muted">Numbered as the shaded bands on the charts.</p>')
+def _harness_memory(samples: Sequence[TimelineSample], t0: float, span: float,
+                    shaded: Sequence[tuple[float, float, str]]) -> str:
+    """The harness's resident memory over the run (``harness_rss_mib`` of the samples), when it was sampled."""
+    pts = tuple((s.t - t0, float(s.get("harness_rss_mib"))) for s in samples if s.get("harness_rss_mib") is not None)
+    if not pts:
+        return ""
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    series = [Series("harness_rss_mib", SERIES_COLOUR["harness_rss_mib"], pts)]
+    return ('<h2>Harness memory</h2><div class="card" id="harness-memory">'
+            + line_chart(series, x_max=span, y_label="MiB", shaded=shaded, css_class="memory")
+            + f'<p class="muted">Resident memory of the harness (oversold, Locust\'s master and workers): '
+              f'{lo:,.0f} to {hi:,.0f} MiB over {len(pts)} samples.</p></div>')
 
 
 def _throughput_and_latency(ops: Sequence[Op], t0: float, span: float,
@@ -474,30 +490,37 @@ def _who_got_it(ops: Sequence[Op], final: FinalState) -> str:
 
 
 class _Index:
-    """History records by op id and by order id, to show what a counterexample names."""
+    """History records by op id and by order id, to show what a counterexample names.
 
-    def __init__(self, ops: Sequence[Op]) -> None:
+    Only the ids the shown counterexamples name are indexed (one pass over the history),
+    so a million-record history costs a scan, not a second copy of itself.
+    """
+
+    def __init__(self, ops: Sequence[Op], examples: Iterable[Mapping[str, Any]] = ()) -> None:
+        want_ops: set[str] = set()
+        want_orders: set[str] = set()
+        for example in examples:
+            op_ids, order_ids = _named_ids(example)
+            want_ops |= op_ids
+            want_orders |= order_ids
         self.by_op: dict[str, list[Op]] = defaultdict(list)
         self.order_of_op: dict[str, str] = {}
         self.by_order: dict[str, list[Op]] = defaultdict(list)
+        if not want_ops and not want_orders:
+            return
         for o in ops:
-            self.by_op[o.op_id].append(o)
+            if o.op_id in want_ops:
+                self.by_op[o.op_id].append(o)
             if o.order_id:
                 self.order_of_op[o.op_id] = o.order_id
+        # a record names its order itself, or (an order's invoke) through another record of its op
         for o in ops:
             oid = o.order_id or self.order_of_op.get(o.op_id)
-            if oid:
+            if oid and oid in want_orders:
                 self.by_order[oid].append(o)
 
     def records_for(self, example: Mapping[str, Any]) -> list[Op]:
-        op_ids: set[str] = set()
-        order_ids: set[str] = set()
-        for key, value in example.items():
-            values = value if isinstance(value, list) else [value]
-            if key.endswith("op_id") or key.endswith("op_ids"):
-                op_ids.update(str(v) for v in values if v is not None)
-            elif key in ("order_id", "order_ids"):
-                order_ids.update(str(v) for v in values if v is not None)
+        op_ids, order_ids = _named_ids(example)
         found: dict[tuple[str, str, float], Op] = {}
         for oid in order_ids:
             for o in self.by_order.get(oid, ()):
@@ -508,8 +531,23 @@ class _Index:
         return sorted(found.values(), key=lambda o: (o.time, o.type != "invoke"))
 
 
+def _named_ids(example: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """The op ids and order ids a counterexample names."""
+    op_ids: set[str] = set()
+    order_ids: set[str] = set()
+    for key, value in example.items():
+        values = value if isinstance(value, list) else [value]
+        if key.endswith("op_id") or key.endswith("op_ids"):
+            op_ids.update(str(v) for v in values if v is not None)
+        elif key in ("order_id", "order_ids"):
+            order_ids.update(str(v) for v in values if v is not None)
+    return op_ids, order_ids
+
+
 def _invariants(verdict: Verdict, ops: Sequence[Op], t0: float) -> str:
-    index = _Index(ops)
+    shown_examples = [ex for inv in verdict.invariants if inv.status != "pass"
+                      for ex in inv.counterexamples[:MAX_EXAMPLES_ON_PAGE]]
+    index = _Index(ops, shown_examples)
     rows = "".join(f'<tr><td>{_badge(inv.status)}</td><td><code>{_e(inv.name)}</code></td><td>{_e(inv.message)}</td></tr>'
                    for inv in verdict.invariants)
     out = [f'<h2>Invariants</h2><table id="invariants"><tr><th></th><th>invariant</th><th>message</th></tr>{rows}</table>']
@@ -519,18 +557,24 @@ def _invariants(verdict: Verdict, ops: Sequence[Op], t0: float) -> str:
         out.append('<p class="muted">None: no invariant is violated or undecided with evidence.</p>')
     for inv in with_examples:
         total = len(inv.counterexamples)
-        rest = total - OPEN_EXAMPLES
+        on_page = min(total, MAX_EXAMPLES_ON_PAGE)
+        rest = on_page - OPEN_EXAMPLES
+        left = total - on_page
+        what = (f", all below: the first {OPEN_EXAMPLES} open, the other {rest} folded" if rest > 0 and not left else
+                f", the first {on_page} below ({OPEN_EXAMPLES} open, {rest} folded); all {total} are in results.json"
+                if left else "")
         out.append(f'<section class="card counterexamples" id="cx-{_e(inv.name)}"><h3>{_badge(inv.status)} '
-                   f'<code>{_e(inv.name)}</code> — {total} counterexample(s)'
-                   + (f", all below: the first {OPEN_EXAMPLES} open, the other {rest} folded" if rest > 0 else "")
-                   + "</h3>")
-        for n, example in enumerate(inv.counterexamples, 1):
+                   f'<code>{_e(inv.name)}</code> — {total} counterexample(s){what}</h3>')
+        for n, example in enumerate(inv.counterexamples[:on_page], 1):
             if n == OPEN_EXAMPLES + 1:
                 out.append(f'<details class="more-examples"><summary>{rest} more counterexample(s) of '
-                           f'<code>{_e(inv.name)}</code>: #{n} to #{total}</summary>')
+                           f'<code>{_e(inv.name)}</code>: #{n} to #{on_page}</summary>')
             out.append(_example(n, example, index.records_for(example), t0))
         if rest > 0:
             out.append("</details>")
+        if left:
+            out.append(f'<p class="muted cx-left">{left} more counterexample(s) of <code>{_e(inv.name)}</code>, '
+                       f'#{on_page + 1} to #{total}, are not on this page: results.json lists all {total}.</p>')
         out.append("</section>")
     return "".join(out)
 

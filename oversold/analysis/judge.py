@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from oversold.checker import Verdict, check
+from oversold.checker import SaleView, Verdict, check_view
 from oversold.model.exit_codes import exit_status
 from oversold.model.history import FinalState, Op
 from oversold.model.evidence import DEFAULT_EVIDENCE, at_least
@@ -48,11 +48,13 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
 
     Raises ``BadInput`` for a malformed final state (the checker never guesses).
     """
-    verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
+    view = SaleView.build(ops, final)  # once: the checker and the metrics read the same pairs
+    verdict = check_view(view, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
     if run_dir is not None:
-        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed_s, out_dir=out_dir)
+        evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed_s, out_dir=out_dir,
+                                   view=view)
     else:
-        evaluation = evaluate_run(scenario, ops, final, verdict)
+        evaluation = evaluate_run(scenario, ops, final, verdict, view=view)
     return Judgement(verdict=verdict, evaluation=evaluation,
                      exit_code=exit_status(verdict.overall, evaluation.thresholds),
                      summary=format_summary(verdict, run_dir=run_dir, thresholds=evaluation.thresholds,

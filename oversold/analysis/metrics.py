@@ -40,6 +40,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+import msgspec
+
 from oversold.checker import SaleView, Totals, totals_of
 from oversold.model.calls import Call, pair
 from oversold.model.history import FinalState, Op
@@ -162,10 +164,9 @@ class Metrics:
 
 def user_kinds(ops: Iterable[Op]) -> dict[str, str]:
     """user id -> kind, as the history first names it."""
-    kinds: dict[str, str] = {}
-    for op in ops:
-        kinds.setdefault(op.user_id, op.kind)
-    return kinds
+    records = ops if isinstance(ops, (list, tuple)) else list(ops)
+    # built backwards, so the first record that names a user is the one that stays
+    return {op.user_id: op.kind for op in reversed(records)}
 
 
 def units_sold_by_kind(ops: Sequence[Op], state: SaleState) -> tuple[dict[str, int], str]:
@@ -197,8 +198,7 @@ def units_sold_by_kind(ops: Sequence[Op], state: SaleState) -> tuple[dict[str, i
     return dict(sorted(by_kind.items())), "history"
 
 
-@dataclass(frozen=True)
-class Hold:
+class Hold(msgspec.Struct, frozen=True, gc=False):
     """A hold as the client saw it: live from its ok order until paid, cancelled or expired."""
 
     order_id: str
@@ -217,22 +217,34 @@ def client_holds(calls: Sequence[Call], hold_ttl_ms: int) -> list[Hold]:
     first. A pay whose outcome is unknown does not end it: we cannot tell.
     """
     closed: dict[str, float] = {}
-    for c in calls:
-        if c.first.op in ("pay", "cancel") and c.outcome == "ok" and c.order_id and c.done is not None:
-            t = c.done.time
-            if c.order_id not in closed or t < closed[c.order_id]:
+    placed: list[Call] = []
+    for c in calls:  # one pass: the closing pays and cancels, and the ok orders
+        if c.outcome != "ok" or not c.order_id or c.done_time is None:
+            continue
+        if c.op == "order":
+            placed.append(c)
+        elif c.op in ("pay", "cancel"):
+            t = c.done_time
+            prev = closed.get(c.order_id)
+            if prev is None or t < prev:
                 closed[c.order_id] = t
     holds = []
     seen: set[str] = set()
-    for c in calls:
-        if c.first.op != "order" or c.outcome != "ok" or not c.order_id or c.order_id in seen or c.done is None:
+    ttl_s = hold_ttl_ms / 1000.0
+    for c in placed:
+        oid = c.order_id
+        if oid in seen:
             continue
-        seen.add(c.order_id)
-        start = c.done.time
-        end = start + hold_ttl_ms / 1000.0
-        if c.order_id in closed:
-            end = max(start, min(end, closed[c.order_id]))
-        holds.append(Hold(c.order_id, c.first.user_id, c.first.kind, c.first.qty, start, end))
+        seen.add(oid)
+        start = c.done_time
+        end = start + ttl_s
+        shut = closed.get(oid)
+        if shut is not None:  # max(start, min(end, shut)), without two calls a hold
+            if shut < end:
+                end = shut
+            if end < start:
+                end = start
+        holds.append(Hold(oid, c.user_id, c.kind, c.qty, start, end))
     return holds
 
 
@@ -277,6 +289,7 @@ def compute_metrics(
     timeline: Sequence[TimelineSample] = (),
     faults: Sequence[FaultPeriod] = (),
     totals: Totals | None = None,
+    view: SaleView | None = None,
 ) -> Metrics:
     """Compute every metric of one sale's run.
 
@@ -287,6 +300,9 @@ def compute_metrics(
     the checker counts it when not given). The final state is read through
     the checker's parser (``oversold.model.state``).
 
+    ``view`` is the checker's ``SaleView`` of the same history and final state, when the caller
+    has it: its calls are this sale's pairs, so they are not made again.
+
     The run's window is from the first record to the last one. Throughput is
     completions over that window; ``errors`` counts operations whose outcome
     is unknown (an ``info`` completion, or an invoke that never completed).
@@ -296,9 +312,10 @@ def compute_metrics(
         m = compute_metrics(read_history(p), final, timeline=samples)
         m.stat("throughput", "value")
     """
-    state = parse_state(final)
-    ops = [o for o in ops if o.sale_id == final.sale_id]
-    calls, _ = pair(ops)
+    state = view.state if view is not None else parse_state(final)
+    sale = final.sale_id
+    ops = [o for o in ops if o.sale_id == sale]
+    calls = view.calls if view is not None else pair(ops)[0]
     values: dict[str, Metric] = {}
     missing: dict[str, str] = {}
 
@@ -309,18 +326,27 @@ def compute_metrics(
     duration = (end - start) if start is not None and end is not None else 0.0
     window = (start, end) if start is not None and end is not None and end > start else None
 
+    latencies: dict[str, list[float]] = {op: [] for op in LATENCY_OPS}
+    completions = unknown = 0
+    for c in calls:  # one pass for the latencies and the counts
+        done = c.done
+        if done is None:
+            unknown += 1
+            continue
+        completions += 1
+        if c.outcome == "info":
+            unknown += 1
+        lat = done.latency_ms
+        if lat is not None and c.op in latencies:
+            latencies[c.op].append(lat)
     for op in LATENCY_OPS:
-        lat = [c.done.latency_ms for c in calls
-               if c.first.op == op and c.done is not None and c.done.latency_ms is not None]
-        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", lat, f"no {op} request completed in this run")
+        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", latencies[op], f"no {op} request completed in this run")
 
-    completions = sum(1 for c in calls if c.done is not None)
     values["requests"] = Metric("requests", "counter", {
         "count": len(calls), "rate": len(calls) / duration if duration > 0 else None})
     values["throughput"] = Metric.gauge(
         "throughput", completions / duration if duration > 0 else None,
         "the run has no time span (fewer than two records)")
-    unknown = sum(1 for c in calls if c.outcome == "info")
     values["errors"] = Metric("errors", "rate", {"rate": unknown / len(calls) if calls else None, "count": unknown},
                               note=None if calls else "no operation in this run")
 
@@ -358,7 +384,7 @@ def compute_metrics(
         missing["oversold_units"] = "neither the audit nor the counters could be read"
     else:
         if totals is None:
-            totals = totals_of(SaleView.build(ops, final))
+            totals = totals_of(view if view is not None else SaleView.build(ops, final))
         values["oversold_units"] = Metric.gauge("oversold_units", totals.oversold_units)
     leaked = _leaked_units(state)
     if leaked is None:

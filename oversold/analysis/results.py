@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from oversold.checker import Verdict
+from oversold.checker import SaleView, Verdict
 from oversold.model.history import FinalState, Op
 from oversold.model.scenario import Scenario
 from oversold.model.timeline import FAULTS_FILE, TIMELINE_FILE, read_faults, read_timeline
@@ -58,9 +58,11 @@ def write_outputs(
     *,
     elapsed_s: float | None,
     out_dir: Path | None = None,
+    view: SaleView | None = None,
 ) -> Evaluation:
     """Evaluate the run and write ``results.json``, ``junit.xml`` and ``report.html`` into ``out_dir``
-    (default ``run_dir``, which holds the timeline and faults the report reads).
+    (default ``run_dir``, which holds the timeline and faults the report reads). ``view`` is the
+    checker's ``SaleView`` of this history when the caller has it (the pairs are then not made again).
 
     With ``elapsed_s=None`` (a re-check) the ``elapsed_s`` of an earlier
     ``results.json`` is kept: re-checking does not change how long the run took.
@@ -70,7 +72,7 @@ def write_outputs(
 
     timeline = read_timeline(run_dir / TIMELINE_FILE)
     faults = read_faults(run_dir / FAULTS_FILE)
-    evaluation = evaluate_run(scenario, ops, final, verdict, timeline=timeline, faults=faults)
+    evaluation = evaluate_run(scenario, ops, final, verdict, timeline=timeline, faults=faults, view=view)
     if elapsed_s is None:
         elapsed_s = _previous_elapsed(run_dir / RESULTS_FILE)
     out_dir = run_dir if out_dir is None else out_dir

@@ -2,7 +2,7 @@
 
 | module | what |
 | --- | --- |
-| ``check`` | ``check()`` and ``INVARIANTS``, the one registry |
+| ``check`` | ``check()`` (``check_view()`` on a view built once) and ``INVARIANTS``, the one registry |
 | ``invariant`` | the ``Invariant`` protocol every invariant follows, ``CheckOptions`` |
 | ``view`` | ``SaleView``: the history's operations and the typed final state, indexed once |
 | ``result`` | ``InvariantResult``, ``Totals``, ``Verdict`` and the fail > unknown > pass rule |
@@ -20,7 +20,7 @@ Usage::
     verdict.overall                    # "pass" | "fail" | "inconclusive"
 """
 
-from .check import INVARIANTS, check, totals_of
+from .check import INVARIANTS, check, check_view, totals_of
 from .invariant import CheckOptions, Invariant
 from .result import InvariantResult, Totals, Verdict
 from .view import SaleView
@@ -29,4 +29,4 @@ from .view import SaleView
 INVARIANT_NAMES: tuple[str, ...] = tuple(inv.name for inv in INVARIANTS)
 
 __all__ = ["INVARIANTS", "INVARIANT_NAMES", "CheckOptions", "Invariant", "InvariantResult", "SaleView", "Totals",
-           "Verdict", "check", "totals_of"]
+           "Verdict", "check", "check_view", "totals_of"]

@@ -57,6 +57,17 @@ def totals_of(s: SaleView) -> Totals:
     audit, ledger = s.audit, s.ledger
     shipped = max([s.acked_paid - s.acked_refunded, *(v for v in recorded_sold(s) if v is not None)])
     counted = s.counters.sold if s.counters is not None else None
+    demand = ok_ops = fail_ops = info_ops = 0
+    for c in s.calls:  # one pass for the four sums
+        if c.op == "order":
+            demand += c.qty
+        outcome = c.outcome
+        if outcome == "ok":
+            ok_ops += 1
+        elif outcome == "fail":
+            fail_ops += 1
+        elif outcome == "info":
+            info_ops += 1
     return Totals(
         stock=s.stock,
         sold=audit.sold_qty if audit else counted,
@@ -66,11 +77,11 @@ def totals_of(s: SaleView) -> Totals:
         acked_paid=s.acked_paid,
         acked_paid_orders=len(s.acked_payments),
         held=audit.held_qty if audit else None,
-        demand=sum(c.qty for c in s.calls if c.op == "order"),
+        demand=demand,
         ops=len(s.calls),
-        ok_ops=sum(1 for c in s.calls if c.outcome == "ok"),
-        fail_ops=sum(1 for c in s.calls if c.outcome == "fail"),
-        info_ops=sum(1 for c in s.calls if c.outcome == "info"),
+        ok_ops=ok_ops,
+        fail_ops=fail_ops,
+        info_ops=info_ops,
         ledger_stock=ledger.stock if ledger else None,
         ledger_sold=ledger.sold if ledger else None,
         sync_lag_ms=s.state.sync_lag_ms,
@@ -118,7 +129,20 @@ def check(ops: Iterable[Op], final: FinalState, *, grace_ms: int = 2000, expect_
         v = check(ops, final)
         assert v.overall == "pass" and v.totals.oversold_units == 0
     """
-    s = SaleView.build(ops, final)
+    return check_view(SaleView.build(ops, final), grace_ms=grace_ms, expect_sell_out=expect_sell_out,
+                      invariants=invariants)
+
+
+def check_view(s: SaleView, *, grace_ms: int = 2000, expect_sell_out: bool = True,
+               invariants: tuple[Invariant, ...] = INVARIANTS) -> Verdict:
+    """``check`` on a view already built (``SaleView.build``), so the metrics can read the same view.
+
+    Usage::
+
+        view = SaleView.build(ops, final)
+        verdict = check_view(view)
+        metrics = compute_metrics(ops, final, totals=verdict.totals, view=view)
+    """
     opts = CheckOptions(grace_ms=grace_ms, expect_sell_out=expect_sell_out, evidence=s.state.evidence)
     results = tuple(_decide(inv, s, opts) for inv in invariants)
     return Verdict(overall=compose(results), totals=totals_of(s), invariants=results)

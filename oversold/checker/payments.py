@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any, ClassVar
 
 from oversold.model.calls import Call
@@ -31,7 +31,8 @@ class SinglePayment:
         examples: list[dict[str, Any]] = []
         problems: list[str] = []
         disagree = 0
-        for oid in sorted(s.pays):
+        # an order with one pay cannot disagree with itself: only the rest are looked at, in id order
+        for oid in sorted(oid for oid, cs in s.pays.items() if len(cs) > 1):
             oks = s.ok_pays(oid)
             if len({(c.done.qty if c.done else c.qty) for c in oks}) > 1:
                 disagree += 1
@@ -40,10 +41,19 @@ class SinglePayment:
                                  "qtys": [c.done.qty if c.done else c.qty for c in oks]})
         if disagree:
             problems.append(f"{disagree} orders have ok pays that disagree on quantity")
-        by_key: dict[tuple[str, str], list[Call]] = defaultdict(list)
+        # (op, key) -> its first ok call; a list only for the keys that have more than one
+        first_of_key: dict[tuple[str, str], Call] = {}
+        by_key: dict[tuple[str, str], list[Call]] = {}
         for c in s.calls:
             if c.key is not None and c.outcome == "ok":
-                by_key[(c.op, c.key)].append(c)
+                k = (c.op, c.key)
+                first = first_of_key.get(k)
+                if first is None:
+                    first_of_key[k] = c
+                elif k in by_key:
+                    by_key[k].append(c)
+                else:
+                    by_key[k] = [first, c]
         split = 0
         for (op, key), cs in sorted(by_key.items()):
             outcomes = {(c.order_id, c.done.qty if c.done else c.qty) for c in cs}
@@ -66,7 +76,7 @@ class SinglePayment:
         if s.audit is None:
             return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
                                             f"but the audit is missing so double sales cannot be ruled out.")
-        return result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys with ok "
+        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key)} idempotency keys with ok "
                                      f"outcomes, each with one outcome, and no order sold twice.")
 
 

@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable
@@ -49,18 +48,37 @@ class SaleView:
         state = parse_state(final)
         calls, counts = pair(ops, final.sale_id)
         order_call: dict[str, Call] = {}
-        order_calls: dict[str, list[Call]] = defaultdict(list)
-        pays: dict[str, list[Call]] = defaultdict(list)
+        order_calls: dict[str, tuple[Call, ...]] = {}
+        pays: dict[str, tuple[Call, ...]] = {}
+        # One pass. Almost every id has one call, a 1-tuple; the rare id with more grows in a list
+        # (never tuple + tuple, which is quadratic when a broken backend hands one id to everyone).
+        more: dict[tuple[int, str], list[Call]] = {}
         for c in calls:
             oid = c.order_id
-            if c.op == "order" and c.outcome == "ok" and oid:
-                order_calls[oid].append(c)
-                order_call.setdefault(oid, c)
-            elif c.op == "pay" and oid:
-                pays[oid].append(c)
-        return cls(state=state, calls=calls, counts=counts, order_call=order_call,
-                   order_calls={k: tuple(v) for k, v in order_calls.items()},
-                   pays={k: tuple(v) for k, v in pays.items()})
+            if not oid:
+                continue
+            op = c.op
+            if op == "pay":
+                index, which = pays, 0
+            elif op == "order" and c.outcome == "ok":
+                index, which = order_calls, 1
+                if oid not in order_call:
+                    order_call[oid] = c
+            else:
+                continue
+            prev = index.get(oid)
+            if prev is None:
+                index[oid] = (c,)
+            else:
+                grown = more.get((which, oid))
+                if grown is None:
+                    more[(which, oid)] = [*prev, c]
+                else:
+                    grown.append(c)
+        for (which, oid), cs in more.items():
+            (pays if which == 0 else order_calls)[oid] = tuple(cs)
+        return cls(state=state, calls=calls, counts=counts, order_call=order_call, order_calls=order_calls,
+                   pays=pays)
 
     # -- the final state, for short -------------------------------------------------
 
@@ -95,11 +113,17 @@ class SaleView:
     def acked_orders(self) -> tuple[str, ...]:
         """Order ids with at least one ``ok`` pay, in the order they were first acknowledged."""
         firsts = []
-        for oid in self.pays:
-            oks = self.ok_pays(oid)
+        for oid, cs in self.pays.items():
+            if len(cs) == 1:  # the usual case, without the generic walk
+                c = cs[0]
+                if c.outcome == "ok":
+                    firsts.append((c.done_time if c.done_time is not None else c.time, oid))
+                continue
+            oks = [c for c in cs if c.outcome == "ok"]
             if oks:
                 firsts.append((min(done_time(c) for c in oks), oid))
-        return tuple(oid for _, oid in sorted(firsts))
+        firsts.sort()
+        return tuple(oid for _, oid in firsts)
 
     def pay_owner(self, pay: Call) -> Call | None:
         """The ok order operation a pay belongs to: of the ok orders answered with its order id, the
@@ -110,8 +134,8 @@ class SaleView:
         into the first's.
         """
         cands = self.order_calls.get(pay.order_id or "", ())
-        if not cands:
-            return None
+        if len(cands) < 2:
+            return cands[0] if cands else None
         before = [c for c in cands if done_time(c) <= pay.time] or list(cands)
         own = [c for c in before if c.user_id == pay.user_id] or before
         return max(own, key=lambda c: (done_time(c), c.op_id))
@@ -122,8 +146,10 @@ class SaleView:
         in the order they were first acknowledged: acknowledged payments keyed by (order op, order id)."""
         firsts: dict[tuple[str, str | None], Call] = {}
         owner: dict[tuple[str, str | None], Call | None] = {}
-        for oid in self.pays:
-            for c in self.ok_pays(oid):
+        for oid, cs in self.pays.items():
+            for c in cs:
+                if c.outcome != "ok":
+                    continue
                 oc = self.pay_owner(c)
                 k = (oid, oc.op_id if oc else None)
                 if k not in firsts or done_time(c) < done_time(firsts[k]):

@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 LOOPBACK = "127.0.0.1"
 
@@ -124,3 +125,32 @@ def wait_for_port(port: int, *, timeout: float, child: Child | None = None, host
             return False
         time.sleep(0.02)
     return False
+
+
+def rss_mib(alone: Iterable[int] = (), trees: Iterable[int] = ()) -> float | None:
+    """Resident memory (MiB) from /proc of the processes ``alone`` and of the processes ``trees`` with all
+    their descendants; None if none of them is alive.
+
+    Usage::
+
+        rss_mib(alone=[os.getpid()], trees=[locust.pid])   # this process; Locust's master and its workers
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    seen: set[int] = set()
+    todo = [(pid, False) for pid in alone] + [(pid, True) for pid in trees]
+    total = 0
+    while todo:
+        pid, descend = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+                total += int(f.read().split()[1]) * page
+            if descend:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                        todo.extend((int(c), True) for c in f.read().split())
+        except (OSError, ValueError, IndexError):  # gone meanwhile: it holds no memory
+            continue
+    return round(total / (1 << 20), 1) if total else None

@@ -147,6 +147,7 @@ def run_scenario(
                                history_path, run_dir / "logs", admin_token=token,
                                adapter=scenario.backend.adapter)
         run.state.record_child(locust)
+        sampler.watch(locust.pid)  # the harness's memory on the timeline: Locust's master and workers too
         stack.callback(locust.stop)
         progress(f"swarm: {scenario.swarm.users} users for up to {scenario.swarm.duration_s:g}s (pid {locust.pid})")
         if observer is not None:  # the live display (oversold.orchestrate.progress) reads the run directory

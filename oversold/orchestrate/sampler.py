@@ -5,7 +5,10 @@ request: ``oversold.orchestrate.run.AnyNode.read_counters``, or ``AdapterClient.
 appends one JSON line per sample to ``timeline.jsonl``: ``{"t": wall seconds,
 "available", "held", "sold", ...}`` (every numeric counter the backend reports).
 A failed read is a sample with ``"error"`` so gaps (a node down) show on the
-timeline.
+timeline. Every sample also carries ``harness_rss_mib``: the resident memory of
+the harness (this process, without the backend nodes and Redis it started, and
+the processes given to ``watch`` with all their children: Locust's master and
+workers), so a long run shows whether it stays flat.
 
 Usage::
 
@@ -16,12 +19,14 @@ Usage::
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from oversold.adapters.outcome import Outcome
+from oversold.infra.procs import rss_mib
 
 Reader = Callable[[str], Outcome]
 
@@ -37,12 +42,20 @@ class CounterSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="counter-sampler", daemon=True)
         self.samples = 0
+        self._trees: list[int] = []
+
+    def watch(self, pid: int) -> None:
+        """Count this process (and its children) in the harness's memory from now on."""
+        self._trees = [*self._trees, pid]
 
     def _loop(self) -> None:
         with open(self._path, "a", encoding="utf-8") as f:
             while not self._stop.is_set():
                 sample: dict = {"t": round(time.time(), 3)}
                 sample.update(_sample(self._read(self._sale_id)))
+                rss = rss_mib(alone=[os.getpid()], trees=self._trees)
+                if rss is not None:
+                    sample["harness_rss_mib"] = rss
                 f.write(json.dumps(sample, separators=(",", ":")) + "\n")
                 f.flush()
                 self.samples += 1

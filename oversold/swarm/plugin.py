@@ -219,6 +219,8 @@ class _Node:
             self.runner.register_message(MSG_PAY_AT, self._on_pay_at)
             self.runner.send_message(MSG_HELLO, {})
             self.shipper = gevent.spawn(self._ship_loop)
+        if self.rt.role == "local":
+            self.shipper = gevent.spawn(self._spool_loop)
         ev.test_start.add_listener(self._on_test_start)
         if self.rt.role != "worker":
             ev.spawning_complete.add_listener(self._on_spawning_complete)
@@ -331,6 +333,15 @@ class _Node:
             rows = self.rt.recorder.take()
             if rows and not self._send(MSG_ROWS, {"rows": rows}):
                 self.rt.recorder.untake(rows)
+
+    def _spool_loop(self) -> None:
+        # the local runner is its own master: its rows go to the collector's spool as they come,
+        # so a long run never sits in this process's memory
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            rows = self.rt.recorder.take()
+            if rows:
+                self.collector.add("local", rows)
 
     def _ship_final(self) -> None:
         rows = self.rt.recorder.take()
@@ -528,7 +539,7 @@ class _Node:
         log.info("oversold: waiting for sale %s to settle, then checking the run", config.sale_id)
         self.board.checking(self.test_no)
         try:
-            outcome = finish_run(config, self.collector.rows, started=self._started)
+            outcome = finish_run(config, self.collector.ops(), started=self._started)
         except OversoldError as e:
             log.error("oversold: cannot check the run: %s", e)
             self.env.process_exit_code = 2
@@ -556,7 +567,7 @@ class _Node:
             self.collector.add("local", local, total=self.rt.recorder.total)
         if config is None or config.history_path is None:
             return
-        if only_if_new and not (self.collector.rows and self.collector.dirty):
+        if only_if_new and not (self.collector.count and self.collector.dirty):
             return
         n = self.collector.write(Path(config.history_path))
         log.info("oversold: history written: %d records to %s", n, config.history_path)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from oversold.model.history import Op, OpType
+from oversold.model.history import OP_FIELDS, Op, OpType
 
-ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Op))
+ROW_FIELDS: tuple[str, ...] = OP_FIELDS
 Row = tuple[Any, ...]
 
 @dataclass(slots=True)

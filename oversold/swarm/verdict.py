@@ -8,7 +8,7 @@ same run directory the orchestrator writes, and becomes Locust's exit code
 
 Usage::
 
-    outcome = finish_run(config, rows)
+    outcome = finish_run(config, collector.ops())
     print(outcome.summary)
     environment.process_exit_code = outcome.exit_code
 """
@@ -19,7 +19,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from oversold.adapters.base import load_adapter
 from oversold.adapters.http import AdapterClient
@@ -28,11 +28,10 @@ from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.checker import Verdict
-from oversold.model.history import FinalState
+from oversold.model.history import FinalState, Op
 from oversold.model.scenario_file import dump_scenario
 
 from .config import DEFAULT_ADAPTER, SwarmConfig
-from .recorder import to_op
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ def readers(config: SwarmConfig) -> list[AdapterClient]:
     return [AdapterClient(adapter, url, timeout=timeout) for url in config.nodes]
 
 
-def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: float | None = None) -> RunOutcome:
-    """Settle, read, check and (with ``config.results_dir``) write the run directory."""
+def finish_run(config: SwarmConfig, ops: Sequence[Op], *, started: float | None = None) -> RunOutcome:
+    """Settle, read, check ``ops`` (the collector's history) and (with ``config.results_dir``) write the run directory."""
     scenario = config.scenario
     clients = readers(config)
     adapter = clients[0].adapter
@@ -68,7 +67,6 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     if final.audit is None and not config.admin_token and config.adapter == DEFAULT_ADAPTER:
         # only the contract's audit takes that token; another adapter has its own way in
         final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
-    ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir
     if run_dir is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import structs
 
 from oversold.checker import INVARIANT_NAMES, Verdict, check
 from oversold.errors import BadInput
@@ -495,7 +496,7 @@ def test_of_two_conflicting_completions_the_earlier_wins_whatever_the_input_orde
     h = History()
     h.order("u1", "o1")
     h.pay("u1", "o1", outcome="ok")
-    late = replace(h.ops[-1], type="info", time=h.ops[-1].time + 5, status=503)
+    late = structs.replace(h.ops[-1], type="info", time=h.ops[-1].time + 5, status=503)
     f = final(1, [], [("o1", "u1", 1, NOW + 100)], counters={"available": 0, "held": 1, "sold": 0})
     for ops in (h.ops + [late], [late] + list(reversed(h.ops))):
         v = check(ops, f)
@@ -619,7 +620,7 @@ def test_other_sales_are_ignored_but_counted():
     for i in range(5):  # an oversell on another sale is not this sale's problem
         h.order(f"x{i}", f"x{i}", sale_id="other")
         h.pay(f"x{i}", f"x{i}", outcome="ok")
-    h.ops = [replace(op, sale_id="other") if op.user_id.startswith("x") else op for op in h.ops]
+    h.ops = [structs.replace(op, sale_id="other") if op.user_id.startswith("x") else op for op in h.ops]
     v = check(h.ops, f)
     assert v.overall == "pass"
     assert v.totals.other_sale_records == 20 and v.totals.ops == 8

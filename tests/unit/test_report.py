@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 from synthetic_run import OVERSOLD_ORDER, make_run_dir
 
+from oversold.analysis.html import MAX_EXAMPLES_ON_PAGE
 from oversold.analysis.results import load_schema, results_body, validate_results, write_outputs
 from oversold.analysis.summary import format_summary
 from oversold.checker import InvariantResult, Totals, Verdict, check
@@ -193,6 +194,35 @@ def test_results_and_report_carry_every_counterexample(tmp_path):
     assert "the first 10 open, the other 15 folded" in opened
     assert "<summary>15 more counterexample(s) of <code>no_phantom_sale</code>: #11 to #25</summary>" in folded
     assert "<script" not in html.lower() and "showing" not in html
+
+
+def test_a_run_with_thousands_of_counterexamples_keeps_the_page_small_and_all_of_them_in_results(tmp_path):
+    n = MAX_EXAMPLES_ON_PAGE + 300
+    run = make_run_dir(tmp_path / "run", stock=3, ghosts=n)
+    checked(run)
+    body = json.loads((run / "results.json").read_text())
+    phantom = next(i for i in body["invariants"] if i["name"] == "no_phantom_sale")
+    assert len(phantom["counterexamples"]) == n
+    html = (run / "report.html").read_text()
+    section = html[html.index('id="cx-no_phantom_sale"'):]
+    section = section[:section.index("</section>")]
+    assert section.count('<div class="example">') == MAX_EXAMPLES_ON_PAGE
+    last_shown = f"GHOST-{MAX_EXAMPLES_ON_PAGE - 1:03}"
+    assert last_shown in section and f"GHOST-{MAX_EXAMPLES_ON_PAGE:03}" not in section
+    assert (f"300 more counterexample(s) of <code>no_phantom_sale</code>, #{MAX_EXAMPLES_ON_PAGE + 1} to #{n}, "
+            f"are not on this page: results.json lists all {n}.") in section
+
+
+def test_the_harness_memory_sampled_into_the_timeline_is_charted(tmp_path):
+    run = make_run_dir(tmp_path / "run")
+    checked(run)
+    assert 'id="harness-memory"' not in (run / "report.html").read_text()  # not sampled: no chart
+    with open(run / "timeline.jsonl", "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(json.dumps({"t": 1000.0 + i, "available": 0, "held": 0, "sold": 3,
+                                               "harness_rss_mib": 180.0 + i}) for i in range(3)) + "\n")
+    checked(run)
+    html = (run / "report.html").read_text()
+    assert 'id="harness-memory"' in html and "180 to 182 MiB over 3 samples" in html
 
 
 def test_report_without_timeline_or_faults_says_so(tmp_path):

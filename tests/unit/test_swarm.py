@@ -150,6 +150,31 @@ def test_collector_completeness_and_atomic_write(tmp_path: Path) -> None:
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_collector_spools_rows_to_disk_and_merges_them_in_time_order(tmp_path: Path) -> None:
+    import gc
+
+    c = Collector(spool_dir=tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    for batch in range(5):  # two workers, each in its own clock order, interleaved in time
+        c.add("w1", [_row(f"a-{batch}", 10.0 * batch + 1), _row(f"a-{batch}", 10.0 * batch + 6, "ok")])
+        c.add("w2", [_row(f"b-{batch}", 10.0 * batch + 3), _row(f"b-{batch}", 10.0 * batch + 3, "ok")])
+    assert c.count == 20 and not hasattr(c, "_rows")
+    ops = c.ops()
+    spooled = sorted((tmp_path / "spool").glob("*.spool"))
+    assert len(spooled) == 2 and all(p.stat().st_size > 0 for p in spooled)  # on disk, not in memory
+    assert [o.time for o in ops] == sorted(o.time for o in ops)
+    assert [(o.op_id, o.type) for o in ops[:4]] == [("a-0", "invoke"), ("b-0", "invoke"), ("b-0", "ok"), ("a-0", "ok")]
+    path = tmp_path / "history.jsonl"
+    assert c.write(path) == 20 and read_history(path) == ops
+    mine = Collector()
+    mine.add("w", [_row("x-1", 1.0)])
+    spool = mine.spool_dir
+    assert spool is not None and spool.exists()
+    del mine
+    gc.collect()
+    assert not spool.exists()  # a private spool goes with its collector
+
+
 def test_is_sold_out() -> None:
     assert is_sold_out({"available": 0, "held": 0, "sold": 5})
     assert is_sold_out({"available": -2, "held": 0})  # an overselling backend
