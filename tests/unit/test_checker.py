@@ -405,7 +405,7 @@ def test_refusals_for_a_limit_are_not_sold_out_refusals():
     h, f = cut_short_sale(refused_after_return=False)
     h.t += (TTL + 2000) / 1000 + 1
     n = h.order("u7", outcome="fail")
-    h.ops[-1] = replace(h.ops[-1], code="limit_exceeded")
+    h.ops[-1] = structs.replace(h.ops[-1], code="limit_exceeded")
     assert h.ops[-1].op_id == n
     assert check(h.ops, f).invariant("sells_out").status == "unknown"
 
