@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from oversold.checker import Verdict
+from oversold.model.expect import Met
 
 from .thresholds import ThresholdResult
 
@@ -19,11 +20,11 @@ _MARK = {"pass": "ok  ", "fail": "FAIL", "unknown": "??  "}
 
 
 def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
-                   thresholds: Sequence[ThresholdResult] = ()) -> str:
+                   thresholds: Sequence[ThresholdResult] = (), expectation: Met | None = None) -> str:
     t = verdict.totals
     lines = [
         "",
-        f"verdict: {verdict.overall.upper()}",
+        f"verdict: {verdict.overall.upper()}" + (f" ({expectation.message})" if expectation is not None else ""),
         f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from oversold.errors import ScenarioError
 
+from .expect import Expectation
 from .checks import DURATION_RANGE, SEED_RANGE, Check, adapter_spec, http_url, redis_url
 from .fault_spec import ChaosConfig, FaultSpec
 
@@ -175,6 +176,8 @@ class Scenario:
     # the nemesis (oversold/model/fault_spec.py, docs/chaos.md): which driver, and the fault schedule
     chaos: ChaosConfig = ChaosConfig()
     faults: tuple[FaultSpec, ...] = ()
+    # the verdict the scenario expects (oversold/model/expect.py): a pass unless it declares a known failure
+    expect: Expectation = Expectation()
 
     @property
     def uses_ledger(self) -> bool:
