@@ -22,6 +22,7 @@ from oversold.model.history import FinalState, Op
 
 from .invariant import CheckOptions, Invariant
 from .ledger import LedgerNoOversell, StockConverges
+from .lifecycle import NoResurrection
 from .limits import PerUserLimits
 from .orders import OrdersApplied
 from .oversell import NoOversell
@@ -46,6 +47,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     PerUserLimits(),
     LedgerNoOversell(),
     StockConverges(),
+    NoResurrection(),
 )
 
 

@@ -35,7 +35,7 @@ EXPECT_VERDICTS = ("pass", "fail")
 INVARIANT_NAMES = (
     "no_oversell", "no_lost_sale", "no_phantom_sale", "conservation", "holds_returned", "single_payment",
     "unique_order_ids", "sells_out", "orders_applied", "refunds_compensated", "per_user_limits",
-    "ledger_no_oversell", "stock_converges",
+    "ledger_no_oversell", "stock_converges", "no_resurrection",
 )
 
 

@@ -26,7 +26,7 @@ from oversold.adapters.settle import settle_and_read
 from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.checker import Verdict
-from oversold.model.history import FinalState
+from oversold.model.history import FinalState, accepted_orders
 from oversold.model.scenario_file import dump_scenario
 
 from .config import SwarmConfig
@@ -55,12 +55,12 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     """Settle, read, check and (with ``config.results_dir``) write the run directory."""
     scenario = config.scenario
     clients = readers(config)
+    ops = [to_op(r) for r in rows]
     try:
-        final = settle_and_read(clients, scenario)
+        final = settle_and_read(clients, scenario, accepted=accepted_orders(ops, scenario.sale.id))
     finally:
         for c in clients:
             c.close()
-    ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir
     if run_dir is not None:
