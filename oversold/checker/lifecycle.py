@@ -78,5 +78,5 @@ class NoResurrection:
             return result(name, "unknown", f"No cancelled or refunded order was paid again as far as the history "
                                             f"shows, but the audit is missing, so whether {len(cancelled)} cancelled "
                                             f"orders were sold cannot be ruled out.")
-        return result(name, "pass", f"{len(cancelled)} orders certainly cancelled were never paid or sold; "
-                                     f"{len(refunded)} refunded orders were never paid again.")
+        return result(name, "pass", f"No order came back: of {len(cancelled)} certainly cancelled orders none was "
+                                     f"paid or sold, of {len(refunded)} refunded ones none was paid again.")
