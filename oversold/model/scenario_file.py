@@ -39,19 +39,23 @@ from .roles import chaos_problems
 from .scenario import (
     _SALE_ID,
     ASYNC_STRATEGIES,
+    LEDGER_STRATEGIES,
     PAY_AFTER_EXPIRY,
     STRATEGIES,
     USER_KINDS,
+    AdminConfig,
     Backend,
     BuyerConfig,
     CheckerConfig,
     DoubleClickerConfig,
     HoarderConfig,
     LatePayerConfig,
+    MindChangerConfig,
     RedisConfig,
     Sale,
     ScalperConfig,
     Scenario,
+    SessionsConfig,
     SimultaneousPayerConfig,
     Swarm,
 )
@@ -224,6 +228,13 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     late_payer = _kind_section(r, wd, "late_payer", LatePayerConfig, {"qty": qty, "wait_ms": ms, "late_ms": ms})
     simultaneous_payer = _kind_section(r, wd, "simultaneous_payer", SimultaneousPayerConfig, {
         "qty": qty, "lead_ms": int_in(0, 600_000)})
+    sessions = _kind_section(r, wd, "sessions", SessionsConfig, {
+        "qty": qty, "sessions": int_in(1, 100), "wait_ms": ms, "pay_delay_ms": ms})
+    mind_changer = _kind_section(r, wd, "mind_changer", MindChangerConfig, {
+        "qty": qty, "wait_ms": ms, "pay_delay_ms": ms})
+    admin = _kind_section(r, wd, "admin", AdminConfig, {
+        "wait_ms": ms, "refunds": boolean, "restock_qty": int_in(0, 1_000_000),
+        "in_transit_qty": int_in(0, 1_000_000)})
     swarm = Swarm(
         users=r.get(wd, "users", "swarm", d.swarm.users, int_in(1, 100_000)),
         spawn_rate=r.get(wd, "spawn_rate", "swarm", d.swarm.spawn_rate, number_in(0.1, 100_000)),
@@ -237,6 +248,9 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         double_clicker=double_clicker,
         late_payer=late_payer,
         simultaneous_payer=simultaneous_payer,
+        sessions=sessions,
+        mind_changer=mind_changer,
+        admin=admin,
         stop_when_sold_out=r.get(wd, "stop_when_sold_out", "swarm", d.swarm.stop_when_sold_out, boolean),
     )
 
@@ -252,6 +266,10 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     r.problems.extend(threshold_problems)
 
     expect = _expect(r, data, sale.strategy)
+    if mix.get("admin") and (admin.restock_qty or admin.in_transit_qty) and not (
+            backend.ledger or sale.strategy in LEDGER_STRATEGIES):
+        r.problems.append("swarm.admin: restock_qty / in_transit_qty change warehouse stock, which needs the "
+                          "warehouse ledger (backend.ledger: true or strategy pre_deduct_ledger)")
 
     if r.problems:
         raise ScenarioError(source, r.problems)

@@ -209,3 +209,30 @@ def test_holds_that_follow_each_other_are_within_the_limit():
     f2 = final(3, [("o3", "u1", 1)], [("o9", "u1", 1, NOW + 1000)], sale={"per_user_limit": 1})
     inv = check(h.ops, f2).invariant("per_user_limits")
     assert inv.status == "fail" and inv.counterexamples[0]["when"] == "end"
+
+
+# --------------------------------------------------------------------------- the stock an admin changed
+
+
+def test_restocks_and_receipts_in_the_history_raise_the_stock_the_invariants_use():
+    h = History()
+    for i in (1, 2, 3):
+        h.buy(f"u{i}", f"o{i}")
+    h.call("restock", "admin", qty=1)
+    h.call("in_transit", "admin", qty=5)  # not stock until received
+    h.call("receive", "admin", qty=1)
+    f = final(2, [("o1", "u1", 1), ("o2", "u2", 1), ("o3", "u3", 1)])
+    f = replace(f, counters={"available": 1, "held": 0, "sold": 3, "stock": 4})
+    v = check(h.ops, f)
+    assert v.overall == "pass" and v.totals.stock == 4
+    # without the receipt the counters claim a unit of stock nobody gave the sale
+    h2 = History()
+    for i in (1, 2, 3):
+        h2.buy(f"u{i}", f"o{i}")
+    h2.call("restock", "admin", qty=1)
+    assert statuses(check(h2.ops, f))["conservation"] == "fail"
+    # a receipt of unknown outcome counts as far as the counters show it, never beyond what was asked
+    h2.call("receive", "admin", qty=1, outcome="info")
+    assert check(h2.ops, f).totals.stock == 4 and check(h2.ops, f).overall == "pass"
+    too_much = replace(f, counters={**f.counters, "stock": 9, "available": 6})
+    assert check(h2.ops, too_much).totals.stock == 3
