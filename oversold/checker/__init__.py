@@ -13,6 +13,7 @@
 | ``orders`` | ``orders_applied`` |
 | ``limits`` | ``per_user_limits`` |
 | ``lifecycle`` | ``no_resurrection`` |
+| ``returns`` | ``stock_returned_once`` |
 | ``ledger`` | ``ledger_no_oversell``, ``stock_converges`` |
 
 Usage::

@@ -29,6 +29,7 @@ from .oversell import NoOversell
 from .payments import RefundsCompensated, SinglePayment, UniqueOrderIds
 from .reconcile import NoLostSale, NoPhantomSale
 from .result import Totals, Verdict, compose
+from .returns import StockReturnedOnce
 from .stock import Conservation, HoldsReturned, SellsOut
 from .view import SaleView
 
@@ -48,6 +49,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     LedgerNoOversell(),
     StockConverges(),
     NoResurrection(),
+    StockReturnedOnce(),
 )
 
 

@@ -36,6 +36,7 @@ INVARIANT_NAMES = (
     "no_oversell", "no_lost_sale", "no_phantom_sale", "conservation", "holds_returned", "single_payment",
     "unique_order_ids", "sells_out", "orders_applied", "refunds_compensated", "per_user_limits",
     "ledger_no_oversell", "stock_converges", "no_resurrection",
+    "stock_returned_once",
 )
 
 

@@ -167,6 +167,8 @@ class Audit:
     refunds: tuple[Record, ...] | None = None
     compensations: tuple[Record, ...] | None = None
     ledger: Ledger | None = None
+    # (order id, units its hold gave back to stock in all); None where the audit has no such list
+    released: tuple[tuple[str, int], ...] | None = None
 
     @property
     def sold_qty(self) -> int:
@@ -260,7 +262,19 @@ def parse_audit(raw: Any, where: str = "final_state.audit") -> Audit:
         refunds=_records(data, "refunds", where),
         compensations=_records(data, "compensations", where),
         ledger=parse_ledger(data["ledger"], f"{where}.ledger") if data.get("ledger") is not None else None,
+        released=_released(data, where),
     )
+
+
+def _released(data: dict[str, Any], where: str) -> tuple[tuple[str, int], ...] | None:
+    """The audit's optional ``released`` list: (order id, units its hold gave back), strictly."""
+    rows = data.get("released")
+    if rows is None:
+        return None
+    if not isinstance(rows, list):
+        raise BadInput(f"{where}.released: expected a list")
+    return tuple((_entry(e, f"{where}.released[{i}]")["order_id"], _int(e.get("qty"), f"{where}.released[{i}].qty"))
+                 for i, e in enumerate(rows))
 
 
 @dataclass(frozen=True)

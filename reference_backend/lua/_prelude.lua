@@ -161,6 +161,7 @@ end
 
 -- Give a held order's units back to stock, as the reaper or a cancel does.
 local function release(o, status)
+  redis.call('HINCRBY', skey('released'), o.order_id, o.qty)  -- what each hold gave back: the audit's `released`
   redis.call('INCRBY', KEYS[2], o.qty)
   redis.call('DECRBY', KEYS[3], o.qty)
   redis.call('HINCRBY', KEYS[8], o.user_id, -o.qty)

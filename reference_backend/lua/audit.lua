@@ -2,7 +2,7 @@
 -- KEYS: 1 meta, 2 avail, 3 held, 4 sold, 5 sold_set, 6 holds   ARGV: 1 order key prefix
 -- Answers nil without a sale, else
 -- {meta, {avail, held, sold, refunded}, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...},
---  {payments, refunds, compensations, warnings, alerts, refunded_sold}}
+--  {payments, refunds, compensations, warnings, alerts, refunded_sold, released (id, units, ...)}}
 local m = redis.call('HMGET', KEYS[1], 'strategy', 'stock', 'hold_ttl_ms', 'per_user_limit', 'pay_after_expiry')
 if not m[1] then return false end
 local P = string.sub(ARGV[1], 1, -3)  -- the sale's key prefix, for the side records
@@ -35,5 +35,6 @@ end
 -- the protections' records: JSON values of the ledgers, and the two streams
 local records = {redis.call('HVALS', P .. 'payments'), redis.call('HVALS', P .. 'refunds'),
                  redis.call('HVALS', P .. 'compensations'), redis.call('XRANGE', P .. 'warnings', '-', '+'),
-                 redis.call('XRANGE', P .. 'alerts', '-', '+'), redis.call('GET', P .. 'refunded_sold') or '0'}
+                 redis.call('XRANGE', P .. 'alerts', '-', '+'), redis.call('GET', P .. 'refunded_sold') or '0',
+                 redis.call('HGETALL', P .. 'released')}
 return {m, counters, now_ms(), sold, holds, records}

@@ -8,6 +8,7 @@ for _, id in ipairs(ids) do
   local f = redis.call('HMGET', okey, 'status', 'qty', 'user_id')
   if f[1] == 'held' then
     local qty = tonumber(f[2])
+    redis.call('HINCRBY', string.sub(ARGV[1], 1, -3) .. 'released', id, qty)  -- the audit's `released`
     redis.call('INCRBY', KEYS[2], qty)
     redis.call('DECRBY', KEYS[3], qty)
     redis.call('HINCRBY', KEYS[4], f[3], -qty)

@@ -4,7 +4,8 @@ Real Redis, real reference backend nodes (and a real order processor): a client 
 request into a history with the harness's recorder and adapter, the harness's settle step reads
 the final state, the checker judges. Each bug is planted by the test at the one place it lives,
 as a buggy backend would leave it (a processor that acknowledges and never applies, a lost
-idempotency record, a resurrected hold, a limit check that read a stale count), and each test
+idempotency record, a resurrected hold, a limit check that read a stale count, a reaper that
+releases a cancelled hold again), and each test
 first shows the checker before issue 13 (the old invariant's rule) would not have seen it.
 """
 
@@ -28,6 +29,7 @@ from oversold.model.scenario_file import parse_scenario
 from oversold.orchestrate.workers import start_order_worker
 from oversold.swarm.recorder import Recorder, to_op
 from reference_backend.keys import ORDER_GROUP, SaleKeys
+from reference_backend.lua import source
 
 SALE = "planted"
 
@@ -170,3 +172,24 @@ def test_two_holds_of_one_account_past_the_limit_fail_per_user_limits(shop, redi
     (example,) = v.invariant("per_user_limits").counterexamples
     assert example["when"] == "at_once" and example["units"] == 2
     assert example["order_ids"] == sorted([first.order_id, second.order_id])
+
+
+def test_a_hold_released_twice_fails_stock_returned_once(shop, redis_url):
+    s = shop(stock=3, hold_ttl_ms=30_000)
+    kept, dropped = s.order("u1"), s.order("u2")
+    assert s.cancel("u2", dropped.order_id).type == "ok"  # released once, by the cancel
+    # the planted bug: the cancel left the order on the reaper's list, and a reaper without the
+    # "still held?" guard (the reference's own reap.lua, guard removed) releases it a second time
+    k = SaleKeys(SALE)
+    buggy = source("reap").replace("if f[1] == 'held' then", "if f[1] then")
+    assert buggy != source("reap")
+    r = raw_redis(redis_url)
+    r.zadd(k.holds, {dropped.order_id: 0})
+    assert r.eval(buggy, 4, k.holds, k.avail, k.held, k.users, k.order_prefix, 100) == 1
+    r.close()
+    assert s.pay("u1", kept.order_id).type == "ok"
+    v, final, _ = s.judge()
+    assert {"order_id": dropped.order_id, "qty": 2} in final.audit["released"]
+    (example,) = v.invariant("stock_returned_once").counterexamples
+    assert (example["problem"], example["order_id"], example["returned"]) == ("returned_twice", dropped.order_id, 2)
+    assert "stock_returned_once" in failed(v)

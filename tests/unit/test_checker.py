@@ -472,7 +472,8 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
                            "unique_order_ids": "pass",
                            "sells_out": "unknown", "orders_applied": "pass", "refunds_compensated": "unknown",
                            "per_user_limits": "pass",
-                           "ledger_no_oversell": "pass", "stock_converges": "pass", "no_resurrection": "pass"}
+                           "ledger_no_oversell": "pass", "stock_converges": "pass", "no_resurrection": "pass",
+                           "stock_returned_once": "pass"}
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "
         "is within stock 3.")

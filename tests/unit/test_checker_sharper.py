@@ -236,3 +236,49 @@ def test_restocks_and_receipts_in_the_history_raise_the_stock_the_invariants_use
     assert check(h2.ops, f).totals.stock == 4 and check(h2.ops, f).overall == "pass"
     too_much = replace(f, counters={**f.counters, "stock": 9, "available": 6})
     assert check(h2.ops, too_much).totals.stock == 3
+
+
+# --------------------------------------------------------------------------- stock_returned_once
+
+
+def returns_sale(released: list[tuple[str, int]] | None, *, holds=()):
+    """u1 bought o1; u2's o2 and u3's o3 were cancelled; o4 of u4 is still held."""
+    h = History()
+    h.buy("u1", "o1")
+    for user, oid in (("u2", "o2"), ("u3", "o3")):
+        h.order(user, oid)
+        h.call("cancel", user, order_id=oid)
+    h.order("u4", "o4")
+    for c in h.ops:  # holds answer 201
+        if c.op == "order" and c.type == "ok":
+            h.ops[h.ops.index(c)] = replace(c, status=201)
+    f = final(5, [("o1", "u1", 1)], [("o4", "u4", 1, NOW + 1000), *holds])
+    if released is not None:
+        f = replace(f, audit={**f.audit, "released": [{"order_id": o, "qty": q} for o, q in released]})
+    return h.ops, f
+
+
+def test_each_hold_gives_its_units_back_once():
+    assert check(*returns_sale([("o2", 1), ("o3", 1)])).invariant("stock_returned_once").status == "pass"
+    assert check(*returns_sale(None)).invariant("stock_returned_once").message.startswith("Not checked")
+
+
+def test_a_hold_returned_twice_fails_though_the_totals_balance():
+    # o2 came back twice and o3 never: available + held + sold still adds up to stock
+    ops, f = returns_sale([("o2", 2)])
+    v = check(ops, f)
+    assert statuses(v)["conservation"] == "pass"
+    inv = v.invariant("stock_returned_once")
+    assert inv.status == "fail"
+    assert inv.message == ("2 holds did not give their units back exactly once: 1 twice, 0 while still held, 1 never "
+                           "after an acknowledged cancel.")
+    assert [(e["problem"], e["order_id"]) for e in inv.counterexamples] == [("returned_twice", "o2"),
+                                                                            ("never_returned", "o3")]
+
+
+def test_a_hold_still_listed_that_gave_its_units_back_fails():
+    ops, f = returns_sale([("o2", 1), ("o3", 1), ("o4", 1)])
+    inv = check(ops, f).invariant("stock_returned_once")
+    assert inv.status == "fail" and inv.counterexamples[0]["problem"] == "returned_while_held"
+    with pytest.raises(BadInput, match=r"final_state.audit.released\[0\].qty: expected an integer"):
+        check(ops, replace(f, audit={**f.audit, "released": [{"order_id": "o2", "qty": "1"}]}))
