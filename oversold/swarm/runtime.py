@@ -55,7 +55,7 @@ class SwarmRuntime:
     _pay_gate: Event = field(default_factory=Event)
     _pay_timer: gevent.Greenlet | None = None
     # (order id, account, qty) of orders paid (ok) by this process's users, latest last: what an admin refunds
-    paid: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1000))
+    paid: collections.deque[tuple[str, str, int]] = field(default_factory=lambda: collections.deque(maxlen=1000))
     _admin_adapter: Adapter | None = None
 
     def configure(self, config: SwarmConfig) -> None:
