@@ -87,7 +87,10 @@ def write_outputs(
     (out_dir / JUNIT_FILE).write_text(
         junit_xml(verdict, evaluation.thresholds, suite=f"oversold.{scenario.name}",
                   properties={"strategy": scenario.sale.strategy, "seed": str(scenario.seed),
-                              "verdict": verdict.overall},
+                              "verdict": verdict.overall,
+                              # an expected failure's cases fail in the XML too; this says the run met it
+                              **({"expectation": "met" if expectation.met else "not met"}
+                                 if expectation is not None else {})},
                   elapsed_s=elapsed_s),
         encoding="utf-8")
     (out_dir / REPORT_FILE).write_text(

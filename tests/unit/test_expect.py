@@ -110,3 +110,14 @@ def test_every_shipped_scenario_loads_and_an_expected_failure_names_its_strategy
     s = load_scenario(path)
     if s.expect.expects_failure:
         assert s.expect.strategy == s.sale.strategy, "a shipped scenario expects a failure of its own strategy"
+
+
+def test_the_run_directory_says_the_expectation_was_met(tmp_path):
+    from synthetic_run import make_run_dir
+
+    run_dir = make_run_dir(tmp_path / "run", stock=2)
+    j = judge(scenario(2, **OVERSOLD), history(), final_state(2), run_dir=run_dir)
+    assert j.exit_code == EXIT_PASS
+    results = (run_dir / "results.json").read_text()
+    assert '"met": true' in results
+    assert '<property name="expectation" value="met"' in (run_dir / "junit.xml").read_text()
