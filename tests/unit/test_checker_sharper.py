@@ -270,10 +270,10 @@ def test_a_hold_returned_twice_fails_though_the_totals_balance():
     assert statuses(v)["conservation"] == "pass"
     inv = v.invariant("stock_returned_once")
     assert inv.status == "fail"
-    assert inv.message == ("2 holds did not give their units back exactly once: 1 twice, 0 while still held, 1 never "
-                           "after an acknowledged cancel.")
-    assert [(e["problem"], e["order_id"]) for e in inv.counterexamples] == [("returned_twice", "o2"),
-                                                                            ("never_returned", "o3")]
+    assert inv.message == "1 holds gave their units back wrongly: 1 more than once, 0 while still held."
+    assert [(e["problem"], e["order_id"], e["returned"]) for e in inv.counterexamples] == [("returned_twice", "o2", 2)]
+    # a backend that records only some releases: nothing recorded is never a failure by itself
+    assert check(*returns_sale([("o2", 1)])).invariant("stock_returned_once").status == "pass"
 
 
 def test_a_hold_still_listed_that_gave_its_units_back_fails():
