@@ -22,11 +22,12 @@ class NoResurrection:
       so an ``ok`` pay of it, or the audit listing it sold, is a resurrection. "Certainly live":
       the sale refuses payments after expiry (``pay_after_expiry: refuse``: an ``ok`` cancel
       leaves nothing payable), or the cancel completed before the order's invoke plus the hold
-      TTL, or the strategy's orders never expire. A cancel that may have met an expired hold
+      TTL as one client's clock saw both, or the strategy's orders never expire. A cancel that may have met an expired hold
       (``fresh_stock``: a later payment may take fresh stock) is left out.
     - **refunded**: a payment invoked after an acknowledged ``refund`` of the order completed
       may not succeed (``order_refunded``), unless it retries, under its key, a payment that was
-      acknowledged before the refund (the stored first answer).
+      acknowledged before the refund (the stored first answer). Only payments the refunding client
+      sent itself are timed against its refund (one clock: hosts' clocks may disagree).
 
     Linear in the history. Refunds are seen only where the history records them (an admin
     actor's ``refund`` operations). Without an audit the history can fail it, but passes it only
@@ -47,7 +48,8 @@ class NoResurrection:
                 continue
             if c.op == "cancel" and oid not in cancelled:
                 oc = s.order_call.get(oid)
-                live = refuse or (oc is not None and done_time(c) < oc.time + ttl_s)
+                live = refuse or math.isinf(ttl_s) or (oc is not None and oc.first.process == c.first.process
+                                                        and done_time(c) < oc.time + ttl_s)
                 if live:
                     cancelled[oid] = c
             elif c.op == "refund" and oid not in refunded:
@@ -64,7 +66,8 @@ class NoResurrection:
         for oid in sorted(refunded):
             r = refunded[oid]
             earlier = {p.key for p in s.ok_pays(oid) if done_time(p) < r.time}
-            again = [p for p in s.ok_pays(oid) if p.time > done_time(r) and p.key not in earlier]
+            again = [p for p in s.ok_pays(oid) if p.first.process == r.first.process and p.time > done_time(r)
+                     and p.key not in earlier]
             if again:
                 examples.append({"order_id": oid, "after": "refund", "refund_op_id": r.op_id,
                                  "refunded_at": done_time(r), "ok_pay_op_ids": [p.op_id for p in again],

@@ -34,7 +34,10 @@ class PerUserLimits:
       order the audit lists sold holds them again from its first ``ok`` payment until a
       ``refund`` of it was invoked (refunded by the audit, with no refund in the history: not
       counted past the payment). Every bound leans to fewer units, so an overlap above the
-      limit is a certain breach, never a false alarm.
+      limit is a certain breach, never a false alarm. Times are compared only between records of
+      one client (the history's ``process``: one Locust user, one clock), so clock skew between
+      hosts of a distributed swarm cannot fake an overlap; an account shared by clients on several
+      processes is judged client by client at every moment, and as a whole at the end.
 
     The limit comes from ``final.extra["sale"]``, else the counters' ``per_user_limit``;
     missing or 0 means no limit, and the invariant passes unchecked. Without an audit the
@@ -99,27 +102,29 @@ def at_once_over(s: SaleView, limit: int) -> list[dict[str, Any]]:
             first_end[oid] = min(first_end.get(oid, math.inf), c.time)
         elif c.op == "refund" and c.outcome != "fail":
             refund_at[oid] = min(refund_at.get(oid, math.inf), c.time)
-    spans: dict[str, list[tuple[float, float, int, str]]] = defaultdict(list)  # user -> (start, end, qty, order)
+    # (user, client) -> (start, end, qty, order): one client's records share one clock
+    spans: dict[tuple[str, str], list[tuple[float, float, int, str]]] = defaultdict(list)
     for oid, oc in s.order_call.items():
         if oc.done is None or oc.done.status == 202:
             continue
+        who = (oc.user_id, oc.first.process)
         start = done_time(oc)
         end = min(oc.time + ttl_s, first_end.get(oid, math.inf))
         if end > start:
-            spans[oc.user_id].append((start, end, oc.qty, oid))
+            spans[who].append((start, end, oc.qty, oid))
         pays = s.ok_pays(oid)
         if pays and oid in sold:
             paid = min(done_time(p) for p in pays)
             until = refund_at.get(oid, paid if oid in refunded else math.inf)
             if until > paid:
-                spans[oc.user_id].append((paid, until, oc.qty, oid))
+                spans[who].append((paid, until, oc.qty, oid))
     found = []
-    for user in sorted(spans):
-        worst = _peak(spans[user])
+    for user, client in sorted(spans):
+        worst = _peak(spans[(user, client)])
         if worst is not None and worst[0] > limit:
             units, at, live = worst
-            found.append({"when": "at_once", "user_id": user, "units": units, "limit": limit, "time": at,
-                          "order_ids": live, **_refs(s, live)})
+            found.append({"when": "at_once", "user_id": user, "client": client, "units": units, "limit": limit,
+                          "time": at, "order_ids": live, **_refs(s, live)})
     return found
 
 
