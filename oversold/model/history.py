@@ -21,7 +21,7 @@ from oversold.errors import BadInput
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 OP_TYPES = ("invoke", "ok", "fail", "info")
-OPS = ("order", "pay", "cancel", "read")
+OPS = ("order", "pay", "cancel", "read", "refund", "restock", "in_transit", "receive")  # the admin kind: the last four
 
 
 @dataclass(frozen=True)
