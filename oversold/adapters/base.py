@@ -42,7 +42,8 @@ from .outcome import Outcome, outcome_of
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 #: The operations an adapter shapes (``Adapter.outcome`` gets one of these names).
-OPERATIONS = ("order", "pay", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles")
+OPERATIONS = ("order", "pay", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles",
+              "refund", "restock", "in_transit", "receive")
 
 
 class Request(NamedTuple):
@@ -111,6 +112,16 @@ class Adapter:
 
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Request | None:
         """Register user profiles (for a scalper policy); ``None``: the backend has no such thing."""
+        return None
+
+    # -- what an admin does during the sale (optional: the ``admin`` user kind) --------------
+
+    def refund(self, sale_id: str, order_id: str, key: str) -> Request | None:
+        """Refund a paid order and compensate its buyer."""
+        return None
+
+    def warehouse_change(self, sale_id: str, change: str, qty: int) -> Request | None:
+        """A warehouse stock change: ``restock``, ``in_transit`` or ``receive`` of ``qty`` units."""
         return None
 
     # -- answers ---------------------------------------------------------------------

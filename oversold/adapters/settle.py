@@ -39,6 +39,8 @@ class StateReader(Protocol):
 
     def audit(self, sale_id: str) -> dict[str, Any] | None: ...
 
+    # optional: ``order_state(sale_id, order_id) -> dict | None`` reads one order (see ``accepted``)
+
 
 def settle_deadline_s(scenario: Scenario) -> float:
     """How long settling may take: the hold TTL, the grace period and the quiesce timeout."""
@@ -72,8 +74,14 @@ def settle_and_read(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    accepted: Sequence[str] = (),
 ) -> FinalState:
-    """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state."""
+    """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state.
+
+    ``accepted`` are the orders the clients were answered 202 for (``accepted_orders`` of the
+    history): each is read once more here, its status kept in ``extra["orders"]`` (None where no
+    reader could read it), so ``orders_applied`` reconciles every one of them, not a queue length.
+    """
     pool: Sequence[StateReader] = [readers] if hasattr(readers, "counters") else list(readers)  # type: ignore[list-item]
     sale = scenario.sale
     deadline = clock() + settle_deadline_s(scenario)
@@ -93,8 +101,17 @@ def settle_and_read(
     counters = _first(pool, lambda r: r.counters(sale.id))
     audit = _first(pool, lambda r: r.audit(sale.id))
     read_ms = audit.get("now_ms") if audit else (counters.get("now_ms") if counters else None)
+    extra: dict[str, Any] = {"sale": sale.settings()}
+    if accepted and all(hasattr(r, "order_state") for r in pool):
+        extra["orders"] = {oid: _status(_first(pool, lambda r, oid=oid: r.order_state(sale.id, oid)))
+                           for oid in accepted}
     return FinalState(
         sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
         counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
-        extra={"sale": sale.settings()},
+        extra=extra,
     )
+
+
+def _status(order: dict[str, Any] | None) -> str | None:
+    status = order.get("status") if isinstance(order, dict) else None
+    return status if isinstance(status, str) else None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from oversold.checker import Verdict
+from oversold.model.expect import Met
 
 from .thresholds import ThresholdResult
 
@@ -26,13 +27,15 @@ NO_ADMIN_TOKEN = ("no admin token was given: the backend answers the audit only 
 
 
 def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
-                   thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None) -> str:
+                   thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None,
+                   expectation: Met | None = None) -> str:
     """The verdict, one line per invariant; ``audit_missing_why`` (when the audit could not be
-    read) is said once, instead of leaving every invariant that needed it to say only that it is missing."""
+    read) is said once, instead of leaving every invariant that needed it to say only that it is missing;
+    ``expectation`` (a scenario that expects a failure) is said beside the verdict."""
     t = verdict.totals
     lines = [
         "",
-        f"verdict: {verdict.overall.upper()}",
+        f"verdict: {verdict.overall.upper()}" + (f" ({expectation.message})" if expectation is not None else ""),
         f"  stock {t.stock}  sold {t.sold}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]

@@ -22,12 +22,14 @@ from oversold.model.history import FinalState, Op
 
 from .invariant import CheckOptions, Invariant
 from .ledger import LedgerNoOversell, StockConverges
+from .lifecycle import NoResurrection
 from .limits import PerUserLimits
 from .orders import OrdersApplied
 from .oversell import NoOversell
 from .payments import RefundsCompensated, SinglePayment, UniqueOrderIds
 from .reconcile import NoLostSale, NoPhantomSale
 from .result import Totals, Verdict, compose
+from .returns import StockReturnedOnce
 from .stock import Conservation, HoldsReturned, SellsOut
 from .view import SaleView
 
@@ -46,6 +48,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     PerUserLimits(),
     LedgerNoOversell(),
     StockConverges(),
+    NoResurrection(),
+    StockReturnedOnce(),
 )
 
 

@@ -28,7 +28,7 @@ from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.checker import Verdict
-from oversold.model.history import FinalState
+from oversold.model.history import FinalState, accepted_orders
 from oversold.model.scenario_file import dump_scenario
 
 from .config import SwarmConfig
@@ -57,14 +57,14 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
     """Settle, read, check and (with ``config.results_dir``) write the run directory."""
     scenario = config.scenario
     clients = readers(config)
+    ops = [to_op(r) for r in rows]
     try:
-        final = settle_and_read(clients, scenario)
+        final = settle_and_read(clients, scenario, accepted=accepted_orders(ops, scenario.sale.id))
     finally:
         for c in clients:
             c.close()
     if final.audit is None and not config.admin_token:
         final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
-    ops = [to_op(r) for r in rows]
     elapsed = time.time() - started if started is not None else None
     run_dir = config.results_dir
     if run_dir is not None:
