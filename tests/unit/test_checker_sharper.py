@@ -252,7 +252,10 @@ def test_restocks_and_receipts_in_the_history_raise_the_stock_the_invariants_use
 # --------------------------------------------------------------------------- stock_returned_once
 
 
-def returns_sale(released: list[tuple[str, int]] | None, *, holds=()):
+PRE_DEDUCT = {"strategy": "pre_deduct", "pay_after_expiry": "fresh_stock"}
+
+
+def returns_sale(released: list[tuple[str, int]] | None, *, holds=(), sale: dict | None = PRE_DEDUCT):
     """u1 bought o1; u2's o2 and u3's o3 were cancelled; o4 of u4 is still held."""
     h = History()
     h.buy("u1", "o1")
@@ -263,7 +266,7 @@ def returns_sale(released: list[tuple[str, int]] | None, *, holds=()):
     for c in h.ops:  # holds answer 201
         if c.op == "order" and c.type == "ok":
             h.ops[h.ops.index(c)] = replace(c, status=201)
-    f = final(5, [("o1", "u1", 1)], [("o4", "u4", 1, NOW + 1000), *holds])
+    f = final(5, [("o1", "u1", 1)], [("o4", "u4", 1, NOW + 1000), *holds], sale=sale)
     if released is not None:
         f = replace(f, audit={**f.audit, "released": [{"order_id": o, "qty": q} for o, q in released]})
     return h.ops, f
@@ -293,3 +296,19 @@ def test_a_hold_still_listed_that_gave_its_units_back_fails():
     assert inv.status == "fail" and inv.counterexamples[0]["problem"] == "returned_while_held"
     with pytest.raises(BadInput, match=r"final_state.audit.released\[0\].qty: expected an integer"):
         check(ops, replace(f, audit={**f.audit, "released": [{"order_id": "o2", "qty": "1"}]}))
+
+
+def test_a_second_hold_from_fresh_stock_may_give_back_again_where_one_can_exist():
+    # pre_deduct_ledger with fresh_stock: o2 expired (given back), a payment took fresh units into a
+    # confirming hold, the ledger refused it (given back again); o4 expired and is in its fresh hold now
+    ledger = {"strategy": "pre_deduct_ledger", "pay_after_expiry": "fresh_stock"}
+    v = check(*returns_sale([("o2", 2), ("o4", 1)], sale=ledger)).invariant("stock_returned_once")
+    assert v.status == "pass", v.message
+    assert check(*returns_sale([("o2", 3)], sale=ledger)).invariant("stock_returned_once").status == "fail"
+    assert check(*returns_sale([("o4", 2)], sale=ledger)).invariant("stock_returned_once").status == "fail"
+    # the same records where no second hold can exist: pre_deduct, or the ledger refusing late payments
+    for sale in (PRE_DEDUCT, {**ledger, "pay_after_expiry": "refuse"}):
+        assert check(*returns_sale([("o2", 2)], sale=sale)).invariant("stock_returned_once").status == "fail"
+        assert check(*returns_sale([("o4", 1)], sale=sale)).invariant("stock_returned_once").status == "fail"
+    # settings unknown (no sale sent, none counted): no false alarm
+    assert check(*returns_sale([("o2", 2)], sale=None)).invariant("stock_returned_once").status == "pass"
