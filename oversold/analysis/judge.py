@@ -47,13 +47,15 @@ def judge(scenario: Scenario, ops: Sequence[Op], final: FinalState, *, run_dir: 
     ``results.json``, ``junit.xml`` and ``report.html`` (into ``out_dir``, default ``run_dir``; nothing is
     written without a ``run_dir``) and decide the exit status. A scenario that expects a failure
     (``expect:``) exits 0 when the run shows exactly it, 6 when every invariant held (an unexpected pass),
-    1 when other invariants failed; thresholds do not count then (they are reported).
+    1 when other invariants failed, 2 when the expected one could not be decided; thresholds do not count
+    then (they are reported).
 
     Raises ``BadInput`` for a malformed final state (the checker never guesses).
     """
     verdict = check(ops, final, grace_ms=scenario.checker.grace_ms, expect_sell_out=scenario.checker.expect_sell_out)
     failed = [inv.name for inv in verdict.invariants if inv.status == "fail"]
-    met = scenario.expect.judge(verdict.overall, failed, scenario.sale.strategy)
+    undecided = [inv.name for inv in verdict.invariants if inv.status == "unknown"]
+    met = scenario.expect.judge(verdict.overall, failed, scenario.sale.strategy, undecided)
     if run_dir is not None:
         evaluation = write_outputs(run_dir, scenario, ops, final, verdict, elapsed_s=elapsed_s, out_dir=out_dir,
                                    expectation=met)

@@ -68,9 +68,11 @@ class Expectation:
     def applies_to(self, strategy: str) -> bool:
         return self.strategy is None or self.strategy == strategy
 
-    def judge(self, overall: str, failed: Sequence[str], strategy: str) -> Met | None:
+    def judge(self, overall: str, failed: Sequence[str], strategy: str, undecided: Sequence[str] = ()) -> Met | None:
         """The outcome against this expectation; None when it does not apply (another strategy, or a pass
-        is expected: the ordinary exit status stands)."""
+        is expected: the ordinary exit status stands). An expected failure that could not be decided
+        (``undecided``: e.g. ``sells_out`` of a run cut short) is inconclusive (2), never a pass or a 1,
+        unless an invariant the scenario does not allow failed."""
         if not self.expects_failure or not self.applies_to(strategy):
             return None
         named = ", ".join(self.invariant)
@@ -83,6 +85,9 @@ class Expectation:
         missing = [n for n in self.invariant if n not in failed]
         allowed = set(self.invariant) | set(self.may_also_fail)
         extra = [n for n in failed if n not in allowed]
+        if not extra and any(n in undecided for n in missing):
+            return Met(False, EXIT_INCONCLUSIVE, f"inconclusive: {', '.join(n for n in missing if n in undecided)} "
+                                                 f"could not be decided, while the scenario expects {named} to fail.")
         if missing or extra:
             parts = []
             if missing:

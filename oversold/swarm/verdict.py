@@ -28,6 +28,7 @@ from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.checker import Verdict
+from oversold.model.expect import Met
 from oversold.model.history import FinalState, accepted_orders
 from oversold.model.scenario_file import dump_scenario
 
@@ -44,6 +45,7 @@ class RunOutcome:
     final: FinalState
     exit_code: int
     summary: str
+    expectation: Met | None = None  # how the run compares with the scenario's expect: (None: a pass is expected)
 
 
 def readers(config: SwarmConfig) -> list[AdapterClient]:
@@ -73,4 +75,4 @@ def finish_run(config: SwarmConfig, rows: Sequence[Sequence[Any]], *, started: f
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
     j = judge(scenario, ops, final, run_dir=run_dir, elapsed_s=elapsed)
     return RunOutcome(verdict=j.verdict, evaluation=j.evaluation, final=final, exit_code=j.exit_code,
-                      summary=j.summary)
+                      summary=j.summary, expectation=j.expectation)

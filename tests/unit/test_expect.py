@@ -13,7 +13,7 @@ from oversold.analysis.judge import judge
 from oversold.analysis.results import results_body, validate_results
 from oversold.checker import INVARIANT_NAMES as CHECKER_NAMES
 from oversold.errors import ScenarioError
-from oversold.model.exit_codes import EXIT_FAIL, EXIT_PASS, EXIT_THRESHOLD, EXIT_UNEXPECTED
+from oversold.model.exit_codes import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_THRESHOLD, EXIT_UNEXPECTED
 from oversold.model.expect import INVARIANT_NAMES, Expectation
 from oversold.model.scenario import Sale, Scenario
 from oversold.model.scenario_file import dump_scenario, load_scenario, parse_scenario
@@ -85,6 +85,26 @@ def test_a_failure_of_an_undeclared_invariant_exits_1():
     missing = dict(OVERSOLD, invariant=("no_oversell", "sells_out"))
     j = judge(scenario(2, **missing), history(), final_state(2), run_dir=None)
     assert j.exit_code == EXIT_FAIL and "expected to fail but did not: sells_out" in j.summary
+
+
+def test_an_expected_failure_that_could_not_be_decided_is_inconclusive():
+    exp = Expectation(verdict="fail", invariant=("sells_out",), may_also_fail=("conservation",))
+    # sells_out of a run cut short is undecided (issue 14): never "as expected", never a violation
+    met = exp.judge("fail", ["conservation"], "order_deduct", undecided=["sells_out"])
+    assert met is not None and (met.met, met.exit_code) == (False, EXIT_INCONCLUSIVE)
+    assert "sells_out could not be decided" in met.message
+    assert exp.judge("inconclusive", [], "order_deduct", undecided=["sells_out"]).exit_code == EXIT_INCONCLUSIVE
+    # a failure the scenario does not allow still wins
+    assert exp.judge("fail", ["no_oversell"], "order_deduct", undecided=["sells_out"]).exit_code == EXIT_FAIL
+
+
+def test_the_web_ui_line_says_how_the_run_compares_with_expect():
+    from oversold.swarm.webui import describe
+    j = judge(scenario(2, **OVERSOLD), history(), final_state(2), run_dir=None)
+    line = describe(j.verdict, j.exit_code, j.expectation)
+    assert line.startswith("failed: no_oversell, conservation;") and "; as expected: no_oversell" in line
+    j = judge(scenario(3, **OVERSOLD), history(), final_state(3), run_dir=None)
+    assert "UNEXPECTED PASS" in describe(j.verdict, j.exit_code, j.expectation)
 
 
 def test_another_strategy_is_judged_as_any_run():
