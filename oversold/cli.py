@@ -2,7 +2,9 @@
 
 Exit status: 0 every invariant and threshold holds; 1 an invariant is violated;
 2 inconclusive; 3 a threshold failed (and every invariant holds); 4 bad input;
-5 the harness could not stand the system up. ``bench`` exits 0 once the
+5 the harness could not stand the system up; 6 an unexpected pass (the
+scenario declares a failure with ``expect:`` and every invariant held; the
+declared failure itself exits 0, any other failure 1). ``bench`` exits 0 once the
 benchmark ran, whatever the strategies' verdicts (they are a column), 4 on bad
 input, 5 when a run could not stand the system up. ``fuzz`` exits 0 when the
 backend does what its document says, 1 on any mismatch, 4 on bad input, 5

@@ -92,6 +92,10 @@ class SaleKeys:
         return self.prefix + "refunded"
 
     @property
+    def released(self) -> str:
+        return self.prefix + "released"  # hash: order id -> units its hold gave back to stock (the audit's)
+
+    @property
     def refunded_sold(self) -> str:
         return self.prefix + "refunded_sold"  # int: units of sold orders refunded afterwards
 

@@ -195,7 +195,7 @@ class Store:
              "created_ms": int(holds[i + 3]), "expires_ms": int(holds[i + 4]) if holds[i + 4] else None}
             for i in range(0, len(holds), 5)
         ]
-        payments, refunds, compensations, warnings, alerts, refunded_sold = records
+        payments, refunds, compensations, warnings, alerts, refunded_sold, released = records
         return {
             "sale_id": sale_id,
             "now_ms": int(now),
@@ -206,6 +206,8 @@ class Store:
             "refunds": _json_rows(refunds, "refunded_ms"),
             "compensations": _json_rows(compensations, "issued_ms"),
             "refunded_sold": int(refunded_sold),
+            "released": [{"order_id": released[i].decode(), "qty": int(released[i + 1])}
+                         for i in range(0, len(released), 2)],
             "warnings": _stream_rows(warnings),
             "alerts": _stream_rows(alerts),
         }

@@ -57,7 +57,8 @@ from .outcome import Outcome, outcome_of
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 #: The operations an adapter shapes (``Adapter.outcome`` gets one of these names).
-OPERATIONS = ("order", "pay", "buy", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles")
+OPERATIONS = ("order", "pay", "buy", "cancel", "read_order", "counters", "audit", "setup_sale", "profiles",
+              "refund", "restock", "in_transit", "receive")
 
 
 class RequestContext(NamedTuple):
@@ -176,6 +177,16 @@ class Adapter:
 
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Request | None:
         """Register user profiles (for a scalper policy); ``None``: the backend has no such thing."""
+        return None
+
+    # -- what an admin does during the sale (optional: the ``admin`` user kind) --------------
+
+    def refund(self, sale_id: str, order_id: str, key: str) -> Request | None:
+        """Refund a paid order and compensate its buyer."""
+        return None
+
+    def warehouse_change(self, sale_id: str, change: str, qty: int) -> Request | None:
+        """A warehouse stock change: ``restock``, ``in_transit`` or ``receive`` of ``qty`` units."""
         return None
 
     # -- the lifecycle: I/O allowed, in the orchestrator (or the Locust master) only ---------------

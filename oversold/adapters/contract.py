@@ -65,3 +65,10 @@ class ContractAdapter(Adapter):
     def load_profiles(self, sale_id: str, profiles: Mapping[str, Mapping[str, Any]]) -> Request | None:
         return Request("PUT", f"/v1/sales/{_seg(sale_id)}/profiles", {"profiles": dict(profiles)}, self._admin(),
                        "profiles")
+
+    def refund(self, sale_id: str, order_id: str, key: str) -> Request | None:
+        return Request("POST", f"/v1/sales/{_seg(sale_id)}/orders/{_seg(order_id)}/refund", {},
+                       {"Idempotency-Key": key, **self._admin()}, "refund")
+
+    def warehouse_change(self, sale_id: str, change: str, qty: int) -> Request | None:
+        return Request("POST", f"/v1/sales/{_seg(sale_id)}/{_seg(change)}", {"qty": qty}, self._admin(), change)

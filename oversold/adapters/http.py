@@ -73,6 +73,10 @@ class AdapterClient:
         """The audit, or None when it could not be read or the backend has no audit read."""
         return self._body(self.send(RequestContext("audit", sale_id), self.adapter.audit(sale_id)))
 
+    def order_state(self, sale_id: str, order_id: str) -> dict[str, Any] | None:
+        """One order as the backend shows it now, or None when it could not be read."""
+        return self._body(self.send("read_order", self.adapter.read_order(sale_id, order_id)))
+
     @property
     def has_audit(self) -> bool:
         return self.adapter.audit("-") is not None

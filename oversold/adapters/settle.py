@@ -43,6 +43,8 @@ class StateReader(Protocol):
 
     def audit(self, sale_id: str) -> dict[str, Any] | None: ...
 
+    # optional: ``order_state(sale_id, order_id) -> dict | None`` reads one order (see ``accepted``)
+
 
 class OwnReader:
     """An adapter's own read of the final state (``Adapter.read_state``: SQL against the user's database,
@@ -115,12 +117,17 @@ def settle_and_read(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     evidence: Evidence = DEFAULT_EVIDENCE,
+    accepted: Sequence[str] = (),
 ) -> FinalState:
     """Wait (bounded by ``settle_deadline_s``) until nothing that can lapse is held; read the final state.
 
     ``evidence`` is what the run's adapter declared it provides (``Adapter.evidence``); it goes into
     ``extra["evidence"]`` for the checker. When nothing could be read because every node refused the
-    connection, ``extra["unreachable"]`` says so (the summary shows it: the backend died)."""
+    connection, ``extra["unreachable"]`` says so (the summary shows it: the backend died).
+    ``accepted`` are the orders the clients were answered 202 for (``accepted_orders`` of the
+    history): each is read once more here, its status kept in ``extra["orders"]`` (None where no
+    reader could read it), so ``orders_applied`` reconciles every one of them, not a queue length.
+    """
     pool: Sequence[StateReader] = [readers] if hasattr(readers, "counters") else list(readers)  # type: ignore[list-item]
     sale = scenario.sale
     deadline = clock() + settle_deadline_s(scenario)
@@ -144,8 +151,17 @@ def settle_and_read(
     down = unreachable(pool) if counters is None else None
     if down is not None:
         extra["unreachable"] = down
+    order_readers = [r for r in pool if hasattr(r, "order_state")]  # an adapter's own read has none
+    if accepted and order_readers:
+        extra["orders"] = {oid: _status(_first(order_readers, lambda r, oid=oid: r.order_state(sale.id, oid)))
+                           for oid in accepted}
     return FinalState(
         sale_id=sale.id, stock=sale.stock, hold_ttl_ms=sale.hold_ttl_ms,
         counters=counters, audit=audit, read_ms=read_ms if isinstance(read_ms, int) else None,
         extra=extra,
     )
+
+
+def _status(order: dict[str, Any] | None) -> str | None:
+    status = order.get("status") if isinstance(order, dict) else None
+    return status if isinstance(status, str) else None

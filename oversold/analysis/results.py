@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from oversold.checker import SaleView, Verdict
+from oversold.model.expect import Met
 from oversold.model.history import FinalState, Op
 from oversold.model.scenario import Scenario
 from oversold.model.timeline import FAULTS_FILE, TIMELINE_FILE, read_faults, read_timeline
@@ -35,7 +36,7 @@ RESULTS_FILE, JUNIT_FILE, REPORT_FILE = "results.json", "junit.xml", "report.htm
 
 
 def results_body(scenario: Scenario, verdict: Verdict, evaluation: Evaluation | None,
-                 *, elapsed_s: float | None) -> dict[str, Any]:
+                 *, elapsed_s: float | None, expectation: Met | None = None) -> dict[str, Any]:
     """The ``results.json`` document: the verdict first, then thresholds, metrics and what ran."""
     body = verdict.to_dict()
     if evaluation is not None:
@@ -44,6 +45,11 @@ def results_body(scenario: Scenario, verdict: Verdict, evaluation: Evaluation | 
     else:
         body["thresholds"], body["metrics"] = [], {}
     body["scenario"] = {"name": scenario.name, "strategy": scenario.sale.strategy, "seed": scenario.seed}
+    if expectation is not None:
+        exp = scenario.expect
+        body["expectation"] = {"verdict": exp.verdict, "invariant": list(exp.invariant),
+                               "may_also_fail": list(exp.may_also_fail), "strategy": exp.strategy,
+                               **expectation.to_dict()}
     if elapsed_s is not None:
         body["elapsed_s"] = round(elapsed_s, 3)
     return body
@@ -59,6 +65,7 @@ def write_outputs(
     elapsed_s: float | None,
     out_dir: Path | None = None,
     view: SaleView | None = None,
+    expectation: Met | None = None,
 ) -> Evaluation:
     """Evaluate the run and write ``results.json``, ``junit.xml`` and ``report.html`` into ``out_dir``
     (default ``run_dir``, which holds the timeline and faults the report reads). ``view`` is the
@@ -77,12 +84,15 @@ def write_outputs(
         elapsed_s = _previous_elapsed(run_dir / RESULTS_FILE)
     out_dir = run_dir if out_dir is None else out_dir
     # results.json first: whatever happens to the other two, the verdict is on disk
-    body = results_body(scenario, verdict, evaluation, elapsed_s=elapsed_s)
+    body = results_body(scenario, verdict, evaluation, elapsed_s=elapsed_s, expectation=expectation)
     (out_dir / RESULTS_FILE).write_text(json.dumps(body, indent=2), encoding="utf-8")
     (out_dir / JUNIT_FILE).write_text(
         junit_xml(verdict, evaluation.thresholds, suite=f"oversold.{scenario.name}",
                   properties={"strategy": scenario.sale.strategy, "seed": str(scenario.seed),
-                              "verdict": verdict.overall},
+                              "verdict": verdict.overall,
+                              # an expected failure's cases fail in the XML too; this says the run met it
+                              **({"expectation": "met" if expectation.met else "not met"}
+                                 if expectation is not None else {})},
                   elapsed_s=elapsed_s),
         encoding="utf-8")
     (out_dir / REPORT_FILE).write_text(

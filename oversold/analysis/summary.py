@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from oversold.checker import Verdict
+from oversold.model.expect import Met
 
 from .thresholds import ThresholdResult
 
@@ -31,15 +32,16 @@ NO_ADMIN_TOKEN = ("no admin token was given: the backend answers the audit only 
 
 def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_examples: int = 3,
                    thresholds: Sequence[ThresholdResult] = (), audit_missing_why: str | None = None,
-                   notes: Sequence[str] = ()) -> str:
+                   notes: Sequence[str] = (), expectation: Met | None = None) -> str:
     """The verdict, the run in numbers, one line per invariant (with counterexamples when it failed),
     the thresholds; ``audit_missing_why`` (when the audit could not be read) is said once, instead of
     leaving every invariant that needed it to say only that it is missing; ``notes``: what the reader
-    must know to read the rest (the backend died)."""
+    must know to read the rest (the backend died); ``expectation`` (a scenario that expects a failure)
+    is said beside the verdict."""
     t = verdict.totals
     lines = [
         "",
-        f"verdict: {verdict.overall.upper()}",
+        f"verdict: {verdict.overall.upper()}" + (f" ({expectation.message})" if expectation is not None else ""),
         f"  stock {t.stock}  sold {_n(t.sold)}  oversold units {t.oversold_units}"
         f"  acknowledged payments {t.acked_paid}  unknown outcomes {t.info_ops}",
     ]

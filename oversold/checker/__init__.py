@@ -12,6 +12,8 @@
 | ``payments`` | ``single_payment``, ``unique_order_ids``, ``refunds_compensated`` |
 | ``orders`` | ``orders_applied`` |
 | ``limits`` | ``per_user_limits`` |
+| ``lifecycle`` | ``no_resurrection`` |
+| ``returns`` | ``stock_returned_once`` |
 | ``ledger`` | ``ledger_no_oversell``, ``stock_converges`` |
 
 Usage::

@@ -23,12 +23,14 @@ from oversold.model.history import FinalState, Op
 
 from .invariant import CheckOptions, Invariant, result
 from .ledger import LedgerNoOversell, StockConverges
+from .lifecycle import NoResurrection
 from .limits import PerUserLimits
 from .orders import OrdersApplied
 from .oversell import NoOversell, recorded_sold
 from .payments import RefundsCompensated, SinglePayment, UniqueOrderIds
 from .reconcile import NoLostSale, NoPhantomSale
 from .result import InvariantResult, Totals, Verdict, compose
+from .returns import StockReturnedOnce
 from .stock import Conservation, HoldsReturned, SellsOut
 from .view import SaleView
 
@@ -47,6 +49,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     PerUserLimits(),
     LedgerNoOversell(),
     StockConverges(),
+    NoResurrection(),
+    StockReturnedOnce(),
 )
 
 

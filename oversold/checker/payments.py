@@ -14,13 +14,25 @@ from .result import InvariantResult
 from .view import SaleView, done_time
 
 
+def reply(c: Call) -> tuple[Any, ...]:
+    """What a backend answered one request, as far as the history keeps it: status, error code, order, quantity."""
+    d = c.done
+    assert d is not None
+    return (d.status, d.code, c.order_id if c.outcome == "ok" else None, d.qty)
+
+
 class SinglePayment:
-    """At most one payment per order; one outcome per idempotency key; no order sold twice.
+    """At most one payment per order; one reply per idempotency key; no order sold twice.
 
     Repeat ``ok`` pays of one order are fine (paying a paid order is
-    idempotent) as long as they agree on the quantity. Completions with one
-    idempotency key and one operation must all name the same order and quantity.
-    Without an audit the history can still fail it, but not pass it.
+    idempotent) as long as they agree on the quantity. Every reply under one
+    idempotency key and operation must be the same (status, error code, order,
+    quantity), successes and refusals alike: a retry gets the stored first
+    answer, so a 200 and then a 409 under one key means the first outcome was
+    lost (the retry ran the operation again, into another state). Replies that
+    never came from the backend are left out: ``info`` (timeouts, 503) and
+    refused connections (no status). Without an audit the history can still
+    fail it, but not pass it.
     """
 
     name: ClassVar[str] = "single_payment"
@@ -45,7 +57,7 @@ class SinglePayment:
         first_of_key: dict[tuple[str, str], Call] = {}
         by_key: dict[tuple[str, str], list[Call]] = {}
         for c in s.calls:
-            if c.key is not None and c.outcome == "ok":
+            if c.key is not None and c.done is not None and c.done.status and c.outcome != "info":
                 k = (c.op, c.key)
                 first = first_of_key.get(k)
                 if first is None:
@@ -56,14 +68,13 @@ class SinglePayment:
                     by_key[k] = [first, c]
         split = 0
         for (op, key), cs in sorted(by_key.items()):
-            outcomes = {(c.order_id, c.done.qty if c.done else c.qty) for c in cs}
-            if len(outcomes) > 1:
+            if len({reply(c) for c in cs}) > 1:
                 split += 1
-                examples.append({"op": op, "key": key, "order_ids": [c.order_id for c in cs],
-                                 "user_ids": [c.user_id for c in cs], "op_ids": [c.op_id for c in cs],
-                                 "times": [done_time(c) for c in cs]})
+                examples.append({"op": op, "key": key, "replies": [list(reply(c)) for c in cs],
+                                 "order_ids": [c.order_id for c in cs], "user_ids": [c.user_id for c in cs],
+                                 "op_ids": [c.op_id for c in cs], "times": [done_time(c) for c in cs]})
         if split:
-            problems.append(f"{split} idempotency keys gave two different ok outcomes")
+            problems.append(f"{split} idempotency keys were answered two different ways")
         if s.audit is not None:
             twice = sorted((oid, n) for oid, n in Counter(e.order_id for e in s.audit.sold).items() if n > 1)
             for oid, n in twice:
@@ -76,8 +87,8 @@ class SinglePayment:
         if s.audit is None:
             return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
                                             f"but the audit is missing so double sales cannot be ruled out.")
-        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key)} idempotency keys with ok "
-                                     f"outcomes, each with one outcome, and no order sold twice.")
+        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key)} idempotency keys answered, "
+                                     f"each the same way every time, and no order sold twice.")
 
 
 class UniqueOrderIds:

@@ -21,6 +21,10 @@ from oversold.model.history import FinalState, Op
 from oversold.model.state import Audit, Counters, Ledger, SaleSettings, SaleState, parse_state
 
 
+# operations that add units to a sale's stock (an admin's warehouse changes; in_transit adds none until received)
+WAREHOUSE_ADDS = ("restock", "receive")
+
+
 def done_time(c: Call) -> float:
     """When an operation completed, else (no completion) when it was invoked."""
     return c.done_time if c.done_time is not None else c.time
@@ -82,9 +86,25 @@ class SaleView:
 
     # -- the final state, for short -------------------------------------------------
 
-    @property
+    @cached_property
     def stock(self) -> int:
-        return self.state.stock
+        """The sale's stock at the end: the initial stock plus the units restocked and received
+        (``restock`` / ``receive`` operations of an admin in the history). Of those whose outcome is
+        unknown (``info``), what the final counters' stock shows, as long as it lies between the
+        acknowledged and the acknowledged plus every unknown one (no backend may add more than it
+        was asked to)."""
+        added = unknown = 0
+        for c in self.calls:
+            if c.op in WAREHOUSE_ADDS:
+                if c.outcome == "ok":
+                    added += c.qty
+                elif c.outcome == "info":
+                    unknown += c.qty
+        known = self.state.stock + added
+        shown = self.counters.stock if self.counters is not None else None
+        if unknown and shown is not None and known <= shown <= known + unknown:
+            return shown
+        return known
 
     @property
     def audit(self) -> Audit | None:

@@ -3,6 +3,7 @@
 
 With the scalper policy on (``scenarios/scalper_rush.yaml``) the farm's orders
 are refused as ``risk_rejected``; turn it off to watch scalpers take the stock.
+Ordinary accounts in several sessions (``Sessions``) race the per-user limit.
 The shape reads the peak from ``-u`` and the end from ``-t``.
 
     locust -f locustfiles/scalper_rush.py --headless --host http://127.0.0.1:8001 \\
@@ -10,6 +11,6 @@ The shape reads the peak from ``-u`` and the end from ``-t``.
         --oversold-setup-sale --oversold-results runs/scalpers
 """
 
-from oversold.swarm import Buyer, FlashSaleShape, Scalper, plugin  # noqa: F401 - Locust picks these up
+from oversold.swarm import Buyer, FlashSaleShape, Scalper, Sessions, plugin  # noqa: F401 - Locust picks these up
 
 plugin.install()

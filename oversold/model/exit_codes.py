@@ -7,6 +7,7 @@
 3     a threshold failed (and every invariant holds)
 4     bad input (scenario, flags, saved run)
 5     the harness could not stand the system up
+6     unexpected pass: the scenario expects a failure (``expect:``) and every invariant held
 ====  ==========================================================
 
 Usage::
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_STAND_UP = 0, 1, 2, 3, 4, 5
+EXIT_UNEXPECTED = 6  # a scenario's declared failure (expect:) did not show: the gate must not stay green
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
 
 

@@ -25,7 +25,7 @@ from oversold.errors import BadInput
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 OP_TYPES = ("invoke", "ok", "fail", "info")
-OPS = ("order", "pay", "cancel", "read")
+OPS = ("order", "pay", "cancel", "read", "refund", "restock", "in_transit", "receive")  # the admin kind: the last four
 
 
 class Op(msgspec.Struct, frozen=True, gc=False):
@@ -185,3 +185,19 @@ def _read_lines(buf: bytes, path: Path, line_no: int) -> Iterator[Op]:
         if not isinstance(data, dict):
             raise BadInput(f"{where}: expected an object")
         yield Op.from_dict(data, where)
+
+
+def accepted_orders(ops: Iterable[Op], sale_id: str) -> list[str]:
+    """Ids of the orders of ``sale_id`` a backend accepted for later (``ok`` with 202: an asynchronous
+    order), first seen first. The settle step reads each of them once the sale is quiet, so the checker
+    can reconcile every one of them (``orders_applied``).
+
+    >>> accepted_orders([Op("ok", "u-1", 1.0, "u", "u", "buyer", "order", "s", order_id="7", status=202)], "s")
+    ['7']
+    """
+    seen: dict[str, None] = {}
+    for op in ops:
+        if (op.type == "ok" and op.op == "order" and op.status == 202 and op.order_id
+                and op.sale_id == sale_id):
+            seen.setdefault(op.order_id, None)
+    return list(seen)

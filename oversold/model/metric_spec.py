@@ -20,7 +20,7 @@ MetricKind = Literal["trend", "rate", "counter", "gauge"]
 
 #: Kinds of users who buy to use: what they get counts towards the legit fill rate.
 #: Every other kind (``hoarder``, ``scalper``, ...) is a bot.
-LEGIT_KINDS = frozenset({"buyer", "late_payer", "double_clicker", "simultaneous_payer"})
+LEGIT_KINDS = frozenset({"buyer", "late_payer", "double_clicker", "simultaneous_payer", "sessions", "mind_changer"})
 
 #: Operations that get a ``latency.<op>`` trend.
 LATENCY_OPS = ("order", "pay", "cancel")

@@ -20,6 +20,7 @@ from typing import Any
 
 from oversold.errors import ScenarioError
 
+from .expect import Expectation
 from .checks import DURATION_RANGE, SEED_RANGE, Check, adapter_spec, http_url, redis_url
 from .fault_spec import ChaosConfig, FaultSpec
 
@@ -29,7 +30,8 @@ LEDGER_STRATEGIES = ("pre_deduct_ledger",)  # cannot run without the warehouse l
 UNSYNCED_STRATEGIES = ("pre_deduct_buckets",)  # cannot be synced with the warehouse ledger (backend.ledger)
 ASYNC_STRATEGIES = ("pre_deduct", "pre_deduct_ledger", "pre_deduct_coalesced")  # can queue orders (sale.async_orders)
 BUCKETED = "pre_deduct_buckets"  # the strategy whose sale has sale.buckets
-USER_KINDS = ("buyer", "hoarder", "scalper", "double_clicker", "late_payer", "simultaneous_payer")
+USER_KINDS = ("buyer", "hoarder", "scalper", "double_clicker", "late_payer", "simultaneous_payer", "sessions",
+              "mind_changer", "admin")
 PAY_AFTER_EXPIRY = ("refuse", "fresh_stock")
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -150,6 +152,29 @@ class SimultaneousPayerConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    qty: int = 1
+    sessions: int = 3  # parallel sessions of one account: each orders at once, against the per-user limit
+    wait_ms: tuple[int, int] = (200, 800)
+    pay_delay_ms: tuple[int, int] = (20, 200)
+
+
+@dataclass(frozen=True)
+class MindChangerConfig:
+    qty: int = 1
+    wait_ms: tuple[int, int] = (200, 800)
+    pay_delay_ms: tuple[int, int] = (20, 200)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    wait_ms: tuple[int, int] = (300, 800)  # between two admin actions
+    refunds: bool = True  # refund an order paid in this process, then its buyer pays it again (must be refused)
+    restock_qty: int = 0  # units restocked each action (needs the warehouse ledger: backend.ledger)
+    in_transit_qty: int = 0  # units announced in transit each action, received the next one (ledger)
+
+
+@dataclass(frozen=True)
 class Swarm:
     users: int = 120
     spawn_rate: float = 120.0
@@ -163,6 +188,9 @@ class Swarm:
     double_clicker: DoubleClickerConfig = DoubleClickerConfig()
     late_payer: LatePayerConfig = LatePayerConfig()
     simultaneous_payer: SimultaneousPayerConfig = SimultaneousPayerConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    mind_changer: MindChangerConfig = MindChangerConfig()
+    admin: AdminConfig = AdminConfig()
     stop_when_sold_out: bool = True
 
     def weight_of(self, kind: str | None) -> int | None:
@@ -198,6 +226,8 @@ class Scenario:
     # the nemesis (oversold/model/fault_spec.py, docs/chaos.md): which driver, and the fault schedule
     chaos: ChaosConfig = ChaosConfig()
     faults: tuple[FaultSpec, ...] = ()
+    # the verdict the scenario expects (oversold/model/expect.py): a pass unless it declares a known failure
+    expect: Expectation = Expectation()
 
     @property
     def backend_label(self) -> str:

@@ -33,25 +33,30 @@ from .checks import (
     redis_url,
     warn_thresholds,
 )
+from .expect import EXPECT_VERDICTS, INVARIANT_NAMES, Expectation
 from .fault_spec import PERSISTENCE, TOPOLOGIES, parse_chaos, parse_faults
 from .roles import chaos_problems
 from .scenario import (
     _SALE_ID,
     ASYNC_STRATEGIES,
+    LEDGER_STRATEGIES,
     PAY_AFTER_EXPIRY,
     STRATEGIES,
     UNSYNCED_STRATEGIES,
     USER_KINDS,
+    AdminConfig,
     Backend,
     BuyerConfig,
     CheckerConfig,
     DoubleClickerConfig,
     HoarderConfig,
     LatePayerConfig,
+    MindChangerConfig,
     RedisConfig,
     Sale,
     ScalperConfig,
     Scenario,
+    SessionsConfig,
     SimultaneousPayerConfig,
     Swarm,
 )
@@ -128,7 +133,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         data = {}
     if not isinstance(data, dict):
         raise ScenarioError(source, [f"(top level): must be a mapping, got {_kind(data)}"])
-    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker", "thresholds", "chaos", "faults"), "")
+    r.unknown(data, ("name", "seed", "sale", "backend", "redis", "swarm", "checker", "thresholds", "chaos", "faults",
+                    "expect"), "")
 
     d = Scenario()
     name = r.get(data, "name", "", d.name, lambda v: None if isinstance(v, str) and v else "must be a non-empty string")
@@ -230,6 +236,13 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     late_payer = _kind_section(r, wd, "late_payer", LatePayerConfig, {"qty": qty, "wait_ms": ms, "late_ms": ms})
     simultaneous_payer = _kind_section(r, wd, "simultaneous_payer", SimultaneousPayerConfig, {
         "qty": qty, "lead_ms": int_in(0, 600_000)})
+    sessions = _kind_section(r, wd, "sessions", SessionsConfig, {
+        "qty": qty, "sessions": int_in(1, 100), "wait_ms": ms, "pay_delay_ms": ms})
+    mind_changer = _kind_section(r, wd, "mind_changer", MindChangerConfig, {
+        "qty": qty, "wait_ms": ms, "pay_delay_ms": ms})
+    admin = _kind_section(r, wd, "admin", AdminConfig, {
+        "wait_ms": ms, "refunds": boolean, "restock_qty": int_in(0, 1_000_000),
+        "in_transit_qty": int_in(0, 1_000_000)})
     swarm = Swarm(
         users=r.get(wd, "users", "swarm", d.swarm.users, int_in(1, 100_000)),
         spawn_rate=r.get(wd, "spawn_rate", "swarm", d.swarm.spawn_rate, number_in(0.1, 100_000)),
@@ -243,6 +256,9 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         double_clicker=double_clicker,
         late_payer=late_payer,
         simultaneous_payer=simultaneous_payer,
+        sessions=sessions,
+        mind_changer=mind_changer,
+        admin=admin,
         stop_when_sold_out=r.get(wd, "stop_when_sold_out", "swarm", d.swarm.stop_when_sold_out, boolean),
     )
 
@@ -257,14 +273,54 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     thresholds, threshold_problems = _thresholds_of(data.get("thresholds"))
     r.problems.extend(threshold_problems)
 
+    expect = _expect(r, data, sale.strategy)
+    if mix.get("admin") and (admin.restock_qty or admin.in_transit_qty) and not (
+            backend.ledger or sale.strategy in LEDGER_STRATEGIES):
+        r.problems.append("swarm.admin: restock_qty / in_transit_qty change warehouse stock, which needs the "
+                          "warehouse ledger (backend.ledger: true or strategy pre_deduct_ledger)")
+
     if r.problems:
         raise ScenarioError(source, r.problems)
     scenario = Scenario(name=name, seed=seed, sale=sale, backend=backend, redis=redis_cfg, swarm=swarm,
-                        checker=checker, thresholds=thresholds, chaos=chaos_cfg, faults=faults)
+                        checker=checker, thresholds=thresholds, chaos=chaos_cfg, faults=faults, expect=expect)
     cross = chaos_problems(scenario)  # topology options together, fault roles against the topology
     if cross:
         raise ScenarioError(source, cross)
     return scenario
+
+
+def _names(r: _Reader, value: Any, path: str) -> tuple[str, ...]:
+    """One invariant name or a list of them, each a name the checker knows."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        r.problems.append(f"{path}: must be an invariant name or a list of them, got {value!r}")
+        return ()
+    for n in names:
+        if n not in INVARIANT_NAMES:
+            r.problems.append(f"{path}: {n!r} is not an invariant; known: {', '.join(INVARIANT_NAMES)}")
+    return tuple(names)
+
+
+def _expect(r: _Reader, data: dict, strategy: str) -> Expectation:
+    """``expect:``: the verdict the scenario expects; a failure names the invariant(s) that must fail."""
+    ed = r.section(data, "expect", "")
+    if not ed:
+        return Expectation()
+    r.unknown(ed, ("verdict", "invariant", "may_also_fail", "strategy"), "expect")
+    verdict = r.get(ed, "verdict", "expect", None, one_of(EXPECT_VERDICTS))
+    if "verdict" not in ed:
+        r.problems.append(f"expect.verdict: missing; one of {', '.join(EXPECT_VERDICTS)}")
+    named = _names(r, ed["invariant"], "expect.invariant") if "invariant" in ed else ()
+    also = _names(r, ed["may_also_fail"], "expect.may_also_fail") if "may_also_fail" in ed else ()
+    for_strategy = strategy if ed.get("strategy") is None else r.get(ed, "strategy", "expect", strategy,
+                                                                      one_of(STRATEGIES))
+    if verdict == "fail" and not named:
+        r.problems.append("expect.invariant: an expected failure names the invariant(s) that must fail")
+    if verdict == "pass" and (named or also):
+        r.problems.append("expect: an expected pass names no invariants (invariant, may_also_fail are for fail)")
+    if verdict != "fail":
+        return Expectation()
+    return Expectation(verdict=verdict, invariant=named, may_also_fail=also, strategy=for_strategy)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -168,6 +168,8 @@ class Audit:
     refunds: tuple[Record, ...] | None = None
     compensations: tuple[Record, ...] | None = None
     ledger: Ledger | None = None
+    # (order id, units its hold gave back to stock in all); None where the audit has no such list
+    released: tuple[tuple[str, int], ...] | None = None
 
     @property
     def sold_qty(self) -> int:
@@ -261,7 +263,19 @@ def parse_audit(raw: Any, where: str = "final_state.audit") -> Audit:
         refunds=_records(data, "refunds", where),
         compensations=_records(data, "compensations", where),
         ledger=parse_ledger(data["ledger"], f"{where}.ledger") if data.get("ledger") is not None else None,
+        released=_released(data, where),
     )
+
+
+def _released(data: dict[str, Any], where: str) -> tuple[tuple[str, int], ...] | None:
+    """The audit's optional ``released`` list: (order id, units its hold gave back), strictly."""
+    rows = data.get("released")
+    if rows is None:
+        return None
+    if not isinstance(rows, list):
+        raise BadInput(f"{where}.released: expected a list")
+    return tuple((_entry(e, f"{where}.released[{i}]")["order_id"], _int(e.get("qty"), f"{where}.released[{i}].qty"))
+                 for i, e in enumerate(rows))
 
 
 @dataclass(frozen=True)
@@ -271,6 +285,7 @@ class SaleSettings:
     strategy: str | None = None
     per_user_limit: int | None = None
     async_orders: bool | None = None
+    pay_after_expiry: str | None = None  # refuse | fresh_stock, as sent (None: not known)
 
 
 @dataclass(frozen=True)
@@ -290,6 +305,9 @@ class SaleState:
     audit: Audit | None
     settings: SaleSettings
     evidence: Evidence = DEFAULT_EVIDENCE
+    # order id -> its status as read once the sale settled (``extra.orders``: the asynchronous orders
+    # the clients were answered 202 for); None where the read failed, the whole map None when not read
+    order_status: dict[str, str | None] | None = None
 
     @property
     def ledger(self) -> Ledger | None:
@@ -314,9 +332,24 @@ def _settings(final: FinalState, counters: Counters | None, audit: Audit | None)
 
     limit = pick("per_user_limit")
     async_orders = pick("async_orders")
+    after = sent.get("pay_after_expiry")
     return SaleSettings(strategy=pick("strategy"),
                         per_user_limit=_int(limit, "per_user_limit", optional=True),
-                        async_orders=async_orders if isinstance(async_orders, bool) else None)
+                        async_orders=async_orders if isinstance(async_orders, bool) else None,
+                        pay_after_expiry=after if isinstance(after, str) else None)
+
+
+def _order_status(final: FinalState) -> dict[str, str | None] | None:
+    """``extra.orders``: order id -> status (or null: it could not be read), strictly."""
+    raw = (final.extra or {}).get("orders")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BadInput("final_state.extra.orders: expected an object of order id -> status")
+    for oid, status in raw.items():
+        if status is not None and not isinstance(status, str):
+            raise BadInput(f"final_state.extra.orders.{oid}: expected a status string or null, got {status!r}")
+    return dict(raw)
 
 
 def parse_state(final: FinalState) -> SaleState:
@@ -327,4 +360,5 @@ def parse_state(final: FinalState) -> SaleState:
         counters = audit.counters
     evidence = parse_evidence((final.extra or {}).get("evidence", DEFAULT_EVIDENCE), "final_state.extra.evidence")
     return SaleState(sale_id=final.sale_id, stock=final.stock, hold_ttl_ms=final.hold_ttl_ms, counters=counters,
-                     audit=audit, settings=_settings(final, counters, audit), evidence=evidence)
+                     audit=audit, settings=_settings(final, counters, audit), evidence=evidence,
+                     order_status=_order_status(final))

@@ -51,7 +51,7 @@ from oversold.checker import Verdict
 from oversold.errors import HarnessError, StandUpError
 from oversold.infra.procs import LOOPBACK, Child, free_port
 from oversold.model.fault_spec import FaultSpec
-from oversold.model.history import FinalState, read_history
+from oversold.model.history import FinalState, accepted_orders, read_history
 from oversold.model.roles import schedule
 from oversold.model.scenario import Scenario
 from oversold.model.scenario_file import dump_scenario
@@ -170,7 +170,7 @@ def run_scenario(
         ops = read_history(history_path)
         progress(f"swarm: done, {len(ops)} history records")
 
-        final = _settle(nodes, topo, scenario, progress)
+        final = _settle(nodes, topo, scenario, progress, accepted_orders(ops, scenario.sale.id))
         if final.audit is None and scenario.backend.url and not os.environ.get(ADMIN_TOKEN_ENV):
             final = dataclasses.replace(final, extra={**final.extra, AUDIT_MISSING_WHY: NO_ADMIN_TOKEN})
         sampler.stop()
@@ -219,6 +219,10 @@ class AnyNode:
     def audit(self, sale_id: str) -> dict[str, Any] | None:
         """The audit, or None when no node could give it or the backend has no audit read."""
         return _body(self._ask(lambda c: c.send("audit", c.adapter.audit(sale_id))))
+
+    def order_state(self, sale_id: str, order_id: str) -> dict[str, Any] | None:
+        """One order as the backend shows it now, or None when no node could say."""
+        return _body(self._ask(lambda c: c.send("read_order", c.adapter.read_order(sale_id, order_id))))
 
     def setup_sale(self, scenario: Scenario) -> Outcome | None:
         """Create or reset the sale on the first node (None: the adapter has no admin reset)."""
@@ -358,9 +362,10 @@ def _wait_locust(locust: Child, scenario: Scenario, runner: FaultRunner) -> None
         raise runner.error
 
 
-def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progress) -> FinalState:
+def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progress,
+            accepted: list[str]) -> FinalState:
     """Settle holds and read the final state; with a sync worker, wait for front and warehouse to converge."""
-    final = _settle_and_read(nodes, scenario)
+    final = _settle_and_read(nodes, scenario, accepted)
     if not topo.has_sync:
         return final
     began = time.monotonic()
@@ -371,7 +376,7 @@ def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progre
         converged = _converged(nodes.counters(scenario.sale.id))
     waited = round(time.monotonic() - began, 3)
     if waited > 0.05:
-        final = _settle_and_read(nodes, scenario)  # the converged (or the last) state
+        final = _settle_and_read(nodes, scenario, accepted)  # the converged (or the last) state
         converged = _converged(final.counters)
     c = final.counters or {}
     wh = c.get("warehouse") or {}
@@ -383,10 +388,11 @@ def _settle(nodes: AnyNode, topo: Topology, scenario: Scenario, progress: Progre
     return dataclasses.replace(final, extra={**final.extra, "sync": sync})
 
 
-def _settle_and_read(nodes: AnyNode, scenario: Scenario) -> FinalState:
+def _settle_and_read(nodes: AnyNode, scenario: Scenario, accepted: list[str]) -> FinalState:
     """Settle holds and read the final state, through the one settle step plain Locust runs use too
     (the adapter's own ``read_state`` first, when it has one)."""
-    return settle_and_read(state_readers(nodes.adapter, [nodes]), scenario, evidence=nodes.adapter.evidence)
+    return settle_and_read(state_readers(nodes.adapter, [nodes]), scenario, evidence=nodes.adapter.evidence,
+                           accepted=accepted)
 
 
 def _converged(counters: dict[str, Any] | None) -> bool:

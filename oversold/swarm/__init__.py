@@ -15,7 +15,7 @@ Modules:
 - ``profiles``  - bot farms' account names and the scalper profile (pure)
 - ``runtime``   - per-process state shared by the users (config, adapter, recorder, drain flag, pay instant)
 - ``soldout``   - the watch that stops the swarm once nothing is left to buy
-- ``users``     - ``SwarmUser`` and the six kinds of buyers and bots
+- ``users``     - ``SwarmUser`` and the nine kinds of buyers, bots and the admin
 - ``shape``     - ``FlashSaleShape``: quiet, a spike at the opening second, decay
 - ``verdict``   - the end of a plain ``locust`` run: settle, read, check, exit code
 - ``plugin``    - ``--oversold-*`` options and the Locust event wiring (``install()``)
@@ -35,6 +35,7 @@ from typing import Any
 _LAZY = {
     "SwarmUser": "users", "Buyer": "users", "HoldHoarder": "users", "Scalper": "users",
     "DoubleClicker": "users", "LatePayer": "users", "SimultaneousPayer": "users",
+    "Sessions": "users", "MindChanger": "users", "Admin": "users",
     "FlashSaleShape": "shape", "plugin": "plugin",
 }
 

@@ -549,7 +549,7 @@ class _Node:
         log.info("oversold: verdict %s, exit code %d", outcome.verdict.overall, outcome.exit_code)
         self.env.process_exit_code = outcome.exit_code
         self.board.finished(self.test_no, outcome.verdict.overall, outcome.exit_code,
-                            describe(outcome.verdict, outcome.exit_code))
+                            describe(outcome.verdict, outcome.exit_code, outcome.expectation))
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
         if self.rt.role == "worker":

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -27,7 +28,7 @@ from gevent.event import Event
 
 from oversold.adapters.base import Adapter, load_adapter
 
-from .config import SwarmConfig
+from .config import ADMIN_TOKEN_ENV, SwarmConfig
 from .recorder import Recorder
 
 log = logging.getLogger("oversold.swarm")
@@ -53,10 +54,23 @@ class SwarmRuntime:
     _indexes: dict[str, itertools.count] = field(default_factory=dict)
     _pay_gate: Event = field(default_factory=Event)
     _pay_timer: gevent.Greenlet | None = None
+    # (order id, account, qty) of orders paid (ok) by this process's users, latest last: what an admin refunds
+    paid: collections.deque[tuple[str, str, int]] = field(default_factory=lambda: collections.deque(maxlen=1000))
+    _admin_adapter: Adapter | None = None
 
     def configure(self, config: SwarmConfig) -> None:
         self.adapter = load_adapter(config.adapter, options=config.scenario.backend.adapter_options)
         self.config = config
+
+    @property
+    def admin_adapter(self) -> Adapter:
+        """The run's adapter with the admin token (the master's, else the environment's, as a worker's):
+        only the ``admin`` user kind sends admin requests from the swarm."""
+        if self._admin_adapter is None:
+            config = self.require_config()
+            self._admin_adapter = load_adapter(config.adapter,
+                                               admin_token=config.admin_token or os.environ.get(ADMIN_TOKEN_ENV))
+        return self._admin_adapter
 
     def require_config(self) -> SwarmConfig:
         if self.config is None:

@@ -20,6 +20,9 @@ class                  kind (swarm.mix)      what it does
 ``DoubleClicker``      ``double_clicker``    the same order and payment twice with one key, and with a new one
 ``LatePayer``          ``late_payer``        pays after its hold expired
 ``SimultaneousPayer``  ``simultaneous_payer`` holds (or orders), then pays at the master's one instant
+``Sessions``           ``sessions``          one account in several sessions: parallel orders against its limit
+``MindChanger``        ``mind_changer``      pays and cancels one hold at once; cancels a paid order; pays a cancelled one
+``Admin``              ``admin``             refunds paid orders (their buyers pay again); restocks, in transit, receive
 =====================  ====================  ==================================================
 
 Write your own kinds by subclassing ``SwarmUser`` (set ``kind``, read your
@@ -211,6 +214,18 @@ class SwarmUser(FastHttpUser):
         return self._call("pay", "buy", self.adapter.buy(self.sale_id, account, qty, key), qty, account,
                           f"buy:{key}", key)
 
+    def refund(self, order_id: str, qty: int, *, account: str) -> Outcome | None:
+        """Refund a paid order (admin; None when the adapter has no refund). Recorded as the admin's."""
+        req = self.swarm.admin_adapter.refund(self.sale_id, order_id, self.new_key())
+        if req is None:
+            return None
+        return self._call("refund", "refund", req, qty, account, order_id, req.headers.get("Idempotency-Key"))
+
+    def warehouse(self, change: str, qty: int) -> Outcome | None:
+        """``restock``, ``in_transit`` or ``receive`` of ``qty`` units (admin; None when the adapter has none)."""
+        req = self.swarm.admin_adapter.warehouse_change(self.sale_id, change, qty)
+        return None if req is None else self._call(change, change, req, qty, self.user_id)
+
     def read_order(self, order_id: str, *, account: str | None = None) -> Outcome:
         """Look at one's order (recorded as ``read``: it changes nothing)."""
         return self._call("read", "read_order", self.adapter.read_order(self.sale_id, order_id), 0,
@@ -239,6 +254,8 @@ class SwarmUser(FastHttpUser):
                     content = None
                 ctx = RequestContext(adapter_op, self.sale_id, account, qty, key, order_id)
                 outcome = self.adapter.outcome_in(ctx, status, content, getattr(resp, "error", None))
+                if op == "pay" and outcome.type == "ok" and order_id is not None:
+                    self.swarm.paid.append((order_id, account, qty))
                 rec.complete(
                     pending, outcome.type, status=outcome.status or None, code=outcome.code,
                     order_id=outcome.order_id if op == "order" else order_id,
@@ -540,3 +557,115 @@ class SimultaneousPayer(SwarmUser):
                 return
         if not self.swarm.draining:
             self.pay(placed.order_id, self.cfg.qty)
+
+
+class Sessions(SwarmUser):
+    """One account in several sessions (browser tabs, devices) at once: ``sessions`` parallel orders of
+    ``qty`` from the same account, each under its own key, so the per-user limit (限购) is raced by one
+    buyer with an ordinary profile (a scalper farm is refused by the policy before it gets there). Pays
+    every hold it got.
+
+    Usage (scenario)::
+
+        swarm: {mix: {sessions: 1}, sessions: {sessions: 3, qty: 1}}
+    """
+
+    kind = "sessions"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.sessions
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def race(self) -> None:
+        if self.swarm.draining:
+            return
+        qty = self.cfg.qty
+        placed = self.parallel([lambda: self.hold(qty)] * self.cfg.sessions)
+        held = [o.order_id for o in placed if o is not None and o.type == "ok" and o.order_id]
+        self.sleep_ms(self.cfg.pay_delay_ms)
+        if held and not self.swarm.draining:
+            self.parallel([lambda oid=oid: self.pay(oid, qty) for oid in held])
+
+
+class MindChanger(SwarmUser):
+    """A buyer who changes their mind: holds, then one of three, drawn at random: sends pay and cancel
+    of the hold at once (exactly one may win), pays and then cancels (a paid order: ``already_paid``),
+    or cancels and then pays (a cancelled order: ``order_cancelled``).
+
+    Usage (scenario)::
+
+        swarm: {mix: {mind_changer: 1}, mind_changer: {qty: 1, pay_delay_ms: [20, 200]}}
+    """
+
+    kind = "mind_changer"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.mind_changer
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def change_mind(self) -> None:
+        if self.swarm.draining:
+            return
+        qty = self.cfg.qty
+        placed = self.hold(qty)
+        oid = placed.order_id
+        if placed.type != "ok" or oid is None:
+            return
+        self.sleep_ms(self.cfg.pay_delay_ms)
+        if self.swarm.draining:
+            return
+        way = self.rng.randrange(3)
+        if way == 0:
+            self.parallel([lambda: self.pay(oid, qty), lambda: self.cancel(oid, qty)])
+        elif way == 1:
+            if self.pay(oid, qty).type == "ok" and not self.swarm.draining:
+                self.cancel(oid, qty)
+        elif self.cancel(oid, qty).type == "ok" and not self.swarm.draining:
+            self.pay(oid, qty)
+
+
+class Admin(SwarmUser):
+    """The shop's operator during the sale (退款与赔偿, 库存): every ``wait_ms`` it refunds an order paid by
+    this process's users and, as that buyer, pays it again (a refunded order must stay refunded:
+    ``order_refunded``); restocks ``restock_qty`` units; announces ``in_transit_qty`` units in transit and
+    receives them the next time. Warehouse changes need the ledger (``backend.ledger``). Admin requests
+    carry the run's admin token (``OVERSOLD_ADMIN_TOKEN``).
+
+    Usage (scenario)::
+
+        swarm: {mix: {admin: 1}, admin: {refunds: true, restock_qty: 5, in_transit_qty: 5}}
+    """
+
+    kind = "admin"
+
+    def configure(self, scenario: Any) -> None:
+        self.cfg = scenario.swarm.admin
+        self.in_transit = 0
+
+    def wait_time(self) -> float:
+        return self.think(self.cfg.wait_ms)
+
+    @task
+    def operate(self) -> None:
+        if self.swarm.draining:
+            return
+        if self.cfg.refunds and self.swarm.paid:
+            oid, account, qty = self.swarm.paid[self.rng.randrange(len(self.swarm.paid))]
+            refunded = self.refund(oid, qty, account=account)
+            if refunded is not None and refunded.type == "ok" and not self.swarm.draining:
+                self.pay(oid, qty, account=account)  # the buyer's retry after the refund: must be refused
+        if self.cfg.restock_qty and not self.swarm.draining:
+            self.warehouse("restock", self.cfg.restock_qty)
+        if self.in_transit and not self.swarm.draining:
+            if self.warehouse("receive", self.in_transit) is not None:
+                self.in_transit = 0
+        elif self.cfg.in_transit_qty and not self.swarm.draining:
+            placed = self.warehouse("in_transit", self.cfg.in_transit_qty)
+            if placed is not None and placed.type == "ok":
+                self.in_transit = self.cfg.in_transit_qty

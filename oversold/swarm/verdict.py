@@ -28,7 +28,8 @@ from oversold.analysis.evaluation import Evaluation
 from oversold.analysis.judge import judge
 from oversold.analysis.summary import AUDIT_MISSING_WHY, NO_ADMIN_TOKEN
 from oversold.checker import Verdict
-from oversold.model.history import FinalState, Op
+from oversold.model.expect import Met
+from oversold.model.history import FinalState, Op, accepted_orders
 from oversold.model.scenario_file import dump_scenario
 
 from .config import DEFAULT_ADAPTER, SwarmConfig
@@ -43,6 +44,7 @@ class RunOutcome:
     final: FinalState
     exit_code: int
     summary: str
+    expectation: Met | None = None  # how the run compares with the scenario's expect: (None: a pass is expected)
 
 
 def readers(config: SwarmConfig) -> list[AdapterClient]:
@@ -59,7 +61,8 @@ def finish_run(config: SwarmConfig, ops: Sequence[Op], *, started: float | None 
     clients = readers(config)
     adapter = clients[0].adapter
     try:
-        final = settle_and_read(state_readers(adapter, clients), scenario, evidence=adapter.evidence)
+        final = settle_and_read(state_readers(adapter, clients), scenario, evidence=adapter.evidence,
+                                accepted=accepted_orders(ops, scenario.sale.id))
     finally:
         for c in clients:
             c.close()
@@ -75,4 +78,4 @@ def finish_run(config: SwarmConfig, ops: Sequence[Op], *, started: float | None 
         (run_dir / "final_state.json").write_text(json.dumps(final.to_dict(), indent=1), encoding="utf-8")
     j = judge(scenario, ops, final, run_dir=run_dir, elapsed_s=elapsed)
     return RunOutcome(verdict=j.verdict, evaluation=j.evaluation, final=final, exit_code=j.exit_code,
-                      summary=j.summary)
+                      summary=j.summary, expectation=j.expectation)

@@ -88,8 +88,9 @@ class VerdictBoard:
             return response
 
 
-def describe(verdict: Any, exit_code: int) -> str:
-    """A line on why: the invariants that failed or could not be decided, else that all hold."""
+def describe(verdict: Any, exit_code: int, expectation: Any = None) -> str:
+    """A line on why: the invariants that failed or could not be decided, else that all hold; with a
+    scenario that expects a failure (``expect:``), how the run compares with it (the exit status's reason)."""
     failed = [i.name for i in verdict.invariants if i.status == "fail"]
     unknown = [i.name for i in verdict.invariants if i.status == "unknown"]
     parts = []
@@ -99,4 +100,6 @@ def describe(verdict: Any, exit_code: int) -> str:
         parts.append("undecided: " + ", ".join(unknown))
     if not parts:
         parts.append("every invariant holds" + (" but a threshold failed" if exit_code == 3 else ""))
+    if expectation is not None:
+        parts.append(expectation.message)
     return "; ".join(parts)

@@ -135,6 +135,7 @@ end
 
 -- Give a held order's units back to stock, as the reaper or a cancel does.
 local function release(o, status)
+  redis.call('HINCRBY', skey('released'), o.order_id, o.qty)  -- what each hold gave back: the audit's `released`
   redis.call('INCRBY', K_AVAIL, o.qty)
   redis.call('DECRBY', K_HELD, o.qty)
   redis.call('HINCRBY', K_USERS, o.user_id, -o.qty)

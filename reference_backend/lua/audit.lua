@@ -2,7 +2,7 @@
 -- Audit: one consistent snapshot of a sale for the checker.
 -- Answers nil without a sale, else
 -- {meta, {avail, held, sold, refunded}, now_ms, {id, user, qty, paid_ms, ...}, {id, user, qty, created, expires, ...},
---  {payments, refunds, compensations, warnings, alerts, refunded_sold}}
+--  {payments, refunds, compensations, warnings, alerts, refunded_sold, released (id, units, ...)}}
 local K_META, K_AVAIL, K_HELD, K_SOLD, K_SOLD_SET, K_HOLDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local A_ORDER_PREFIX = ARGV[1]
 
@@ -38,5 +38,6 @@ end
 -- the protections' records: JSON values of the ledgers, and the two streams
 local records = {redis.call('HVALS', P .. 'payments'), redis.call('HVALS', P .. 'refunds'),
                  redis.call('HVALS', P .. 'compensations'), redis.call('XRANGE', P .. 'warnings', '-', '+'),
-                 redis.call('XRANGE', P .. 'alerts', '-', '+'), redis.call('GET', P .. 'refunded_sold') or '0'}
+                 redis.call('XRANGE', P .. 'alerts', '-', '+'), redis.call('GET', P .. 'refunded_sold') or '0',
+                 redis.call('HGETALL', P .. 'released')}
 return {m, counters, now_ms(), sold, holds, records}

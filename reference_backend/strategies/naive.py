@@ -127,6 +127,7 @@ class Naive(Strategy):
             p.set(k.avail, int(avail_raw or 0) + order["qty"])  # lost update
             p.decrby(k.held, order["qty"])
             p.hincrby(k.users, order["user_id"], -order["qty"])
+            p.hincrby(k.released, order_id, order["qty"])
             p.zrem(k.holds, order_id)
             p.hset(k.order(order_id), "status", "cancelled")
             await p.execute()

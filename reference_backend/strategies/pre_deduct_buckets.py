@@ -24,7 +24,8 @@ TTL, the reaper, payment, cancel, refunds, the oversell detector.
   bucket's leftovers, so stock does not wait in a bucket nobody orders from.
 - **Counters and audit** are the sums over the buckets (units sent and not yet
   received count as available), stock the sale's total, so the checker's
-  invariants hold unchanged.
+  invariants hold unchanged. The audit's ``released`` joins every bucket's: each
+  bucket's cancel, pay-after-expiry and reaper record the holds they give back.
 - **Coalesced**: each bucket's concurrent orders share one batch script call.
 
 Not supported: ``async_orders``, inventory warnings (a bucket sees only its
@@ -342,6 +343,7 @@ class PreDeductBuckets(PreDeduct):
         for name in ("sold", "holds", "payments", "refunds", "compensations", "warnings", "alerts"):
             merged[name] = [row for a in audits for row in a[name]]  # type: ignore[index]
         merged["refunded_sold"] = sum(a["refunded_sold"] for a in audits)  # type: ignore[index]
+        merged["released"] = _released_sum(audits)  # type: ignore[arg-type]
         merged["buckets"] = [{"bucket": b, "tag": tag, **{k: a["counters"][k] for k in ("stock", "available", "held",  # type: ignore[index]
                                                                                        "sold")}}
                              for b, (tag, a) in enumerate(zip(layout.tags, audits))]
@@ -397,6 +399,17 @@ class PreDeductBuckets(PreDeduct):
             except Exception:  # noqa: BLE001 - a bug here must not stop the node's other loops
                 log.exception("buckets: rebalancing failed")
             await asyncio.sleep(interval_s)
+
+
+def _released_sum(audits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The buckets' ``released`` lists as one: each bucket records the holds it gave back (its own
+    prelude and reaper, in the releasing step), and an order lives in one bucket, so summing per
+    order id only joins them; were an id in two buckets, its units would add up, not hide."""
+    units: dict[str, int] = {}
+    for a in audits:
+        for row in a["released"]:
+            units[row["order_id"]] = units.get(row["order_id"], 0) + row["qty"]
+    return [{"order_id": oid, "qty": qty} for oid, qty in units.items()]
 
 
 def _bucket_gone(reply: Reply) -> bool:

@@ -93,18 +93,23 @@ def test_limits_idempotency_pay_cancel_refund_and_reads_go_to_the_home_bucket(ba
     audit = assert_conserved(b, "hot")
     assert (audit["counters"]["sold"], audit["counters"]["held"], audit["refunded_sold"]) == (1, 1, 1)
     assert [r["order_id"] for r in audit["refunds"]] == [oid]
+    assert audit["released"] == [{"order_id": second["order_id"], "qty": 1}]  # the cancel, in bob's bucket
 
 
 def test_expired_holds_come_back_to_their_bucket_and_are_sold_from_there(backend):
     a, b = clients(backend)
     put(a, "hot", stock=4, buckets=2, hold_ttl_ms=300)
     hoarder = users_of_bucket(0, 2, 1)[0]
-    assert a.order("hot", hoarder, 4)[0] == 201  # takes bucket 1's units too
+    status, hoard = a.order("hot", hoarder, 4)
+    assert status == 201  # takes bucket 1's units too
     assert b.order("hot", users_of_bucket(1, 2, 1)[0], 1)[0] == 409
     assert wait_for(lambda: counters(a, "hot")["available"] == 4, timeout=3)
     buyers = users_of_bucket(1, 2, 4)
     assert [b.order("hot", u, 1)[0] for u in buyers] == [201] * 4
-    assert assert_conserved(a, "hot")["counters"]["held"] == 4
+    audit = assert_conserved(a, "hot")
+    assert audit["counters"]["held"] == 4
+    # the reaper of the hoarder's bucket recorded the release (the audit joins every bucket's)
+    assert audit["released"] == [{"order_id": hoard["order_id"], "qty": 4}]
 
 
 def test_a_transfer_stranded_between_its_steps_counts_as_available_and_is_finished(backend, redis_url):

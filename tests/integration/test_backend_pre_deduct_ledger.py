@@ -189,3 +189,26 @@ def test_after_expiry_only_fresh_stock_and_only_through_the_ledger(env):
     assert status == 200 and body["status"] == "paid"
     assert ledger_view(path, "f")[1] == {o: 1}
     assert_conserved(a, "f")
+
+
+def test_a_late_payment_refused_by_the_ledger_gives_back_two_holds(env):
+    """With fresh_stock a payment after expiry takes fresh units into a second (confirming) hold; the
+    ledger refusing it gives those back too, so the order's released units are twice its qty (what
+    stock_returned_once allows for pre_deduct_ledger, and only there)."""
+    (a, b), path, redis_url = env
+    put(a, "h", stock=1, hold_ttl_ms=150, pay_after_expiry="fresh_stock")
+    first = a.order("h", "u0", 1)[1]["order_id"]
+    assert b.pay("h", first)[0] == 200  # the warehouse sold its one unit
+    r = raw_redis(redis_url)
+    r.set("os:{h}:avail", 1)  # lost writes: the front believes the unit is back
+    r.set("os:{h}:sold", 0)
+    r.delete("os:{h}:sold_set")
+    r.close()
+    order = a.order("h", "u1", 1)[1]
+    assert wait_past(order["expires_ms"])
+    status, body = b.pay("h", order["order_id"])
+    assert (status, body["error"]["code"]) == (409, "sold_out")  # the ledger refused the fresh hold
+    assert a.get_order("h", order["order_id"])[1]["status"] == "cancelled"
+    status, audit = a.audit("h")
+    assert status == 200
+    assert audit["released"] == [{"order_id": order["order_id"], "qty": 2}]  # the expired hold, then the fresh one

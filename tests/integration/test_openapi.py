@@ -168,6 +168,7 @@ def exercise_live(node: BackendNode, conf: Conformance) -> None:
     assert status == 201
     status, audit = call(node, conf, "GET", "/v1/sales/c/audit", None, ADMIN)
     assert status == 200 and len(audit["sold"]) == 1 and len(audit["holds"]) == 1
+    assert audit["released"] == [{"order_id": second["order_id"], "qty": 1}]  # the cancelled hold
     assert call(node, conf, "GET", "/v1/sales/c/audit")[0] == 401
     assert call(node, conf, "GET", "/v1/sales/none/audit", None, ADMIN)[0] == 404
     assert call(node, conf, "GET", "/v1/sales/a.b/audit", None, ADMIN)[0] == 400
@@ -192,6 +193,10 @@ def exercise_buckets(node: BackendNode, conf: Conformance) -> None:
     assert call(node, conf, "POST", f"/v1/sales/b/orders/{order['order_id']}/pay")[0] == 200
     status, audit = call(node, conf, "GET", "/v1/sales/b/audit", None, ADMIN)
     assert status == 200 and sum(b["sold"] for b in audit["buckets"]) == audit["counters"]["sold"] == 3
+    status, other = call(node, conf, "POST", "/v1/sales/b/orders", {"user_id": "u2", "qty": 1})
+    assert call(node, conf, "POST", f"/v1/sales/b/orders/{other['order_id']}/cancel")[0] == 200
+    status, audit = call(node, conf, "GET", "/v1/sales/b/audit", None, ADMIN)
+    assert audit["released"] == [{"order_id": other["order_id"], "qty": 1}]  # the bucket's, in the sale's audit
     assert call(node, conf, "PUT", "/v1/sales/b", {**sale, "strategy": "pre_deduct"}, ADMIN)[0] == 400  # buckets
 
 

@@ -129,7 +129,9 @@ def test_async_sale_sells_out_through_the_queue_and_passes(tmp_path: Path) -> No
     done = completions(out)
     orders = [o for o in done if o["op"] == "order"]
     applied_msg = next(i["message"] for i in results["invariants"] if i["name"] == "orders_applied")
-    assert applied_msg == f"All {len(orders)} accepted (202) orders were applied: none is left queued."
+    assert applied_msg == (f"All {len(orders)} accepted (202) orders were applied or rejected, each read once the "
+                           f"sale settled; none is left queued.")
+    assert set(final["extra"]["orders"]) == {o["order_id"] for o in orders}  # every accepted order read at the end
     # every order was queued (202 pending), none applied on the spot
     assert Counter((o["type"], o["status"]) for o in orders) == {("ok", 202): len(orders)}
     order_ids = {o["order_id"] for o in orders}
@@ -230,9 +232,11 @@ def test_killed_order_processors_leave_the_sale_unsold_and_the_run_fails(tmp_pat
     orders = [o for o in done if o["op"] == "order"]
     assert orders and {(o["type"], o["status"]) for o in orders} == {("ok", 202)}  # still accepted
     assert len(orders) > c["queued"]  # some were applied before the kill, the rest never
+    pending = sum(1 for status in final["extra"]["orders"].values() if status == "pending")
+    assert pending >= c["queued"]  # each order still queued was read pending, one by one
     assert st["orders_applied"]["message"] == (
-        f"{c['queued']} accepted orders were never applied: still queued once the sale settled ({len(orders)} "
-        f"orders were accepted with 202); no order processor took them.")
+        f"Of {len(orders)} accepted (202) orders, {pending} accepted orders are still pending: acknowledged (202) "
+        f"and never applied nor rejected; {c['queued']} are still queued once the sale settled.")
     # buyers did not pay orders that never got out of the queue
     assert not [o for o in done if o["op"] == "pay" and o["code"] == "order_pending"]
     for p in (out / "logs").glob("orders-*.log"):

@@ -318,8 +318,9 @@ def test_one_idempotency_key_two_orders_fails_single_payment():
     v = check(h.ops, f)
     assert statuses(v) == only(single_payment="fail")
     inv = v.invariant("single_payment")
-    assert inv.message == "Payments were applied more than once: 1 idempotency keys gave two different ok outcomes."
-    assert inv.counterexamples == ({"op": "order", "key": "k1", "order_ids": ["o1", "o2"], "user_ids": ["u1", "u1"],
+    assert inv.message == "Payments were applied more than once: 1 idempotency keys were answered two different ways."
+    assert inv.counterexamples == ({"op": "order", "key": "k1", "replies": [[200, None, "o1", 1], [200, None, "o2", 1]],
+                                    "order_ids": ["o1", "o2"], "user_ids": ["u1", "u1"],
                                     "op_ids": ["u1-1", "u1-2"], "times": [100.5, 101.5]},)
 
 
@@ -517,7 +518,8 @@ def test_missing_audit_is_inconclusive_and_says_which_invariants_are_unknown():
                            "unique_order_ids": "pass",
                            "sells_out": "unknown", "orders_applied": "pass", "refunds_compensated": "unknown",
                            "per_user_limits": "pass",
-                           "ledger_no_oversell": "pass", "stock_converges": "pass"}
+                           "ledger_no_oversell": "pass", "stock_converges": "pass", "no_resurrection": "pass",
+                           "stock_returned_once": "pass"}
     assert v.invariant("no_oversell").message == (
         "Client view only (the audit is missing): acknowledged paid 3 plus 0 units with unknown-outcome pays "
         "is within stock 3.")
@@ -934,17 +936,25 @@ def test_per_user_limit_exceeded_fails_with_the_users():
     v = check(h.ops, f)
     assert statuses(v) == only(per_user_limits="fail")
     inv = v.invariant("per_user_limits")
-    assert inv.message == "1 users hold or bought more than the per-user limit 2; the most is 3 units, by u1."
-    assert inv.counterexamples == ({"user_id": "u1", "units": 3, "limit": 2, "order_ids": ["o1", "o2"]},)
+    assert inv.message == ("The per-user limit 2 was broken: 1 users hold or bought more than it at the end; the most "
+                           "is 3 units, by u1; 1 users held or bought more than the limit at one moment (the most is "
+                           "3 units, by u1).")
+    assert inv.counterexamples[0] == {"when": "end", "user_id": "u1", "units": 3, "limit": 2, "order_ids": ["o1", "o2"]}
+    assert inv.counterexamples[1]["when"] == "at_once" and inv.counterexamples[1]["order_ids"] == ["o1", "o2"]
 
 
 def test_per_user_limit_counts_holds_and_not_refunds():
     h, f = limit_sale(sale={"per_user_limit": 3})
     assert check(h.ops, f).invariant("per_user_limits").message == (
-        "No user holds or bought more than the per-user limit 3 (the most is 3 units, across 2 users).")
+        "No user holds or bought more than the per-user limit 3, at the end (the most is 3 units, across 2 users) or "
+        "at any moment the history shows.")
     h, f = limit_sale(sale={"per_user_limit": 1}, payments=[], refunds=[("o2", "u1", 2)], compensations=[("o2", "u1")])
     inv = check(h.ops, f).invariant("per_user_limits")
-    assert inv.message == "1 users hold or bought more than the per-user limit 1; the most is 2 units, by u2."
+    assert inv.message.startswith("The per-user limit 1 was broken: 1 users hold or bought more than it at the end; "
+                                  "the most is 2 units, by u2; ")
+    # u1's refunded order counts until it was paid: then u1 held it beside the unit it had bought
+    assert [(e["when"], e["user_id"]) for e in inv.counterexamples] == [("end", "u2"), ("at_once", "u1"),
+                                                                        ("at_once", "u2")]
 
 
 def test_per_user_limit_comes_from_the_counters_without_sale_settings():

@@ -75,3 +75,25 @@ def test_crowd_curve() -> None:
 # -- real runs ------------------------------------------------------------------------
 
 
+
+
+def test_sessions_mind_changers_and_the_admin_and_their_sections() -> None:
+    s = parse_scenario({"sale": {"strategy": "pre_deduct_ledger"}, "swarm": {
+        "mix": {"sessions": 2, "mind_changer": 1, "admin": 1},
+        "sessions": {"sessions": 4, "qty": 2},
+        "mind_changer": {"pay_delay_ms": [0, 5]},
+        "admin": {"refunds": False, "restock_qty": 3, "in_transit_qty": 2, "wait_ms": [10, 20]},
+    }})
+    sw = s.swarm
+    assert (sw.sessions.sessions, sw.sessions.qty, sw.mind_changer.pay_delay_ms) == (4, 2, (0, 5))
+    assert (sw.admin.refunds, sw.admin.restock_qty, sw.admin.in_transit_qty, sw.admin.wait_ms) == (False, 3, 2, (10, 20))
+    assert parse_scenario(s.to_dict()) == s
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario({"swarm": {"mix": {"admin": 1}, "admin": {"restock_qty": 1, "refunds": "yes"},
+                                  "sessions": {"sessions": 0}}})
+    assert set(e.value.problems) == {
+        "swarm.admin.refunds: must be true or false, got 'yes'",
+        "swarm.sessions.sessions: must be an integer from 1 to 100, got 0",
+        "swarm.admin: restock_qty / in_transit_qty change warehouse stock, which needs the warehouse ledger "
+        "(backend.ledger: true or strategy pre_deduct_ledger)",
+    }
