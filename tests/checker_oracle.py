@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterable
 
 from oversold.checker import INVARIANTS, SaleView, Verdict, check_view
 from oversold.checker.invariant import CheckOptions, result
-from oversold.checker.payments import SinglePayment
+from oversold.checker.payments import SinglePayment, reply
 from oversold.checker.result import InvariantResult
 from oversold.checker.view import done_time
 from oversold.model.calls import Call
@@ -99,7 +99,8 @@ class OldView(SaleView):
 
 
 class OldSinglePayment(SinglePayment):
-    """``single_payment`` with its loops as they were."""
+    """``single_payment`` with its loops as they were (and its rule as issue 13 sharpened it: every answered reply
+    under one key, not only the successes)."""
 
     name: ClassVar[str] = "single_payment"
 
@@ -119,18 +120,17 @@ class OldSinglePayment(SinglePayment):
             problems.append(f"{disagree} orders have ok pays that disagree on quantity")
         by_key: dict[tuple[str, str], list[Call]] = defaultdict(list)
         for c in s.calls:
-            if c.key is not None and c.outcome == "ok":
+            if c.key is not None and c.done is not None and c.done.status and c.outcome != "info":
                 by_key[(c.op, c.key)].append(c)
         split = 0
         for (op, key), cs in sorted(by_key.items()):
-            outcomes = {(c.order_id, c.done.qty if c.done else c.qty) for c in cs}
-            if len(outcomes) > 1:
+            if len({reply(c) for c in cs}) > 1:
                 split += 1
-                examples.append({"op": op, "key": key, "order_ids": [c.order_id for c in cs],
-                                 "user_ids": [c.user_id for c in cs], "op_ids": [c.op_id for c in cs],
-                                 "times": [done_time(c) for c in cs]})
+                examples.append({"op": op, "key": key, "replies": [list(reply(c)) for c in cs],
+                                 "order_ids": [c.order_id for c in cs], "user_ids": [c.user_id for c in cs],
+                                 "op_ids": [c.op_id for c in cs], "times": [done_time(c) for c in cs]})
         if split:
-            problems.append(f"{split} idempotency keys gave two different ok outcomes")
+            problems.append(f"{split} idempotency keys were answered two different ways")
         if s.audit is not None:
             twice = sorted((oid, n) for oid, n in Counter(e.order_id for e in s.audit.sold).items() if n > 1)
             for oid, n in twice:
@@ -143,8 +143,8 @@ class OldSinglePayment(SinglePayment):
         if s.audit is None:
             return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
                                             f"but the audit is missing so double sales cannot be ruled out.")
-        return result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys with ok "
-                                     f"outcomes, each with one outcome, and no order sold twice.")
+        return result(name, "pass", f"{paid} acknowledged paid orders, {len(by_key)} idempotency keys answered, "
+                                     f"each the same way every time, and no order sold twice.")
 
 
 OLD_INVARIANTS = tuple(OldSinglePayment() if inv.name == "single_payment" else inv for inv in INVARIANTS)

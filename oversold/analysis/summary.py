@@ -63,7 +63,7 @@ def format_summary(verdict: Verdict, *, run_dir: Path | None = None, max_example
     skipped = verdict.not_applicable
     if skipped:
         lines.append(f"  {len(skipped)} invariants not applicable: they need evidence this backend does not keep "
-                     f"(see each line; docs/evidence.md)")
+                     f"(see each line; docs/adapters.md, levels of evidence)")
     if thresholds:
         failed = sum(1 for th in thresholds if not th.passed)
         lines.append(f"thresholds: {len(thresholds) - failed} of {len(thresholds)} passed"

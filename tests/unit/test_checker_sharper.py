@@ -7,6 +7,7 @@ no_resurrection, and per_user_limits at every moment (not only at the end).
 from __future__ import annotations
 
 from dataclasses import replace
+from msgspec import structs
 
 import pytest
 from unit.test_checker import NOW, TTL, History, final, statuses
@@ -200,7 +201,7 @@ def test_two_holds_of_one_account_at_once_fail_the_limit_though_the_end_is_withi
     assert [(e["when"], e["user_id"], e["units"], e["order_ids"]) for e in inv.counterexamples] == [
         ("at_once", "u1", 2, ["o1", "o2"])]
     # the same two orders from two clients (two clocks) are not compared moment by moment
-    two = [replace(o, process="other") if o.op_id == "u1-2" else o for o in h.ops]
+    two = [structs.replace(o, process="other") if o.op_id == "u1-2" else o for o in h.ops]
     assert check(two, f).invariant("per_user_limits").status == "pass"
 
 
@@ -265,7 +266,7 @@ def returns_sale(released: list[tuple[str, int]] | None, *, holds=(), sale: dict
     h.order("u4", "o4")
     for c in h.ops:  # holds answer 201
         if c.op == "order" and c.type == "ok":
-            h.ops[h.ops.index(c)] = replace(c, status=201)
+            h.ops[h.ops.index(c)] = structs.replace(c, status=201)
     f = final(5, [("o1", "u1", 1)], [("o4", "u4", 1, NOW + 1000), *holds], sale=sale)
     if released is not None:
         f = replace(f, audit={**f.audit, "released": [{"order_id": o, "qty": q} for o, q in released]})

@@ -53,7 +53,8 @@ def test_a_correct_single_step_backend_with_a_sold_count_passes_and_names_what_w
     assert st["no_oversell"] == st["conservation"] == st["unique_order_ids"] == st["orders_applied"] == "pass"
     not_applicable = {inv.name for inv in v.not_applicable}
     assert not_applicable == {"no_lost_sale", "no_phantom_sale", "holds_returned", "single_payment", "sells_out",
-                              "refunds_compensated", "per_user_limits", "ledger_no_oversell", "stock_converges"}
+                              "refunds_compensated", "per_user_limits", "ledger_no_oversell", "stock_converges",
+                              "no_resurrection", "stock_returned_once"}
     msg = v.invariant("no_lost_sale").message
     assert "per_order_audit" in msg and "sold_count" in msg  # what it needs, what the backend has
     assert v.totals.sold == 3 and v.totals.oversold_units == 0
@@ -159,7 +160,7 @@ def test_the_summary_marks_what_was_not_applicable_and_never_says_sold_none():
 
     text = format_summary(check(buys(["ok", "ok"]), counted(2, 2)), notes=["the backend died"])
     assert "[n/a ] no_lost_sale: Not applicable" in text
-    assert "9 invariants not applicable" in text
+    assert "11 invariants not applicable" in text
     assert "NOTE: the backend died" in text
     nothing = FinalState(sale_id=SKU, stock=2, hold_ttl_ms=TTL, extra={"evidence": "none"})
     text = format_summary(check(buys(["ok"]), nothing))
