@@ -113,8 +113,11 @@ def state_dir(tmp_path_factory) -> Path:
 @pytest.mark.e2e
 def test_a_cluster_failover_run_is_stood_up_hurt_healed_and_judged(state_dir, tmp_path):
     proc, results = run(state_dir, tmp_path / "run", "cluster_failover.yaml", "--duration", "8")
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # a lost acknowledged write is a fail: the truth
-    assert results["verdict"] in ("pass", "fail")
+    # a lost acknowledged write is a fail: the truth. An 8 s run on a busy machine may end before the sale
+    # sells out: then sells_out alone is undecided (exit 2), never a safety invariant
+    assert proc.returncode in (0, 1, 2), proc.stdout + proc.stderr
+    undecided = sorted(name for name, status in statuses(results).items() if status == "unknown")
+    assert results["verdict"] == "fail" or undecided in ([], ["sells_out"]), undecided
     assert statuses(results)["no_oversell"] == "pass"
     rows = fault_rows(tmp_path / "run")
     assert [(r["action"], r["role"]) for r in rows] == [("kill", "redis-primary")]
