@@ -230,3 +230,53 @@ def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path
     assert results["totals"]["oversold_units"] == max(0, sold - 300)
     faults = (cwd / f"run-paused-{attempt}" / "faults.jsonl").read_text().splitlines()
     assert faults and all('"action":"pause"' in f and '"end"' in f for f in faults)
+
+
+def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verdict_holds(tmp_path: Path) -> None:
+    """chaos.processes with a command: the harness starts the SQLite shop itself (no app started by the
+    test), kills it (SIGKILL, healed by starting the same command again), restarts it and pauses it during
+    a --host run. The correct endpoint still passes with every fault in faults.jsonl; the broken one,
+    under the same faults, is still caught, with the database's own count."""
+    import json
+    import sys
+
+    import yaml
+
+    from oversold.infra.procs import free_port, port_open
+
+    cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    port = free_port()
+    data = yaml.safe_load((cwd / "scenario.yaml").read_text())
+    data["backend"]["url"] = f"http://127.0.0.1:{port}"
+    data["sale"]["stock"] = 400  # the load is still on when the faults come
+    data["swarm"]["duration_s"] = 5
+    data["chaos"] = {"processes": [{"role": "shop", "command": [sys.executable, "app.py", "--db", "shop.db",
+                                                                 "--port", str(port)],
+                                    "ready_url": f"http://127.0.0.1:{port}/health"}]}
+    data["faults"] = [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
+                      {"action": "restart", "role": "shop", "start_s": 1.5},
+                      {"action": "pause", "role": "shop", "start_s": 2.5, "duration_s": 0.3}]
+    (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    url = data["backend"]["url"]
+
+    code, results, out = oversold_run(cwd, url, "run-safe")
+    assert code == 0, out
+    faults = [json.loads(line) for line in (cwd / "run-safe" / "faults.jsonl").read_text().splitlines()]
+    assert [(f["action"], f["driver"]) for f in faults] == [("kill", "process"), ("restart", "process"),
+                                                             ("pause", "process")], faults
+    assert all(f["end"] is not None and "error" not in f and "heal_error" not in f for f in faults), faults
+    pids = [f["hits"][0]["ident"] for f in faults]
+    assert len(set(pids)) == 3, pids  # each fault hit a new process: the kill's heal and the restart started one
+    assert results["totals"]["info_ops"] > 0  # the kill was felt: buys in flight ended unknown
+    assert "shop listening" in (cwd / "run-safe" / "logs" / "shop.log").read_text()  # its log is in the run
+    assert not port_open(port)  # stopped at the end of the run
+
+    set_options(cwd / "scenario.yaml", endpoint="unsafe")
+    code, results, out = oversold_run(cwd, url, "run-unsafe")
+    assert code == 1, out
+    # its lost updates oversell once the stock runs out; before that (the faults slow the sale down)
+    # they show as stock missing from the count: conservation. Caught either way, units as the database says
+    failed = {inv["name"] for inv in results["invariants"] if inv["status"] == "fail"}
+    assert failed & {"no_oversell", "conservation"}, failed
+    assert results["totals"]["oversold_units"] == max(0, _sqlite_sold(cwd / "shop.db", "widget") - 400)
+    assert len((cwd / "run-unsafe" / "faults.jsonl").read_text().splitlines()) == 3
