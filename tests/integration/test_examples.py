@@ -238,26 +238,15 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     a --host run. The correct endpoint still passes with every fault in faults.jsonl; the broken one,
     under the same faults, is still caught, with the database's own count."""
     import json
-    import sys
 
-    import yaml
+    from example_util import harness_starts_the_shop
 
-    from oversold.infra.procs import free_port, port_open
+    from oversold.infra.procs import port_open
 
     cwd = copy_example("sqlite_shop", tmp_path / "shop")
-    port = free_port()
-    data = yaml.safe_load((cwd / "scenario.yaml").read_text())
-    data["backend"]["url"] = f"http://127.0.0.1:{port}"
-    data["sale"]["stock"] = 400  # the load is still on when the faults come
-    data["swarm"]["duration_s"] = 5
-    data["chaos"] = {"processes": [{"role": "shop", "command": [sys.executable, "app.py", "--db", "shop.db",
-                                                                 "--port", str(port)],
-                                    "ready_url": f"http://127.0.0.1:{port}/health"}]}
-    data["faults"] = [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
-                      {"action": "restart", "role": "shop", "start_s": 1.5},
-                      {"action": "pause", "role": "shop", "start_s": 2.5, "duration_s": 0.3}]
-    (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    url = data["backend"]["url"]
+    url = harness_starts_the_shop(cwd, [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
+                                        {"action": "restart", "role": "shop", "start_s": 1.5},
+                                        {"action": "pause", "role": "shop", "start_s": 2.5, "duration_s": 0.3}])
 
     code, results, out = oversold_run(cwd, url, "run-safe")
     assert code == 0, out
@@ -269,7 +258,7 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     assert len(set(pids)) == 3, pids  # each fault hit a new process: the kill's heal and the restart started one
     assert results["totals"]["info_ops"] > 0  # the kill was felt: buys in flight ended unknown
     assert "shop listening" in (cwd / "run-safe" / "logs" / "shop.log").read_text()  # its log is in the run
-    assert not port_open(port)  # stopped at the end of the run
+    assert not port_open(int(url.rpartition(':')[2]))  # stopped at the end of the run
 
     set_options(cwd / "scenario.yaml", endpoint="unsafe")
     code, results, out = oversold_run(cwd, url, "run-unsafe")
