@@ -269,3 +269,24 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     assert failed & {"no_oversell", "conservation"}, failed
     assert results["totals"]["oversold_units"] == max(0, _sqlite_sold(cwd / "shop.db", "widget") - 400)
     assert len((cwd / "run-unsafe" / "faults.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_process_the_harness_cannot_start_or_that_dies_stops_the_run_with_exit_5(tmp_path: Path) -> None:
+    """A command that is no program, or one that exits before it is ready: exit 5, the entry's path in the
+    message, and the process's last words (its log in the run directory)."""
+    import sys
+
+    from example_util import harness_starts_the_shop
+
+    cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    url = harness_starts_the_shop(cwd, [])
+    data = __import__("yaml").safe_load((cwd / "scenario.yaml").read_text())
+    for n, (command, says) in enumerate((([str(cwd / "no-such-program")], "chaos.processes[0].command: cannot start"),
+                                         ([sys.executable, "-c", "raise SystemExit('shop.db is locked')"],
+                                          "exited with status 1"))):
+        data["chaos"]["processes"][0]["command"] = command
+        (cwd / "scenario.yaml").write_text(__import__("yaml").safe_dump(data, sort_keys=False))
+        code, _, out = oversold_run(cwd, url, f"run-{n}")
+        assert code == 5, out
+        assert says in out and "chaos.processes[0]" in out, out
+    assert "shop.db is locked" in out  # the log's tail
