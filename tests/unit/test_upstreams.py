@@ -53,7 +53,8 @@ PAUSE = {"action": "pause", "role": "shop", "start_s": 1, "duration_s": 1}
 
 def test_a_process_of_yours_given_by_pid_file_takes_pause_and_an_unhealed_kill():
     shop = {"processes": [{"role": "shop", "pidfile": "shop.pid"}]}
-    s = parse_scenario({"backend": HOST, "chaos": shop, "faults": [PAUSE, {**PAUSE, "action": "kill", "duration_s": None}]})
+    s = parse_scenario({"backend": HOST, "chaos": shop,
+                        "faults": [PAUSE, {**PAUSE, "action": "kill", "duration_s": None}]})
     assert expected_roles(s) == {"shop": 1} and [f.action for f in schedule(s)] == ["pause", "kill"]
     with pytest.raises(ScenarioError, match=r"faults\[0\].action: shop takes pause, kill, got 'restart' \(shop is "
                                             r"given by pid file.*give chaos.processes a command"):
@@ -86,8 +87,10 @@ def test_a_process_the_harness_starts_takes_every_node_fault_and_replays():
     ({**STARTED, "command": []}, "chaos.processes[0].command: must be a non-empty list of strings"),
     ({**STARTED, "cwd": 3}, "chaos.processes[0].cwd: must be a directory path"),
     ({**STARTED, "env": {"DEBUG": True}}, "chaos.processes[0].env: must map variable names to strings or numbers"),
-    ({**STARTED, "ready_url": "http://10.1.2.3:8080/health"}, "chaos.processes[0].ready_url: must be an http:// URL on loopback"),
-    ({**STARTED, "ready_url": "http://127.0.0.1/health"}, "chaos.processes[0].ready_url: must be an http:// URL on loopback"),
+    ({**STARTED, "ready_url": "http://10.1.2.3:8080/health"},
+     "chaos.processes[0].ready_url: must be an http:// URL on loopback"),
+    ({**STARTED, "ready_url": "http://127.0.0.1/health"},  # no port: which one would it wait on?
+     "chaos.processes[0].ready_url: must be an http:// URL on loopback"),
     ({**STARTED, "ready_url": None, "ready_port": 70000}, "chaos.processes[0].ready_port: must be a TCP port"),
     ({**STARTED, "ready_port": 8080}, "chaos.processes[0]: give ready_url or ready_port, not both"),
     ({**STARTED, "restart": True}, "chaos.processes[0]: must be a mapping of role, pidfile?, command?"),
@@ -99,7 +102,8 @@ def test_bad_processes_are_refused_with_their_path(bad, says):
 
 def test_a_role_is_one_kind_of_part():
     with pytest.raises(ScenarioError, match=r"chaos.containers\[0\].role: 'shop' names one of your processes too"):
-        parse_scenario({"backend": HOST, "chaos": {"processes": [STARTED], "containers": [{"role": "shop", "container": "c"}]}})
+        parse_scenario({"backend": HOST, "chaos": {"processes": [STARTED],
+                                                   "containers": [{"role": "shop", "container": "c"}]}})
     with pytest.raises(ScenarioError, match=r"chaos.processes\[1\].role: 'shop' names a process the harness starts too"):
         parse_scenario({"backend": HOST, "chaos": {"processes": [STARTED, {"role": "shop", "pidfile": "shop.pid"}]}})
 
