@@ -36,6 +36,24 @@ def start_app(argv: list[str], cwd: Path, *, name: str = "shop") -> tuple[Child,
     return child, f"http://127.0.0.1:{port}"
 
 
+def harness_starts_the_shop(cwd: Path, faults: list[dict[str, Any]], *, stock: int = 400,
+                            **chaos: Any) -> str:
+    """The SQLite shop's scenario in ``cwd`` turned into one where the harness starts the shop itself
+    (``chaos.processes`` with a command, on a free port) with ``faults`` and more ``chaos`` parts; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data = yaml.safe_load((cwd / "scenario.yaml").read_text())
+    data["backend"]["url"] = url
+    data["sale"]["stock"] = stock  # enough that the load is still on when the faults come
+    data["swarm"]["duration_s"] = 5
+    data["chaos"] = {"processes": [{"role": "shop", "command": [sys.executable, "app.py", "--db", "shop.db",
+                                                                 "--port", str(port)],
+                                    "ready_url": f"{url}/health"}], **chaos}
+    data["faults"] = faults
+    (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return url
+
+
 def set_options(scenario: Path, **options: Any) -> None:
     """Change the scenario's ``backend.adapter_options`` (and ``seed``) as a user edits the file."""
     data = yaml.safe_load(scenario.read_text())

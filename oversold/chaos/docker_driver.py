@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -99,24 +100,15 @@ class ContainerTarget:
     port: int | None = None
 
 
-class DockerDriver:
-    """Kill, pause, restart or stop containers that carry the run's label.
-
-    Usage::
-
-        driver = DockerDriver(docker.from_env(), label="oversold.run=r1")
-        driver.register_matching("backend", "oversold.role=backend")   # all of them, sorted by name
-        with Nemesis(driver) as nemesis:
-            nemesis.inject(Fault("kill", "backend", 1, duration_s=3))
-    """
+class _ContainerFaults(ABC):
+    """Kill, pause, restart or stop registered containers; which containers may be touched at all is the
+    subclass's ``_refusal``, asked when a container is registered and again at every inject and heal."""
 
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient, *, label: str, stop_timeout_s: int = 5,
+    def __init__(self, client: docker.DockerClient, *, stop_timeout_s: int = 5,
                  ready_timeout_s: float = 20.0, clock: Callable[[], float] = time.time) -> None:
-        parse_label(label)
         self.client = client
-        self.label = label
         self._stop_timeout_s = stop_timeout_s
         self._ready_timeout_s = ready_timeout_s
         self._clock = clock
@@ -125,23 +117,25 @@ class DockerDriver:
         self._seq = itertools.count(1)
         self._lock = threading.RLock()
 
+    @abstractmethod
+    def _refusal(self, c: Container) -> str | None:
+        """Why ``c`` is not this driver's to touch; None when it is."""
+
     # -- registration --------------------------------------------------------
 
     def _get(self, ref: str) -> Container:
-        """The container ``ref`` (name or id), only if it carries the run label."""
+        """The container ``ref`` (name or id), only if this driver may touch it."""
         try:
             c = self.client.containers.get(ref)
         except docker.errors.NotFound:
             raise TargetRefused(f"no container {ref!r}") from None
-        if not carries(c, self.label):
-            raise TargetRefused(
-                f"container {c.name} ({c.id[:12]}) does not carry the label {self.label!r}: "
-                "oversold only touches containers labelled for this run"
-            )
+        refusal = self._refusal(c)
+        if refusal is not None:
+            raise TargetRefused(f"container {c.name} ({c.id[:12]}) {refusal}")
         return c
 
     def register(self, role: str, container: str | Container, *, port: int | None = None) -> int:
-        """Register one container (name, id or object) under ``role``; refused without the run label."""
+        """Register one container (name, id or object) under ``role``; refused if not this driver's to touch."""
         if not role:
             raise FaultSpecError("a target needs a role")
         ref = container.id if isinstance(container, Container) else container
@@ -150,15 +144,6 @@ class DockerDriver:
             targets = self._targets.setdefault(role, [])
             targets.append(ContainerTarget(role, len(targets), c.id, c.name, port))
             return len(targets) - 1
-
-    def register_matching(self, role: str, selector: str) -> int:
-        """Register every container with the run label AND ``selector`` (a label), by name order; returns how many."""
-        parse_label(selector)
-        found = self.client.containers.list(all=True, filters={"label": [self.label, selector]})
-        found = sorted((c for c in found if carries(c, self.label) and carries(c, selector)), key=lambda c: c.name)
-        for c in found:
-            self.register(role, c)
-        return len(found)
 
     def roles(self) -> dict[str, int]:
         with self._lock:
@@ -218,3 +203,67 @@ class DockerDriver:
             c.reload()
             tail = c.logs(tail=20).decode(errors="replace")
             raise ChaosError(f"container {c.name} did not come back on port {t.port} (status {c.status}): {tail}")
+
+
+class DockerDriver(_ContainerFaults):
+    """Kill, pause, restart or stop containers that carry the run's label.
+
+    Usage::
+
+        driver = DockerDriver(docker.from_env(), label="oversold.run=r1")
+        driver.register_matching("backend", "oversold.role=backend")   # all of them, sorted by name
+        with Nemesis(driver) as nemesis:
+            nemesis.inject(Fault("kill", "backend", 1, duration_s=3))
+    """
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient, *, label: str, **kwargs: Any) -> None:
+        parse_label(label)
+        self.label = label
+        super().__init__(client, **kwargs)
+
+    def _refusal(self, c: Container) -> str | None:
+        if carries(c, self.label):
+            return None
+        return f"does not carry the label {self.label!r}: oversold only touches containers labelled for this run"
+
+    def register_matching(self, role: str, selector: str) -> int:
+        """Register every container with the run label AND ``selector`` (a label), by name order; returns how many."""
+        parse_label(selector)
+        found = self.client.containers.list(all=True, filters={"label": [self.label, selector]})
+        found = sorted((c for c in found if carries(c, self.label) and carries(c, selector)), key=lambda c: c.name)
+        for c in found:
+            self.register(role, c)
+        return len(found)
+
+
+class GivenContainerDriver(_ContainerFaults):
+    """The same faults on the user's own containers in a ``--host`` run (``chaos.containers``): the ones
+    named in the scenario, by the id each name had at registration, and no other. They are the user's:
+    nothing here creates or removes one; every fault is healed at the end of the run.
+
+    Usage::
+
+        driver = GivenContainerDriver(docker.from_env())
+        driver.register("shop", "my-shop", port=8080)     # resolved to its id now
+        inj = driver.inject(Fault("kill", "shop", 0))     # docker kill
+        driver.heal(inj)                                  # docker start, wait for port 8080
+    """
+
+    name = "container"
+
+    def __init__(self, client: docker.DockerClient, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._given: set[str] = set()
+
+    def register(self, role: str, container: str | Container, *, port: int | None = None) -> int:
+        ref = container.id if isinstance(container, Container) else container
+        try:
+            self._given.add(self.client.containers.get(ref).id)
+        except docker.errors.NotFound:
+            raise TargetRefused(f"no container {ref!r}") from None
+        return super().register(role, ref, port=port)
+
+    def _refusal(self, c: Container) -> str | None:
+        return None if c.id in self._given else "was not named in chaos.containers"

@@ -52,6 +52,7 @@ class ProcessTarget:
     restart: Callable[[], Child]
     port: int | None = None
     on_restart: Callable[[Child], None] | None = None
+    ready: Callable[[Child], bool] | None = None  # waits until a new child is ready; False if it never was
 
 
 def same_argv(child: Child, *, env: dict[str, str] | None = None, cwd: str | None = None) -> Callable[[], Child]:
@@ -91,19 +92,22 @@ class ProcessDriver:
     # -- registration --------------------------------------------------------
 
     def register(self, role: str, child: Child, *, restart: Callable[[], Child] | None = None,
-                 port: int | None = None, on_restart: Callable[[Child], None] | None = None) -> int:
+                 port: int | None = None, on_restart: Callable[[Child], None] | None = None,
+                 ready: Callable[[Child], bool] | None = None) -> int:
         """Register ``child`` under ``role``; returns its index in the role.
 
         ``restart`` starts it again (default: ``same_argv(child)``, which does not
         keep a custom env or cwd -- pass your own for those). With ``port``, a
-        restart waits until the port accepts connections. ``on_restart`` is told
+        restart waits until the port accepts connections; ``ready`` (the new child
+        -> ready or not, after waiting) replaces that wait. ``on_restart`` is told
         of every new ``Child`` so the owner's handle stays current.
         """
         if not role:
             raise FaultSpecError("a target needs a role")
         with self._lock:
             targets = self._targets.setdefault(role, [])
-            targets.append(ProcessTarget(role, len(targets), child, restart or same_argv(child), port, on_restart))
+            targets.append(ProcessTarget(role, len(targets), child, restart or same_argv(child), port, on_restart,
+                                         ready))
             return len(targets) - 1
 
     def register_redis(self, role: str, server: RedisServer) -> int:
@@ -183,7 +187,9 @@ class ProcessDriver:
             self._state.record_child(new)
         if t.on_restart is not None:
             t.on_restart(new)
-        if t.port is not None:
+        if t.ready is not None:
+            ready = t.ready(new)
+        elif t.port is not None:
             ready = wait_for_port(t.port, timeout=self._ready_timeout_s, child=new)
         else:
             # no port to wait for: at least see that it did not die at once (a bad config, a missing file)

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from oversold.infra.procs import Child
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
+def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks since boot) of ``pid``, or None if it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -50,7 +50,7 @@ def _proc_cmdline(pid: int) -> list[str] | None:
 
 
 def _alive(pid: int) -> bool:
-    stat = _proc_stat(pid)
+    stat = proc_stat(pid)
     return stat is not None and stat[0] not in ("Z", "X")  # a zombie has already died
 
 
@@ -94,7 +94,7 @@ class StateFile:
                 f.write(line)
 
     def record_pid(self, pid: int, argv: Sequence[str], *, name: str = "", pgid: int | None = None) -> None:
-        stat = _proc_stat(pid)
+        stat = proc_stat(pid)
         self._append({"kind": "pid", "pid": pid, "pgid": pgid, "argv": list(argv), "name": name,
                       "start_ticks": stat[1] if stat else None})
 
@@ -173,7 +173,7 @@ def _signal(pid: int, pgid: int | None, sig: int) -> None:
 def sweep_pid(entry: dict[str, Any], timeout_s: float = 5.0) -> tuple[bool, str]:
     """Stop one recorded process if it is still that process: (stopped, why not)."""
     pid = int(entry["pid"])
-    stat = _proc_stat(pid)
+    stat = proc_stat(pid)
     if stat is None or stat[0] in ("Z", "X"):
         return False, "gone"
     if entry.get("start_ticks") is not None and stat[1] != entry["start_ticks"]:

@@ -18,6 +18,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -124,6 +126,22 @@ def wait_for_port(port: int, *, timeout: float, child: Child | None = None, host
         if child is not None and not child.alive():
             return False
         time.sleep(0.02)
+    return False
+
+
+def wait_for_url(url: str, *, timeout: float, child: Child | None = None) -> bool:
+    """Wait until a GET of ``url`` (a loopback URL) answers 2xx; False on timeout or if ``child`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as answer:
+                if 200 <= answer.status < 300:
+                    return True
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # not listening yet, or answering an error: not ready
+        if child is not None and not child.alive():
+            return False
+        time.sleep(0.05)
     return False
 
 

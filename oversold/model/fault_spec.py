@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from oversold.errors import FaultSpecError
 
@@ -101,26 +102,62 @@ class Upstream:
 
 @dataclass(frozen=True)
 class GivenProcess:
-    """One of the user's processes in a ``--host`` run, by the pid file their start script writes
-    (read when the run stands up); faults on ``role`` pause it (SIGSTOP, healed by SIGCONT).
+    """One of the user's processes in a ``--host`` run, faulted by ``role``. Either a ``pidfile`` the
+    user's start script writes (read when the run stands up: ``pause`` and an unhealed ``kill`` only,
+    the harness cannot start it again) or a ``command`` the harness starts before the sale (in ``cwd``,
+    with ``env`` over its own environment), waits for (``ready_url`` answers 2xx, or ``ready_port``
+    accepts connections), supervises and stops at the end: every node fault (kill, pause, restart, stop).
 
     Usage (scenario)::
 
         chaos:
           processes:
             - {role: shop, pidfile: shop.pid}
+            - {role: worker, command: [python, worker.py], cwd: shop, env: {DB: shop.db}, ready_port: 8081}
     """
 
     role: str
-    pidfile: str
+    pidfile: str | None = None
+    command: tuple[str, ...] | None = None
+    cwd: str | None = None
+    env: Mapping[str, str] | None = field(default=None, hash=False)
+    ready_url: str | None = None
+    ready_port: int | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the harness starts this process (it has a command) and so can start it again."""
+        return self.command is not None
+
+
+@dataclass(frozen=True)
+class GivenContainer:
+    """One of the user's containers in a ``--host`` run, by name or id: faults on ``role`` pause,
+    kill, restart or stop it through the Docker engine (a kill or stop is healed by starting it
+    again, waiting for ``ready_port`` when given).
+
+    Usage (scenario)::
+
+        chaos:
+          containers:
+            - {role: cache, container: shop-redis, ready_port: 6379}
+    """
+
+    role: str
+    container: str
+    ready_port: int | None = None
 
 
 #: Roles the harness gives its own parts: an upstream of yours takes another name.
 HARNESS_ROLES = tuple(ROLE_ACTIONS)
 #: What a fault can do to an upstream of yours: it is a link through the fault proxy.
 UPSTREAM_ACTIONS = ("toxic", "down")
-#: What a fault can do to a process of yours: the harness cannot start it again, so only pause it.
-GIVEN_ACTIONS = ("pause",)
+#: What a fault can do to a process of yours given by pid file: the harness did not start it and cannot
+#: start it again, so pause (healed by SIGCONT) and a kill that is never healed.
+GIVEN_ACTIONS = ("pause", "kill")
+#: Why a process given by pid file takes no more, for the error a fault asking more gets.
+GIVEN_WHY = ("given by pid file, the harness did not start it and cannot start it again: give chaos.processes "
+             "a command: [...] instead of the pid file, and the harness starts it, restarts it and heals a kill")
 
 
 @dataclass(frozen=True)
@@ -133,10 +170,17 @@ class ChaosConfig:
     docker_image: str = "oversold/redis:local"  # built locally from redis-server if missing (chaos.image)
     upstreams: tuple[Upstream, ...] = ()
     processes: tuple[GivenProcess, ...] = ()
+    containers: tuple[GivenContainer, ...] = ()
 
     def user_roles(self) -> dict[str, tuple[str, ...]]:
-        """The roles of the user's parts (upstreams, processes) and the actions each takes."""
-        return {**{u.role: UPSTREAM_ACTIONS for u in self.upstreams}, **{p.role: GIVEN_ACTIONS for p in self.processes}}
+        """The roles of the user's parts (upstreams, processes, containers) and the actions each takes."""
+        return {**{u.role: UPSTREAM_ACTIONS for u in self.upstreams},
+                **{p.role: NODE_ACTIONS if p.started else GIVEN_ACTIONS for p in self.processes},
+                **{c.role: NODE_ACTIONS for c in self.containers}}
+
+    def role_notes(self) -> dict[str, str]:
+        """Why a role of the user's takes only the actions it does, where that is not plain."""
+        return {p.role: GIVEN_WHY for p in self.processes if not p.started}
 
 
 # -- parsing --------------------------------------------------------------------------
@@ -146,10 +190,11 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def parse_faults(raw: Any, path: str = "faults", user_roles: Mapping[str, tuple[str, ...]] | None = None
-                 ) -> tuple[tuple[FaultSpec, ...], list[str]]:
+def parse_faults(raw: Any, path: str = "faults", user_roles: Mapping[str, tuple[str, ...]] | None = None,
+                 notes: Mapping[str, str] | None = None) -> tuple[tuple[FaultSpec, ...], list[str]]:
     """The ``faults:`` list; every problem with its field path (``faults[1].params.type: ...``).
-    ``user_roles`` (``ChaosConfig.user_roles()``: the user's upstreams and processes) are known roles too."""
+    ``user_roles`` (``ChaosConfig.user_roles()``: the user's upstreams, processes and containers) are known
+    roles too; ``notes`` (``ChaosConfig.role_notes()``) say why a role takes no more than it does."""
     roles = {**ROLE_ACTIONS, **(user_roles or {})}
     if raw is None:
         return (), []
@@ -162,7 +207,7 @@ def parse_faults(raw: Any, path: str = "faults", user_roles: Mapping[str, tuple[
         if not isinstance(item, dict):
             problems.append(f"{where}: must be a mapping (action, role, target, start_s, duration_s, ...)")
             continue
-        found = _fault_problems(item, where, roles)
+        found = _fault_problems(item, where, roles, notes or {})
         if found:
             problems.extend(found)
             continue
@@ -179,7 +224,8 @@ def parse_faults(raw: Any, path: str = "faults", user_roles: Mapping[str, tuple[
     return tuple(specs), problems
 
 
-def _fault_problems(item: dict[str, Any], where: str, roles: dict[str, tuple[str, ...]]) -> list[str]:
+def _fault_problems(item: dict[str, Any], where: str, roles: dict[str, tuple[str, ...]],
+                    notes: Mapping[str, str]) -> list[str]:
     problems = [f"{where}.{k}: unknown field; known: {', '.join(_FAULT_FIELDS)}" for k in item if k not in _FAULT_FIELDS]
     base = {k: item[k] for k in ("action", "role", "target", "start_s", "duration_s", "params") if k in item}
     try:
@@ -190,9 +236,13 @@ def _fault_problems(item: dict[str, Any], where: str, roles: dict[str, tuple[str
     role, action = item.get("role"), item.get("action")
     if role not in roles:
         problems.append(f"{where}.role: unknown role {role!r}; known: {', '.join(roles)} (a part of your own "
-                        f"system takes the role you give it in chaos.upstreams)")
+                        f"system takes the role you give it in chaos.upstreams, chaos.processes or chaos.containers)")
     elif action not in roles[role]:
-        problems.append(f"{where}.action: {role} takes {', '.join(roles[role])}, got {action!r}")
+        why = f" ({role} is {notes[role]})" if role in notes else ""
+        problems.append(f"{where}.action: {role} takes {', '.join(roles[role])}, got {action!r}{why}")
+    elif action == "kill" and role in notes and (item.get("duration_s") is not None or item.get("every_s")):
+        problems.append(f"{where}.duration_s: a kill of {role} is never healed ({role} is {notes[role]}); "
+                        f"leave out duration_s and every_s (it stays dead to the end of the run)")
     else:
         problems.extend(_params_problems(action, dict(item.get("params") or {}), f"{where}.params"))
     every = item.get("every_s")
@@ -240,7 +290,7 @@ def parse_chaos(raw: Any, path: str = "chaos") -> tuple[ChaosConfig, list[str]]:
         return d, []
     if not isinstance(raw, dict):
         return d, [f"{path}: must be a mapping, got {type(raw).__name__}"]
-    known = ("driver", "docker_label", "docker_image", "upstreams", "processes")
+    known = ("driver", "docker_label", "docker_image", "upstreams", "processes", "containers")
     problems = [f"{path}.{k}: unknown field; known: {', '.join(known)}" for k in raw if k not in known]
     driver = raw.get("driver", d.driver)
     if driver not in DRIVERS:
@@ -257,12 +307,21 @@ def parse_chaos(raw: Any, path: str = "chaos") -> tuple[ChaosConfig, list[str]]:
         image = d.docker_image
     upstreams = _upstreams(raw.get("upstreams"), f"{path}.upstreams", problems)
     processes = _processes(raw.get("processes"), f"{path}.processes", problems)
-    taken = [u.role for u in upstreams]
+    containers = _containers(raw.get("containers"), f"{path}.containers", problems)
+    # a role is one kind of part: processes (or containers) may share one, not with another kind
+    kinds: dict[str, str] = {}
+    for kind, parts in (("upstreams", upstreams), ("processes", processes), ("containers", containers)):
+        for i, part in enumerate(parts):
+            if kinds.setdefault(part.role, kind) != kind:
+                problems.append(f"{path}.{kind}[{i}].role: {part.role!r} names one of your {kinds[part.role]} too; "
+                                "give each kind of part its own role")
+    started = {p.role for p in processes if p.started}
     for i, p in enumerate(processes):
-        if p.role in taken:
-            problems.append(f"{path}.processes[{i}].role: {p.role!r} names an upstream too; give each part its own role")
+        if not p.started and p.role in started:
+            problems.append(f"{path}.processes[{i}].role: {p.role!r} names a process the harness starts too; "
+                            "a role is either started by a command or given by pid file")
     return ChaosConfig(driver=driver, docker_label=label, docker_image=image, upstreams=upstreams,
-                       processes=processes), problems
+                       processes=processes, containers=containers), problems
 
 
 def _role_ok(role: Any, where: str, problems: list[str]) -> bool:
@@ -273,34 +332,101 @@ def _role_ok(role: Any, where: str, problems: list[str]) -> bool:
     return False
 
 
-def _parts(raw: Any, path: str, fields: tuple[str, ...], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The entries of a list of the user's parts, each a mapping of exactly ``fields`` whose role is
-    theirs (not the harness's); ``(field path, entry)`` for each one that is."""
+def _parts(raw: Any, path: str, fields: tuple[str, ...], problems: list[str], optional: tuple[str, ...] = ()
+           ) -> list[tuple[str, dict[str, Any]]]:
+    """The entries of a list of the user's parts, each a mapping of ``fields`` (and any of ``optional``)
+    whose role is theirs (not the harness's); ``(field path, entry)`` for each one that is."""
     if raw is None:
         return []
-    names = ", ".join(fields)
+    names = ", ".join(fields) + "".join(f", {k}?" for k in optional)
     if not isinstance(raw, list):
         problems.append(f"{path}: must be a list of {{{names}}}, got {type(raw).__name__}")
         return []
     out = []
     for i, entry in enumerate(raw):
         where = f"{path}[{i}]"
-        if not isinstance(entry, dict) or set(entry) != set(fields):
-            problems.append(f"{where}: must be a mapping of exactly {names}, got {entry!r}")
+        if not isinstance(entry, dict) or not set(fields) <= set(entry) or not set(entry) <= {*fields, *optional}:
+            problems.append(f"{where}: must be a mapping of {'exactly ' if not optional else ''}{names}, "
+                            f"got {entry!r}")
         elif _role_ok(entry["role"], where, problems):
             out.append((where, entry))
     return out
 
 
+_PROCESS_FIELDS = ("role", "pidfile", "command", "cwd", "env", "ready_url", "ready_port")
+
+
 def _processes(raw: Any, path: str, problems: list[str]) -> tuple[GivenProcess, ...]:
-    """``chaos.processes``: each ``{role, pidfile}``."""
+    """``chaos.processes``: each ``{role, pidfile}`` or ``{role, command, cwd?, env?, ready_url?, ready_port?}``
+    (a field set to null is not given: the run directory's scenario.yaml writes them all)."""
     out = []
-    for where, p in _parts(raw, path, ("role", "pidfile"), problems):
-        if isinstance(p["pidfile"], str) and p["pidfile"].strip():
-            out.append(GivenProcess(p["role"], p["pidfile"]))
-        else:
-            problems.append(f"{where}.pidfile: must be the path of a file holding the pid, got {p['pidfile']!r}")
+    for where, p in _parts(raw, path, ("role",), problems, optional=_PROCESS_FIELDS[1:]):
+        given = {k: v for k, v in p.items() if v is not None}
+        if ("pidfile" in given) == ("command" in given):
+            problems.append(f"{where}: give either pidfile (a process you start) or command (one the harness "
+                            f"starts), got {', '.join(given)}")
+            continue
+        if "pidfile" in given:
+            extra = sorted(set(given) - {"role", "pidfile"})
+            if extra:
+                problems.append(f"{where}: {', '.join(extra)} only with command (a process the harness starts)")
+            elif isinstance(given["pidfile"], str) and given["pidfile"].strip():
+                out.append(GivenProcess(p["role"], pidfile=given["pidfile"]))
+            else:
+                problems.append(f"{where}.pidfile: must be the path of a file holding the pid, got {p['pidfile']!r}")
+            continue
+        found = len(problems)
+        command, cwd, env = given["command"], given.get("cwd"), given.get("env")
+        if not (isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)):
+            problems.append(f"{where}.command: must be a non-empty list of strings (program and arguments, "
+                            f"no shell), got {command!r}")
+        if cwd is not None and not (isinstance(cwd, str) and cwd.strip()):
+            problems.append(f"{where}.cwd: must be a directory path, got {cwd!r}")
+        if env is not None and not (isinstance(env, dict) and all(
+                isinstance(k, str) and k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                for k, v in env.items())):
+            problems.append(f"{where}.env: must map variable names to strings or numbers, got {env!r}")
+        ready_url, ready_port = given.get("ready_url"), given.get("ready_port")
+        if ready_url is not None and not _loopback_url(ready_url):
+            problems.append(f"{where}.ready_url: must be an http:// URL on loopback (127.0.0.1 or localhost), "
+                            f"got {ready_url!r}")
+        _port_ok(ready_port, f"{where}.ready_port", problems)
+        if ready_url is not None and ready_port is not None:
+            problems.append(f"{where}: give ready_url or ready_port, not both")
+        if len(problems) == found:
+            out.append(GivenProcess(p["role"], command=tuple(command), cwd=cwd,
+                                    env=None if env is None else {k: str(v) for k, v in env.items()},
+                                    ready_url=ready_url, ready_port=ready_port))
     return tuple(out)
+
+
+def _containers(raw: Any, path: str, problems: list[str]) -> tuple[GivenContainer, ...]:
+    """``chaos.containers``: each ``{role, container, ready_port?}``; the container by name or id."""
+    out = []
+    for where, c in _parts(raw, path, ("role", "container"), problems, optional=("ready_port",)):
+        found = len(problems)
+        if not (isinstance(c["container"], str) and c["container"].strip()):
+            problems.append(f"{where}.container: must be a container name or id, got {c['container']!r}")
+        _port_ok(c.get("ready_port"), f"{where}.ready_port", problems)
+        if len(problems) == found:
+            out.append(GivenContainer(c["role"], c["container"], c.get("ready_port")))
+    return tuple(out)
+
+
+def _port_ok(port: Any, where: str, problems: list[str]) -> None:
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        problems.append(f"{where}: must be a TCP port (1-65535) on 127.0.0.1, got {port!r}")
+
+
+def _loopback_url(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        parts = urlsplit(v)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost") and port is not None
 
 
 def _loopback_address(v: Any) -> bool:

@@ -26,9 +26,11 @@ from .scenario import Scenario
 # a --host run starts none of the harness's parts: what a fault can reach there is what the scenario declares
 _HOW_TO_DECLARE = ("; a backend given by URL (backend.url / --host) has only the targets you declare: put the "
                    "fault proxy in front of your database or Redis with chaos.upstreams: [{role: database, listen: "
-                   "\"127.0.0.1:PORT\", upstream: \"127.0.0.1:PORT\"}] (point your backend at listen), or name "
-                   "your processes to pause with chaos.processes: [{role: shop, pidfile: shop.pid}], and give "
-                   "the fault that role (docs/adapters.md \"Faults against your system\")")
+                   "\"127.0.0.1:PORT\", upstream: \"127.0.0.1:PORT\"}] (point your backend at listen), let the harness "
+                   "start your processes with chaos.processes: [{role: shop, command: [python, app.py], ready_url: "
+                   "\"http://127.0.0.1:PORT/health\"}] (or name them by pid file to pause), or name your "
+                   "containers with chaos.containers: [{role: shop, container: NAME}], and give the fault that "
+                   "role (docs/adapters.md \"Faults against your system\")")
 
 
 def expected_roles(scenario: Scenario) -> dict[str, int]:
@@ -47,8 +49,8 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
         roles["proxy"] = scenario.backend.nodes
     if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
         roles["sync"] = 1
-    # the user's upstreams (fronted by the fault proxy) and processes (given by pid file)
-    for part in (*scenario.chaos.upstreams, *scenario.chaos.processes):
+    # the user's upstreams (fronted by the fault proxy), processes (started or given by pid file), containers
+    for part in (*scenario.chaos.upstreams, *scenario.chaos.processes, *scenario.chaos.containers):
         roles[part.role] = roles.get(part.role, 0) + 1
     return roles
 
@@ -100,6 +102,9 @@ def topology_problems(scenario: Scenario) -> list[str]:
     if s.chaos.processes and s.backend.url is None:
         out.append("chaos.processes: names the processes of a backend given by URL (backend.url / --host); "
                    "the harness's own nodes are role backend")
+    if s.chaos.containers and s.backend.url is None:
+        out.append("chaos.containers: names the containers of a backend given by URL (backend.url / --host); "
+                   "the harness's own Redis takes chaos.driver: docker")
     if s.uses_ledger and s.redis.url is not None and not s.redis.url.startswith(("redis://", "redis+sentinel://")):
         out.append("redis.url: the sync worker and the ledger nodes take redis:// or redis+sentinel:// URLs")
     for i, f in enumerate(s.faults):

@@ -189,7 +189,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         shards=r.get(rd, "shards", "redis", d.redis.shards, int_in(1, 16)),
     )
     chaos_cfg, bad_chaos = parse_chaos(data.get("chaos"), "chaos")
-    faults, bad_faults = parse_faults(data.get("faults"), "faults", chaos_cfg.user_roles())
+    faults, bad_faults = parse_faults(data.get("faults"), "faults", chaos_cfg.user_roles(),
+                                          chaos_cfg.role_notes())
     r.problems.extend(bad_chaos + bad_faults)
 
     wd = r.section(data, "swarm", "")

@@ -14,6 +14,7 @@ registered by role with the driver that can hurt it:
 | backend nodes                 | ``BackendNode``                    | ``backend`` / process              |
 | sync worker (ledger runs)     | ``oversold.orchestrate.workers``               | ``sync`` / sync                    |
 | order processors (async sale) | ``oversold.orchestrate.workers``               | --                                 |
+| the user's parts (``--host``) | ``oversold.orchestrate.user_system``: ``chaos.upstreams``, ``processes``, ``containers`` | their roles |
 
 Everything is stopped by the ``ExitStack`` the caller passes, newest first;
 restarted children are stopped too (the owners' handles follow restarts).
@@ -44,12 +45,13 @@ from oversold.chaos.leftovers import RunState
 from oversold.chaos.process import ProcessDriver, same_argv
 from oversold.chaos.sentinel_driver import SentinelDriver
 from oversold.chaos.sync_driver import SyncDriver
-from oversold.errors import BackendUnavailable, ChaosError, HarnessError, RedisUnavailable, StandUpError
+from oversold.errors import BackendUnavailable, HarnessError, RedisUnavailable
 from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
 from oversold.infra.redis_server import RedisServer
 from oversold.model.roles import expected_roles
 
 from .nodes import BackendNode
+from .user_system import docker_client, start_user_processes, user_drivers
 from .workers import start_order_worker, start_sync_worker
 
 Say = Callable[[str], None]
@@ -147,11 +149,9 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
     if redis_url is not None and not redis_url.startswith("redis+cluster://"):  # a cluster waited for itself
         _check_redis(redis_url)
 
-    if not own_nodes:
-        if scenario.chaos.upstreams:
-            drivers.append(_front_upstreams(scenario, stack, state, logs, progress))
-        if scenario.chaos.processes:
-            drivers.append(_given_processes(scenario, progress))
+    if not own_nodes:  # the user's own parts, as the scenario declares them (oversold.orchestrate.user_system)
+        drivers += user_drivers(scenario, stack=stack, state=state, logs=logs, progress=progress)
+        start_user_processes(scenario, procs, stack=stack, state=state, logs=logs, progress=progress)
         return Topology([scenario.backend.url.rstrip("/")], admin_token, redis_url, drivers, label=label)
     assert redis_url is not None
 
@@ -192,47 +192,6 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
              + (f", ledger {ledger.name}" if ledger else ""))
 
     return Topology([n.url for n in nodes], admin_token, redis_url, drivers, ledger, label=label)
-
-
-def _front_upstreams(scenario: Any, stack: ExitStack, state: Any, logs: Path, progress: Say) -> Driver:
-    """The fault proxy in front of the user's upstreams (``chaos.upstreams``): one link per upstream,
-    listening where the user's backend is pointed, registered by the upstream's role."""
-    from oversold.chaos.proxy import FaultProxy, ProxyControlError
-    from oversold.chaos.proxy_driver import ProxyDriver
-
-    fp = FaultProxy.start(log_dir=logs, seed=scenario.seed)
-    state.record_child(fp.child)
-    stack.callback(fp.stop)
-    driver = ProxyDriver(fp.client)
-    for i, u in enumerate(scenario.chaos.upstreams):
-        name = f"{u.role}-{i + 1}"
-        try:
-            fp.client.create(name, upstream=u.upstream, listen=u.listen)
-        except ProxyControlError as e:  # the proxy refused: the port is taken, say
-            raise StandUpError(f"chaos.upstreams[{i}]: the fault proxy cannot listen on {u.listen} "
-                               f"for {u.upstream}: {e}") from e
-        driver.register(u.role, name)
-        progress(f"proxy: {u.role} {u.listen} -> {u.upstream} (point your backend at {u.listen})")
-    return driver
-
-
-def _given_processes(scenario: Any, progress: Say) -> Driver:
-    """The user's processes to pause (``chaos.processes``), by the pids their pid files hold now."""
-    from oversold.chaos.given import GivenProcessDriver
-
-    driver = GivenProcessDriver()
-    for i, p in enumerate(scenario.chaos.processes):
-        where = f"chaos.processes[{i}]"
-        try:
-            pid = int(Path(p.pidfile).read_text(encoding="utf-8").strip())
-        except (OSError, ValueError) as e:
-            raise StandUpError(f"{where}.pidfile: cannot read a pid from {p.pidfile}: {e}") from e
-        try:
-            driver.register(p.role, pid)
-        except ChaosError as e:
-            raise StandUpError(f"{where}: {e}") from e
-        progress(f"chaos: {p.role} is pid {pid} (from {p.pidfile}): pause faults stop and resume it")
-    return driver
 
 
 def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState,
@@ -359,20 +318,12 @@ def _check_redis(url: str) -> None:
 
 def _redis_container(scenario: Any, stack: ExitStack, run: RunState, label: str, logs: Path) -> tuple[str, Driver]:
     """Redis as a container of the locally built image, host network, the run's label."""
-    try:
-        import docker
-    except ImportError as e:  # pragma: no cover - docker is a dependency
-        raise StandUpError(f"chaos.driver: docker needs the Docker SDK for Python ({e})") from None
+    import docker
+
     from oversold.chaos.docker_driver import DockerDriver, remove_labelled, run_container
     from oversold.chaos.image import build_redis_image
 
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as e:  # noqa: BLE001 - any failure here means "no engine to talk to"
-        raise StandUpError(
-            f"chaos.driver: docker, but no Docker engine answers ({type(e).__name__}: {e}); "
-            "start one with `scripts/docker-engine.sh start` (as root), or use chaos.driver: process") from None
+    client = docker_client("chaos.driver: docker", ", or use chaos.driver: process")
     image = scenario.chaos.docker_image
     try:
         client.images.get(image)

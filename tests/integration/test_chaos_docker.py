@@ -256,3 +256,54 @@ def test_sweep_removes_containers_by_recorded_label(engine, image, tmp_path):
         assert not state.path.exists()
     finally:
         bystander.remove(force=True)
+
+
+# -- the user's own containers in a --host run (chaos.containers) -----------------------------------
+
+USER_LABEL = f"oversold.user={SESSION}"  # the user's container: it carries no run's label
+
+
+def test_a_given_container_is_paused_killed_and_healed_and_no_other_is_touched(engine, image):
+    from oversold.chaos.docker_driver import GivenContainerDriver
+
+    mine, port = start_redis(engine, image, label=USER_LABEL, name=f"oversold-test-{SESSION}-given")
+    other, other_port = start_redis(engine, image, label=USER_LABEL)
+    driver = GivenContainerDriver(engine, stop_timeout_s=3)
+    driver.register("cache", mine.name, port=port)  # by name; acted on by the id it has now
+    with pytest.raises(TargetRefused, match="was not named in chaos.containers"):
+        driver._get(other.id)
+    with pytest.raises(TargetRefused, match="no container"):
+        driver.register("cache", f"no-such-container-{SESSION}")
+    inj = driver.inject(Fault("pause", "cache", 0))
+    assert inj.driver == "container" and status(engine, mine) == "paused" and ping(port, 0.3) == "timeout"
+    driver.heal(inj)
+    rid = run_id(port)
+    inj = driver.inject(Fault("kill", "cache", 0))
+    assert status(engine, mine) == "exited" and ping(port) == "down"
+    driver.heal(inj)  # started again, waited for its port
+    assert ping(port) == "up" and run_id(port) != rid
+    assert ping(other_port) == "up" and status(engine, other) == "running"  # untouched
+
+
+def test_a_host_run_faults_the_users_container_and_logs_it(engine, image, tmp_path):
+    """A --host run of the SQLite shop (started by the harness) whose scenario names a container of the
+    user's (a Redis here, which the shop does not use: the faults' effect on it is what is checked):
+    it is paused and killed mid-sale, healed, in faults.jsonl; the correct shop still passes."""
+    import json
+
+    from example_util import copy_example, harness_starts_the_shop, oversold_run
+
+    c, port = start_redis(engine, image, label=USER_LABEL, name=f"oversold-test-{SESSION}-cache")
+    rid = run_id(port)
+    cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    url = harness_starts_the_shop(
+        cwd, [{"action": "pause", "role": "cache", "start_s": 0.3, "duration_s": 0.5},
+              {"action": "kill", "role": "cache", "start_s": 1.2, "duration_s": 0.5}],
+        containers=[{"role": "cache", "container": c.name, "ready_port": port}])
+    code, _, out = oversold_run(cwd, url, "run")
+    assert code == 0, out
+    faults = [json.loads(line) for line in (cwd / "run" / "faults.jsonl").read_text().splitlines()]
+    assert [(f["action"], f["driver"], f["hits"][0]["ident"]) for f in faults] == [
+        ("pause", "container", c.id), ("kill", "container", c.id)], faults
+    assert all(f["end"] is not None and "error" not in f and "heal_error" not in f for f in faults), faults
+    assert status(engine, c) == "running" and run_id(port) != rid  # killed, started again; the user's still

@@ -246,3 +246,34 @@ def test_sweep_leaves_a_reused_pid_alone(tmp_path):
         bystander.stop()
 
 
+
+
+def test_a_process_given_by_pid_is_paused_and_healed_then_killed_for_good(tmp_path):
+    """The given-process driver (chaos.processes with a pid file): SIGSTOP / SIGCONT, and a SIGKILL whose
+    heal does nothing (the harness cannot start it again); the dead pid is never signalled again."""
+    from oversold.chaos.given import GivenProcessDriver
+    from oversold.chaos.sweep import proc_stat
+    from oversold.errors import ChaosError
+
+    user = Child.start([sys.executable, "-c", "import time; time.sleep(60)"], name="user", log_dir=tmp_path)
+    try:
+        driver = GivenProcessDriver()
+        driver.register("shop", user.pid)
+        def state_becomes(stopped: bool) -> bool:  # a signal lands a moment after kill() returns
+            deadline = time.monotonic() + 5
+            while (proc_stat(user.pid)[0] == "T") != stopped and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return (proc_stat(user.pid)[0] == "T") == stopped
+
+        inj = driver.inject(Fault("pause", "shop", 0))
+        assert state_becomes(stopped=True)
+        driver.heal(inj)
+        assert state_becomes(stopped=False)
+        inj = driver.inject(Fault("kill", "shop", 0))
+        assert user.popen.wait(timeout=5) == -signal.SIGKILL
+        driver.heal(inj)  # nothing to start again
+        assert not user.alive()
+        with pytest.raises(ChaosError, match=f"process {user.pid} is gone"):
+            driver.inject(Fault("pause", "shop", 0))
+    finally:
+        user.stop()

@@ -230,3 +230,63 @@ def test_a_lock_with_a_ttl_is_broken_by_pausing_its_holder_past_the_ttl(tmp_path
     assert results["totals"]["oversold_units"] == max(0, sold - 300)
     faults = (cwd / f"run-paused-{attempt}" / "faults.jsonl").read_text().splitlines()
     assert faults and all('"action":"pause"' in f and '"end"' in f for f in faults)
+
+
+def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verdict_holds(tmp_path: Path) -> None:
+    """chaos.processes with a command: the harness starts the SQLite shop itself (no app started by the
+    test), kills it (SIGKILL, healed by starting the same command again), restarts it and pauses it during
+    a --host run. The correct endpoint still passes with every fault in faults.jsonl; the broken one,
+    under the same faults, is still caught, with the database's own count."""
+    import json
+
+    from example_util import harness_starts_the_shop
+
+    from oversold.infra.procs import port_open
+
+    cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    url = harness_starts_the_shop(cwd, [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
+                                        {"action": "restart", "role": "shop", "start_s": 1.5},
+                                        {"action": "pause", "role": "shop", "start_s": 2.5, "duration_s": 0.3}])
+
+    code, results, out = oversold_run(cwd, url, "run-safe")
+    assert code == 0, out
+    faults = [json.loads(line) for line in (cwd / "run-safe" / "faults.jsonl").read_text().splitlines()]
+    assert [(f["action"], f["driver"]) for f in faults] == [("kill", "process"), ("restart", "process"),
+                                                             ("pause", "process")], faults
+    assert all(f["end"] is not None and "error" not in f and "heal_error" not in f for f in faults), faults
+    pids = [f["hits"][0]["ident"] for f in faults]
+    assert len(set(pids)) == 3, pids  # each fault hit a new process: the kill's heal and the restart started one
+    assert results["totals"]["info_ops"] > 0  # the kill was felt: buys in flight ended unknown
+    assert "shop listening" in (cwd / "run-safe" / "logs" / "shop.log").read_text()  # its log is in the run
+    assert not port_open(int(url.rpartition(':')[2]))  # stopped at the end of the run
+
+    set_options(cwd / "scenario.yaml", endpoint="unsafe")
+    code, results, out = oversold_run(cwd, url, "run-unsafe")
+    assert code == 1, out
+    # its lost updates oversell once the stock runs out; before that (the faults slow the sale down)
+    # they show as stock missing from the count: conservation. Caught either way, units as the database says
+    failed = {inv["name"] for inv in results["invariants"] if inv["status"] == "fail"}
+    assert failed & {"no_oversell", "conservation"}, failed
+    assert results["totals"]["oversold_units"] == max(0, _sqlite_sold(cwd / "shop.db", "widget") - 400)
+    assert len((cwd / "run-unsafe" / "faults.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_process_the_harness_cannot_start_or_that_dies_stops_the_run_with_exit_5(tmp_path: Path) -> None:
+    """A command that is no program, or one that exits before it is ready: exit 5, the entry's path in the
+    message, and the process's last words (its log in the run directory)."""
+    import sys
+
+    from example_util import harness_starts_the_shop
+
+    cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    url = harness_starts_the_shop(cwd, [])
+    data = __import__("yaml").safe_load((cwd / "scenario.yaml").read_text())
+    for n, (command, says) in enumerate((([str(cwd / "no-such-program")], "chaos.processes[0].command: cannot start"),
+                                         ([sys.executable, "-c", "raise SystemExit('shop.db is locked')"],
+                                          "exited with status 1"))):
+        data["chaos"]["processes"][0]["command"] = command
+        (cwd / "scenario.yaml").write_text(__import__("yaml").safe_dump(data, sort_keys=False))
+        code, _, out = oversold_run(cwd, url, f"run-{n}")
+        assert code == 5, out
+        assert says in out and "chaos.processes[0]" in out, out
+    assert "shop.db is locked" in out  # the log's tail
