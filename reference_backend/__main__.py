@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 
+from .clock import CLOCK_FILE_ENV
 from .node import NodeConfig, serve
 from .sentinel_url import SentinelURLError, parse_sentinel_url
 from .servers import DEFAULT_SERVER, SERVERS
@@ -36,6 +37,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--redis-timeout-ms", type=int, default=2000)
     p.add_argument("--ledger", metavar="PATH", default=None,
                    help="the warehouse ledger (SQLite file) shared by every node and the sync worker")
+    p.add_argument("--clock-file", metavar="PATH", default=None,
+                   help="offset in ms of this node's own clock (reference_backend.clock), re-read when it "
+                        "changes; for clock-skew faults (the backend's decisions use Redis's clock)")
     args = p.parse_args(argv)
     if args.reap_interval_ms < 1 or args.redis_max_connections < 1 or args.redis_timeout_ms < 1:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     if not token:
         token = secrets.token_urlsafe(24)
         print(f"admin-token: {token}", flush=True)
+    if args.clock_file:
+        os.environ[CLOCK_FILE_ENV] = args.clock_file  # read by reference_backend.clock, also in server workers
     cfg = NodeConfig(
         port=args.port, redis_url=args.redis_url, node_name=args.node_name, admin_token=token, host=args.host,
         reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,

@@ -25,6 +25,7 @@ import orjson
 from redis import exceptions as rx
 
 from . import validate
+from .clock import node_now_ms
 from .errors import REDIS_DOWN, ApiError, StrategyMoved, bad_request, error_body
 from .keys import SaleKeys
 from .ledger import NotInTransit, UnknownSale
@@ -182,7 +183,7 @@ class App:
         match rest:
             case ["health"]:
                 _allow(req, "GET")
-                return Reply(200, {"status": "ok", "node": self.node_name})
+                return Reply(200, {"status": "ok", "node": self.node_name, "clock_ms": node_now_ms()})
             case ["openapi.yaml"]:
                 _allow(req, "GET")
                 return Reply(200, self._openapi)  # type: ignore[arg-type]  # bytes: sent as YAML
