@@ -4,8 +4,10 @@ For every planted bug (``oversold.orchestrate.planted``) a patched copy of the
 reference backend is made, and scenarios run against it as plain ``oversold
 run`` processes with the copy first on ``PYTHONPATH`` and as their working
 directory, so every node, order processor and sync worker they start is the
-mutant. A bug is *caught* when a run exits 1 (an invariant failed); the table
-says by which scenario and which invariants. The bug's own ``scenarios`` are
+mutant. A bug is *caught* when a run exits 1 (an invariant failed) and the
+unpatched backend then passes the same scenario and seed again (else the
+failure is noise, listed, not counted); the table says by which scenario and
+which invariants. The bug's own ``scenarios`` are
 tried first, then the rest in order, stopping at the first catch (``every``:
 all of them). A scenario counts only if it passes (exit 0) on an unpatched copy
 with the same seed: a scenario that fails on correct code cannot catch anything.
@@ -61,6 +63,7 @@ class SelftestResult:
     runs: list[SelftestRun] = field(default_factory=list)
     caught: dict[str, SelftestRun | None] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
+    noise: list[str] = field(default_factory=list)  # failures the unpatched backend showed too (not counted)
     elapsed_s: float = 0.0
 
     @property
@@ -69,7 +72,7 @@ class SelftestResult:
 
     def to_dict(self) -> dict:
         return {"seed": self.seed, "score": self.score, "elapsed_s": round(self.elapsed_s, 1),
-                "usable": self.usable, "excluded": self.excluded,
+                "usable": self.usable, "excluded": self.excluded, "noise": self.noise,
                 "caught": {b: (asdict(r) if r else None) for b, r in self.caught.items()},
                 "runs": [asdict(r) for r in self.runs]}
 
@@ -138,6 +141,16 @@ def run_selftest(scenarios: Sequence[Path], bugs: Sequence[PlantedBug], out: Pat
             progress(f"{bug.name} x {name}: exit {run.exit_code}"
                      + (f", failed {', '.join(run.failed)}" if run.failed else "") + f" ({run.elapsed_s:.0f}s)")
             if run.exit_code == EXIT_FAIL and result.caught[bug.name] is None:
+                # a catch counts only if the unpatched backend passes this scenario and seed again:
+                # a scenario that failed by chance must not score a bug it never saw
+                again = run_one(base_root, by_name[name], out / "baseline-again" / f"{bug.name}-{name}", seed=seed,
+                                bug=None, duration_s=duration_s)
+                result.runs.append(again)
+                if again.exit_code != EXIT_PASS:
+                    result.noise.append(f"{bug.name} x {name}: the unpatched backend failed it too "
+                                        f"(exit {again.exit_code}{', ' + ', '.join(again.failed) if again.failed else ''})")
+                    progress(f"  not counted: {result.noise[-1]}")
+                    continue
                 result.caught[bug.name] = run
                 if not every:
                     break
@@ -150,7 +163,7 @@ def format_table(result: SelftestResult) -> str:
     lines = ["| planted bug | what it does | caught by (scenario) | invariants that failed | run |",
              "| --- | --- | --- | --- | --- |"]
     for bug, run in result.caught.items():
-        tried = [r for r in result.runs if r.bug == bug]
+        tried = {r.scenario for r in result.runs if r.bug == bug}
         if run is None:
             lines.append(f"| `{bug}` | {result.titles.get(bug, '')} | **not caught** ({len(tried)} scenarios tried) "
                          f"| - | - |")
@@ -163,4 +176,6 @@ def format_table(result: SelftestResult) -> str:
                  f"{len(result.runs)} runs in {result.elapsed_s:.0f}s; scenarios used: {', '.join(result.usable)}")
     for name, why in result.excluded.items():
         lines.append(f"excluded {name}: {why}")
+    for line in result.noise:
+        lines.append(f"not counted: {line}")
     return "\n".join(lines)
