@@ -123,28 +123,34 @@ BUGS: tuple[PlantedBug, ...] = (
         ("scalper_rush",)),
     PlantedBug(
         "ack_before_apply",
-        "an order processor acknowledges a queued order before it applies it: killed in between, the order is lost",
-        "seed 000 (异步处理订单); real shops: message acked before it was processed",
+        "an order processor acknowledges the queued orders it read before it applies them: killed in between, "
+        "they are lost",
+        "seed 000 (异步处理订单); real shops: messages acked on receipt, before they were processed",
         (Patch("order_worker.py",
-               "            if fields:  # an entry deleted while pending comes without fields: nothing to apply\n"
-               "                await self._apply_one(sale_id, fields)\n"
+               "        r = self.store.redis\n        for entry_id, fields in entries:\n",
+               "        r = self.store.redis\n"
+               "        async with r.pipeline(transaction=True) as p:\n"
+               "            for entry_id, _ in entries:\n"
+               "                p.xack(stream, ORDER_GROUP, entry_id)\n"
+               "                p.xdel(stream, entry_id)\n"
+               "            await p.execute()\n"
+               "        for entry_id, fields in entries:\n"),
+         Patch("order_worker.py",
                "            # applied (or found applied): only now may the entry go\n"
                "            async with r.pipeline(transaction=True) as p:\n"
                "                p.xack(stream, ORDER_GROUP, entry_id)\n"
                "                p.xdel(stream, entry_id)\n"
-               "                await p.execute()\n",
-               "            async with r.pipeline(transaction=True) as p:\n"
-               "                p.xack(stream, ORDER_GROUP, entry_id)\n"
-               "                p.xdel(stream, entry_id)\n"
-               "                await p.execute()\n"
-               "            if fields:\n"
-               "                await self._apply_one(sale_id, fields)\n"),),
+               "                await p.execute()\n", "")),
         ("worker_kill",)),
     PlantedBug(
         "sync_apply_twice",
-        "the sync worker keeps no record of applied events: one replayed after a crash is sold twice in the ledger",
-        "seed 000 (数据实时同步) / seed 001 (front and warehouse stock)",
-        (Patch("ledger.py",
+        "the sync worker applies events one by one and acknowledges the batch after, with no record of applied "
+        "events: a batch replayed after a crash is sold twice in the ledger",
+        "seed 000 (数据实时同步) / seed 001 (front and warehouse stock); real shops: at-least-once consumer "
+        "without idempotency",
+        (Patch("sync.py", "        outcomes = self.ledger.apply_front_events(sku, events)\n",
+               "        outcomes = [o for ev in events for o in self.ledger.apply_front_events(sku, [ev])]\n"),
+         Patch("ledger.py",
                "                seen = db.execute(\"INSERT OR IGNORE INTO applied (sku, event_id) VALUES (?, ?)\", "
                "(sku, ev.event_id))\n                if seen.rowcount == 0:\n"
                "                    out.append(\"duplicate\")\n                    continue\n",
