@@ -197,6 +197,9 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
             s = load_scenario(path)
             if s.chaos.driver == "process" and s.redis.topology == "single":
                 scenarios.append(path)
+    if not scenarios:
+        raise BadInput(f"selftest: no scenarios given and none found in {REPO_ROOT / 'scenarios'}; "
+                       "pass scenario YAML files")
     out = (args.out or Path("runs") / f"selftest-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     print(f"oversold: selftest of {len(names)} planted bugs against {len(scenarios)} scenarios into {out}",
           flush=True)
