@@ -100,9 +100,10 @@ def run_one(root: Path, scenario: Path, run_dir: Path, *, seed: int, bug: str | 
         argv += ["--duration", str(duration_s)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root.resolve())] + (
         [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # the log goes beside the run directory: `oversold run` refuses an --out that is not empty
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(run_dir / "selftest.log", "wb") as log:
+    with open(run_dir.parent / f"{run_dir.name}.log", "wb") as log:
         try:
             # cwd = the copy: `python -m reference_backend` finds the working directory's package first
             code = subprocess.run(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -122,6 +123,9 @@ def run_selftest(scenarios: Sequence[Path], bugs: Sequence[PlantedBug], out: Pat
     names = [p.stem for p in scenarios]
     if len(set(names)) != len(names):
         raise BadInput(f"selftest: two scenarios share a name: {', '.join(names)}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # every run inside would be refused (a run never overwrites another), and score nothing
+        raise BadInput(f"selftest: --out {out} already exists and is not empty; give a new directory")
     started = time.monotonic()
     result = SelftestResult(seed=seed)
     out.mkdir(parents=True, exist_ok=True)

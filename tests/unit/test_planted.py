@@ -86,3 +86,14 @@ def test_the_node_clock_reads_its_file_again_when_it_changes(tmp_path: Path, mon
     f.write_text("garbage")
     os.utime(f, ns=(2, 2))
     assert clock.offset_ms() == 0
+
+
+def test_selftest_refuses_an_output_directory_that_is_not_empty(tmp_path: Path) -> None:
+    from paths import REPO
+
+    from oversold.errors import BadInput
+    from oversold.orchestrate.selftest import run_selftest
+
+    (tmp_path / "old-run").mkdir()  # every `oversold run` inside would be refused and score nothing
+    with pytest.raises(BadInput, match="already exists and is not empty"):
+        run_selftest([REPO / "scenarios" / "flash_sale.yaml"], BUGS[:1], tmp_path, seed=1)
