@@ -37,3 +37,31 @@ def test_a_node_clock_expiry_bug_shows_under_clock_skew(tmp_path: Path) -> None:
     assert result.usable == ["clock_skew"], table  # the reference backend (Redis's clock) passes
     caught = result.caught["ttl_node_clock"]
     assert caught is not None and "sells_out" in caught.failed, table
+
+
+def test_every_mutant_loads_its_scripts_into_redis_and_compiles(tmp_path: Path) -> None:
+    """A patch that applies can still break its file: every mutant's Lua (with its preludes) must load
+    into a real Redis and every Python file must compile, or the mutant dies instead of misbehaving."""
+    import redis
+
+    from oversold.infra.redis_server import RedisServer
+    from oversold.orchestrate.planted import BUGS, plant
+    from reference_backend.lua import PRELUDES, prelude_of, scripts
+
+    with RedisServer.start(log_dir=tmp_path / "logs") as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            for bug in BUGS:
+                copy = plant(bug, tmp_path / bug.name) / "reference_backend"
+                lua_dir = copy / "lua"
+                for name in scripts(lua_dir):
+                    parts = [(lua_dir / f"{p}.lua").read_text() for p in PRELUDES[prelude_of(name, lua_dir)]]
+                    src = "\n".join([*parts, (lua_dir / f"{name}.lua").read_text()])
+                    try:
+                        client.script_load(src)
+                    except redis.ResponseError as e:
+                        raise AssertionError(f"planted bug {bug.name}: lua/{name}.lua does not load: {e}") from e
+                for py in copy.rglob("*.py"):
+                    compile(py.read_text(encoding="utf-8"), str(py), "exec")
+        finally:
+            client.close()
