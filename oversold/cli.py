@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("selftest", help="plant bugs into the reference backend and report which scenarios "
                                         "catch them (exit 0 when the score reaches --min-score)")
     t.add_argument("scenarios", type=Path, nargs="*",
-                   help="scenario YAMLs (default: scenarios/*.yaml of a process-driven single Redis)")
+                   help="scenario YAMLs (default: scenarios/*.yaml of a process-driven single Redis "
+                        "that swarm at most 60 s)")
     t.add_argument("--bugs", default=None, help="comma-separated planted bugs (default: all; --list shows them)")
     t.add_argument("--list", action="store_true", help="list the planted bugs and exit")
     t.add_argument("--seed", type=int, default=1, help="seed of every run (default 1)")
@@ -267,10 +268,9 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
-    from oversold.model.scenario_file import load_scenario
     from oversold.orchestrate.planted import BUGS, BUGS_BY_NAME
     from oversold.orchestrate.run import REPO_ROOT
-    from oversold.orchestrate.selftest import format_table, run_selftest
+    from oversold.orchestrate.selftest import default_scenarios, format_table, run_selftest
 
     if args.list:
         for bug in BUGS:
@@ -283,11 +283,8 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_score <= 1.0:
         raise BadInput(f"--min-score: must be between 0 and 1, got {args.min_score}")
     scenarios = list(args.scenarios)
-    if not scenarios:  # Docker and Sentinel topologies need an engine or five Redis processes: name them to use them
-        for path in sorted((REPO_ROOT / "scenarios").glob("*.yaml")):
-            s = load_scenario(path)
-            if s.chaos.driver == "process" and s.redis.topology == "single":
-                scenarios.append(path)
+    if not scenarios:
+        scenarios = default_scenarios(REPO_ROOT / "scenarios")
     if not scenarios:
         raise BadInput(f"selftest: no scenarios given and none found in {REPO_ROOT / 'scenarios'}; "
                        "pass scenario YAML files")

@@ -40,6 +40,9 @@ from oversold.model.scenario_file import load_scenario
 from .planted import PlantedBug, plant
 
 RUN_TIMEOUT_S = 300.0  # one scenario run, stand-up to verdict; past it the run counts as an error
+#: the default scenarios are those that stand up by themselves and swarm at most this long: a soak
+#: (scenarios/soak.yaml, 5 minutes) would be run for every bug not caught before it; name one to use it
+DEFAULT_MAX_SWARM_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,18 @@ def run_one(root: Path, scenario: Path, run_dir: Path, *, seed: int, bug: str | 
             code = -1
     return SelftestRun(bug, scenario.stem, code, _failed_invariants(run_dir), round(time.monotonic() - started, 1),
                        str(run_dir))
+
+
+def default_scenarios(folder: Path) -> list[Path]:
+    """The scenarios of ``folder`` the selftest uses when given none: those that stand up by themselves
+    on one Redis with the process driver and swarm at most ``DEFAULT_MAX_SWARM_S`` (Docker, Sentinel and
+    cluster topologies need an engine or several Redis processes, a soak takes minutes per run)."""
+    out = []
+    for path in sorted(folder.glob("*.yaml")):
+        s = load_scenario(path)
+        if s.chaos.driver == "process" and s.redis.topology == "single" and s.swarm.duration_s <= DEFAULT_MAX_SWARM_S:
+            out.append(path)
+    return out
 
 
 def run_selftest(scenarios: Sequence[Path], bugs: Sequence[PlantedBug], out: Path, *, seed: int,

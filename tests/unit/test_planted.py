@@ -97,3 +97,13 @@ def test_selftest_refuses_an_output_directory_that_is_not_empty(tmp_path: Path) 
     (tmp_path / "old-run").mkdir()  # every `oversold run` inside would be refused and score nothing
     with pytest.raises(BadInput, match="already exists and is not empty"):
         run_selftest([REPO / "scenarios" / "flash_sale.yaml"], BUGS[:1], tmp_path, seed=1)
+
+
+def test_the_default_scenarios_stand_up_alone_and_are_short() -> None:
+    from paths import REPO
+
+    from oversold.orchestrate.selftest import default_scenarios
+
+    names = {p.stem for p in default_scenarios(REPO / "scenarios")}
+    assert {"flash_sale", "worker_kill", "clock_skew", "late_cancel"} <= names
+    assert not names & {"soak", "redis_failover", "redis_docker", "hot_sku_cluster", "cluster_failover"}, names
