@@ -8,7 +8,8 @@ declared failure itself exits 0, any other failure 1). ``bench`` exits 0 once th
 benchmark ran, whatever the strategies' verdicts (they are a column), 4 on bad
 input, 5 when a run could not stand the system up. ``fuzz`` exits 0 when the
 backend does what its document says, 1 on any mismatch, 4 on bad input, 5
-when the fuzz could not run.
+when the fuzz could not run. ``selftest`` exits 0 when the mutation score
+reaches ``--min-score``, 1 below it, 4 on bad input.
 
 Usage::
 
@@ -20,6 +21,7 @@ Usage::
     oversold bench scenarios/flash_sale.yaml --strategies pre_deduct,naive --repeat 3
     OVERSOLD_ADMIN_TOKEN=secret oversold fuzz http://127.0.0.1:8000
     oversold serve scenarios/flash_sale.yaml        # Redis + nodes for plain locust -f, until Ctrl-C
+    oversold selftest --bugs no_user_limit scenarios/scalper_rush.yaml
 """
 
 from __future__ import annotations
@@ -109,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one sale per strategy is made first (NAME+async: with async orders); the first one "
                         "must place orders at once")
     f.add_argument("--out", type=Path, help="reports and schemathesis configs (default runs/fuzz-<time>)")
+
+    t = sub.add_parser("selftest", help="plant bugs into the reference backend and report which scenarios "
+                                        "catch them (exit 0 when the score reaches --min-score)")
+    t.add_argument("scenarios", type=Path, nargs="*",
+                   help="scenario YAMLs (default: scenarios/*.yaml of a process-driven single Redis "
+                        "that swarm at most 60 s)")
+    t.add_argument("--bugs", default=None, help="comma-separated planted bugs (default: all; --list shows them)")
+    t.add_argument("--list", action="store_true", help="list the planted bugs and exit")
+    t.add_argument("--seed", type=int, default=1, help="seed of every run (default 1)")
+    t.add_argument("--every", action="store_true", help="run every scenario against every bug (default: stop "
+                                                        "at the first that catches it)")
+    t.add_argument("--duration", type=float, help="upper bound of each swarm in seconds")
+    t.add_argument("--min-score", type=float, default=0.0, help="exit 1 below this score (0..1)")
+    t.add_argument("--out", type=Path, help="output directory (default runs/selftest-<time>)")
     return p
 
 
@@ -128,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_fuzz(args)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "selftest":
+            return _cmd_selftest(args)
         return _cmd_check(args)
     except KeyboardInterrupt:
         print("oversold: interrupted; everything it started has been stopped", file=sys.stderr)
@@ -249,6 +267,40 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     result = run_fuzz(options, out.resolve(), stream=sys.stdout)
     print(result.summary())
     return EXIT_PASS if result.ok else EXIT_FAIL
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from oversold.orchestrate.planted import BUGS, BUGS_BY_NAME
+    from oversold.orchestrate.run import REPO_ROOT
+    from oversold.orchestrate.selftest import default_scenarios, format_table, run_selftest
+
+    if args.list:
+        for bug in BUGS:
+            print(f"{bug.name:26} {bug.title}  [{bug.source}]")
+        return EXIT_PASS
+    names = args.bugs.split(",") if args.bugs else [b.name for b in BUGS]
+    unknown = [n for n in names if n not in BUGS_BY_NAME]
+    if unknown:
+        raise BadInput(f"--bugs: unknown planted bug(s) {', '.join(unknown)}; known: {', '.join(BUGS_BY_NAME)}")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise BadInput(f"--min-score: must be between 0 and 1, got {args.min_score}")
+    scenarios = list(args.scenarios)
+    if not scenarios:
+        scenarios = default_scenarios(REPO_ROOT / "scenarios")
+    if not scenarios:
+        raise BadInput(f"selftest: no scenarios given and none found in {REPO_ROOT / 'scenarios'}; "
+                       "pass scenario YAML files")
+    out = (args.out or Path("runs") / f"selftest-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    print(f"oversold: selftest of {len(names)} planted bugs against {len(scenarios)} scenarios into {out}",
+          flush=True)
+    result = run_selftest(scenarios, [BUGS_BY_NAME[n] for n in names], out, seed=args.seed, every=args.every,
+                          duration_s=args.duration, progress=lambda m: print("  " + m, flush=True))
+    table = format_table(result)
+    (out / "selftest.md").write_text(table + "\n", encoding="utf-8")
+    (out / "selftest.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    print()
+    print(table)
+    return EXIT_PASS if result.score >= args.min_score else 1
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 
+from .clock import CLOCK_FILE_ENV
 from .cluster_pool import ClusterURLError, parse_cluster_url
 from .coalesce import CoalesceConfig
 from .node import NodeConfig, serve
@@ -46,6 +47,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="at most this many orders per batch script call (default 64; 1: one call per order)")
     p.add_argument("--ledger", metavar="PATH", default=None,
                    help="the warehouse ledger (SQLite file) shared by every node and the sync worker")
+    p.add_argument("--clock-file", metavar="PATH", default=None,
+                   help="offset in ms of this node's own clock (reference_backend.clock), re-read when it "
+                        "changes; for clock-skew faults (the backend's decisions use Redis's clock)")
     args = p.parse_args(argv)
     if args.reap_interval_ms < 1 or args.redis_max_connections < 1 or args.redis_timeout_ms < 1:
         p.error("--reap-interval-ms, --redis-max-connections and --redis-timeout-ms must be >= 1")
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     if not token:
         token = secrets.token_urlsafe(24)
         print(f"admin-token: {token}", flush=True)
+    if args.clock_file:
+        os.environ[CLOCK_FILE_ENV] = args.clock_file  # read by reference_backend.clock, also in server workers
     cfg = NodeConfig(
         port=args.port, redis_url=args.redis_url, node_name=args.node_name, admin_token=token, host=args.host,
         reap_interval_ms=args.reap_interval_ms, naive_delay_ms=args.naive_delay_ms,

@@ -26,6 +26,7 @@ import orjson
 from redis import exceptions as rx
 
 from . import validate
+from .clock import node_now_ms
 from .errors import REDIS_DOWN, ApiError, StrategyMoved, bad_request, error_body
 from .keys import SaleKeys
 from .ledger import NotInTransit, UnknownSale
@@ -190,7 +191,8 @@ class App:
         match rest:
             case ["health"]:
                 _allow(req, "GET")
-                return Reply(200, {"status": "ok", "node": self.node_name, "rounds": dict(self.rounds)})
+                return Reply(200, {"status": "ok", "node": self.node_name, "rounds": dict(self.rounds),
+                                   "clock_ms": node_now_ms()})
             case ["openapi.yaml"]:
                 _allow(req, "GET")
                 return Reply(200, self._openapi)  # type: ignore[arg-type]  # bytes: sent as YAML

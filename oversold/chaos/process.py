@@ -78,7 +78,8 @@ class ProcessDriver:
 
     def __init__(self, *, state: StateFile | None = None, stop_timeout_s: float = 5.0,
                  ready_timeout_s: float = 10.0, settle_s: float = 0.1,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, name: str = "process") -> None:
+        self.name = name  # a second driver beside the main one needs its own name (the nemesis heals by it)
         self._state = state
         self._settle_s = settle_s
         self._stop_timeout_s = stop_timeout_s

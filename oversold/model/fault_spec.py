@@ -41,6 +41,8 @@ ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "proxy": ("toxic", "down"),                       # each node's link to Redis through the fault proxy
     "replication": ("toxic", "down"),                 # the replica's link to the primary (redis.replication_proxy)
     "sync": NODE_ACTIONS + ("delay", "stall"),        # the stock sync worker
+    "orders": NODE_ACTIONS,                           # the order processors of an async_orders sale
+    "clock": ("clock_skew",),                         # each node's own wall clock (reference_backend.clock)
 }
 DRIVERS = ("process", "docker")
 TOPOLOGIES = ("single", "sentinel", "cluster")
@@ -278,6 +280,12 @@ def _params_problems(action: str, params: dict[str, Any], where: str) -> list[st
         problems = [f"{where}.{k}: unknown field; known: delay_ms" for k in params if k != "delay_ms"]
         if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
             problems.append(f"{where}.delay_ms: required, an integer >= 0 (milliseconds), got {delay!r}")
+        return problems
+    if action == "clock_skew":
+        offset = params.get("offset_ms")
+        problems = [f"{where}.{k}: unknown field; known: offset_ms" for k in params if k != "offset_ms"]
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            problems.append(f"{where}.offset_ms: required, an integer (milliseconds, may be negative), got {offset!r}")
         return problems
     if params:
         return [f"{where}: {action} takes no params, got {', '.join(sorted(params))}"]

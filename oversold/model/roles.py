@@ -39,6 +39,7 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
     own_nodes = scenario.backend.url is None
     if own_nodes:
         roles["backend"] = scenario.backend.nodes
+        roles["clock"] = scenario.backend.nodes  # each node's own clock (clock_skew)
     if scenario.redis.url is None and own_nodes:  # a backend given by URL has its own Redis
         roles["redis-primary"] = scenario.redis.shards if scenario.redis.topology == "cluster" else 1
         if scenario.redis.topology == "sentinel":
@@ -49,6 +50,8 @@ def expected_roles(scenario: Scenario) -> dict[str, int]:
         roles["proxy"] = scenario.backend.nodes
     if scenario.uses_ledger and own_nodes:  # the harness starts the sync worker beside its nodes
         roles["sync"] = 1
+    if scenario.sale.async_orders and own_nodes:  # the harness starts the order processors too
+        roles["orders"] = scenario.backend.order_workers
     # the user's upstreams (fronted by the fault proxy), processes (started or given by pid file), containers
     for part in (*scenario.chaos.upstreams, *scenario.chaos.processes, *scenario.chaos.containers):
         roles[part.role] = roles.get(part.role, 0) + 1

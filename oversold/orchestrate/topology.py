@@ -12,8 +12,9 @@ registered by role with the driver that can hurt it:
 | Redis (``topology: cluster``) | ``ClusterTopology`` (``cluster_redis.py``): a primary and a replica per shard | ``redis-primary`` / cluster (one per shard) |
 | fault proxy (``redis.proxy``) | ``FaultProxy``, one link per node  | ``proxy`` / proxy                  |
 | backend nodes                 | ``BackendNode``                    | ``backend`` / process              |
+| each node's own clock         | ``--clock-file`` of every node     | ``clock`` / clock                  |
 | sync worker (ledger runs)     | ``oversold.orchestrate.workers``               | ``sync`` / sync                    |
-| order processors (async sale) | ``oversold.orchestrate.workers``               | --                                 |
+| order processors (async sale) | ``oversold.orchestrate.workers``               | ``orders`` / process               |
 | the user's parts (``--host``) | ``oversold.orchestrate.user_system``: ``chaos.upstreams``, ``processes``, ``containers`` | their roles |
 
 Everything is stopped by the ``ExitStack`` the caller passes, newest first;
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from oversold.chaos.clock_driver import ClockDriver
 from oversold.chaos.driver import Driver
 from oversold.chaos.leftovers import RunState
 from oversold.chaos.process import ProcessDriver, same_argv
@@ -183,7 +185,14 @@ def stand_up(scenario: Any, run_dir: Path, *, stack: ExitStack, run: RunState, a
         for leftover in (ledger, ledger.with_name(ledger.name + "-wal"), ledger.with_name(ledger.name + "-shm")):
             leftover.unlink(missing_ok=True)  # a run directory used again starts with an empty warehouse
         extra_args += ["--ledger", str(ledger)]
-    nodes = _start_nodes(node_redis, admin_token, logs, extra_args, stack, state)
+    clocks = ClockDriver()  # each node's own clock, off by the offset in its file (role clock)
+    clock_files = [run_dir / "clock" / f"node{i + 1}.offset_ms" for i in range(scenario.backend.nodes)]
+    for path in clock_files:
+        path.unlink(missing_ok=True)  # a run directory used again starts with true clocks
+        clocks.register("clock", path)
+    drivers.append(clocks)
+    nodes = _start_nodes(node_redis, admin_token, logs, extra_args, stack, state,
+                         [["--clock-file", str(p)] for p in clock_files])
     env = dict(os.environ, OVERSOLD_ADMIN_TOKEN=admin_token, PYTHONUNBUFFERED="1")
     for node in nodes:
         procs.register("backend", node.child, port=node.port, restart=same_argv(node.child, env=env),
@@ -226,10 +235,17 @@ def start_workers(topo: Topology, scenario: Any, run_dir: Path, *, stack: ExitSt
             topo.has_sync = True
             progress(f"sync: worker pid {worker.pid} (every {scenario.backend.sync_interval_ms} ms)")
         if getattr(scenario.sale, "async_orders", False):
+            # one driver for the role, as for the sync worker: no port, alive half a second later counts
+            order_procs = ProcessDriver(state=state, settle_s=0.5, name="orders")
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
             for i in range(scenario.backend.order_workers):
                 child = start_order_worker(redis_url, name=f"orders-{i + 1}", log_dir=logs)
                 state.record_child(child)
-                stack.callback(child.stop)
+                handle = _Handle(child)
+                stack.callback(handle.stop)
+                # a restart keeps the consumer name, so it reads its own pending entries first
+                order_procs.register("orders", child, on_restart=handle.set, restart=same_argv(child, env=env))
+            drivers.append(order_procs)
             progress(f"orders: {scenario.backend.order_workers} order processor(s)")
 
     _check_roles(scenario, drivers)
@@ -270,11 +286,12 @@ def _netloc(parts: Any, port: int) -> str:
 
 
 def _start_nodes(urls: list[str], token: str, logs: Path, extra_args: list[str], stack: ExitStack,
-                 state: Any) -> list[BackendNode]:
-    """All nodes spawned at once (start-up is mostly imports), then each waited for."""
+                 state: Any, own_args: list[list[str]]) -> list[BackendNode]:
+    """All nodes spawned at once (start-up is mostly imports), then each waited for; ``own_args[i]`` are node i's."""
     nodes: list[BackendNode] = []
     for i, url in enumerate(urls):
-        node = BackendNode.spawn(url, name=f"node{i + 1}", admin_token=token, log_dir=logs, extra_args=extra_args)
+        node = BackendNode.spawn(url, name=f"node{i + 1}", admin_token=token, log_dir=logs,
+                                 extra_args=extra_args + own_args[i])
         state.record_child(node.child)
         stack.callback(node.stop)  # node.child follows restarts (on_restart), so this stops the current one
         nodes.append(node)
@@ -286,7 +303,8 @@ def _start_nodes(urls: list[str], token: str, logs: Path, extra_args: list[str],
                 raise
             # most likely lost its port in a race: once more on another port
             node.stop()
-            again = BackendNode.start(urls[i], name=node.name, admin_token=token, log_dir=logs, extra_args=extra_args)
+            again = BackendNode.start(urls[i], name=node.name, admin_token=token, log_dir=logs,
+                                      extra_args=extra_args + own_args[i])
             state.record_child(again.child)
             stack.callback(again.stop)
             nodes[i] = again

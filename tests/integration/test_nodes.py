@@ -57,6 +57,25 @@ def test_sigterm_stops_a_node_cleanly(redis_url, tmp_path, admin_token):
     assert not port_open(node.port)
 
 
+def test_health_shows_the_node_clock_with_its_clock_file_offset(redis_url, tmp_path, admin_token):
+    """clock_ms is the node's own clock: off by what its --clock-file says, read again when it changes."""
+    import time
+
+    clock_file = tmp_path / "node.offset_ms"
+    clock_file.write_text("600000\n")  # ten minutes ahead
+    node = BackendNode.start(redis_url, name="c", admin_token=admin_token, log_dir=tmp_path,
+                             extra_args=["--clock-file", str(clock_file)])
+    try:
+        ahead = node.client().health()[1]["clock_ms"] - time.time() * 1000
+        assert 590_000 < ahead < 610_000, ahead
+        clock_file.write_text("-5000")
+        os.utime(clock_file, ns=(1, 1))  # a new mtime even within the file system's timestamp granularity
+        behind = node.client().health()[1]["clock_ms"] - time.time() * 1000
+        assert -15_000 < behind < 0, behind
+    finally:
+        node.stop()
+
+
 def test_a_node_without_a_token_makes_one_and_prints_it(redis_url, tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "OVERSOLD_ADMIN_TOKEN"}

@@ -69,11 +69,30 @@ def test_faults_are_checked_against_the_topology():
 
 def test_roles_follow_the_topology():
     base = parse_scenario({"backend": {"nodes": 3}})
-    assert expected_roles(base) == {"backend": 3, "redis-primary": 1}
+    assert expected_roles(base) == {"backend": 3, "clock": 3, "redis-primary": 1}
     full = parse_scenario({"backend": {"nodes": 2}, "redis": {"topology": "sentinel"},
                            "sale": {"strategy": "pre_deduct_ledger"}})
-    assert expected_roles(full) == {"backend": 2, "redis-primary": 1, "sentinel": 3, "sync": 1}
-    assert expected_roles(parse_scenario({"redis": {"proxy": True}})) == {"backend": 2, "redis-primary": 1, "proxy": 2}
+    assert expected_roles(full) == {"backend": 2, "clock": 2, "redis-primary": 1, "sentinel": 3, "sync": 1}
+    assert expected_roles(parse_scenario({"redis": {"proxy": True}})) == {
+        "backend": 2, "clock": 2, "redis-primary": 1, "proxy": 2}
+    queued = parse_scenario({"backend": {"nodes": 2, "order_workers": 3}, "sale": {"async_orders": True}})
+    assert expected_roles(queued) == {"backend": 2, "clock": 2, "redis-primary": 1, "orders": 3}
+
+
+def test_worker_and_clock_faults_are_checked_before_the_run():
+    got = problems({"faults": [{"action": "kill", "role": "orders"}]})  # no async_orders: no processors
+    assert any(p.startswith("faults[0].role: this run has no orders targets") for p in got), got
+    got = problems({"faults": [{"action": "kill", "role": "orders"},
+                               {"action": "clock_skew", "role": "clock", "params": {"offset_ms": "1m"}},
+                               {"action": "clock_skew", "role": "clock"},
+                               {"action": "kill", "role": "clock"}]})
+    assert "faults[1].params.offset_ms: required, an integer (milliseconds, may be negative), got '1m'" in got
+    assert "faults[2].params.offset_ms: required, an integer (milliseconds, may be negative), got None" in got
+    assert "faults[3].action: clock takes clock_skew, got 'kill'" in got
+    ok = {"sale": {"async_orders": True},
+          "faults": [{"action": "pause", "role": "orders", "target": 1, "duration_s": 0.5, "every_s": [1, 2]},
+                     {"action": "clock_skew", "role": "clock", "target": 0, "params": {"offset_ms": -90000}}]}
+    assert parse_scenario(ok).faults[1].params == {"offset_ms": -90000}  # no problem to raise
 
 
 def test_a_backend_given_by_url_has_no_harness_redis_to_hurt():

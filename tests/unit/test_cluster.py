@@ -46,7 +46,7 @@ def scenario(**redis_cfg) -> dict:
 
 def test_a_cluster_scenario_has_one_primary_target_per_shard_and_refuses_what_it_cannot_run():
     s = parse_scenario(scenario(shards=5) | {"faults": [{"action": "failover", "role": "redis-primary", "target": 4}]})
-    assert expected_roles(s) == {"backend": 2, "redis-primary": 5}
+    assert expected_roles(s) == {"backend": 2, "clock": 2, "redis-primary": 5}
     with pytest.raises(ScenarioError) as e:
         parse_scenario(scenario(proxy=True, url="redis://127.0.0.1:1/0", persistence="aof")
                        | {"chaos": {"driver": "docker"}})
