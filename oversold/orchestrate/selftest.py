@@ -82,11 +82,17 @@ class SelftestResult:
 
 
 def _failed_invariants(run_dir: Path) -> tuple[str, ...]:
+    """The invariants that failed beyond what the scenario declares it expects (``expect:``, when met)."""
     try:
         data = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ()
-    return tuple(i["name"] for i in data.get("invariants", []) if i.get("status") == "fail")
+    failed = tuple(i["name"] for i in data.get("invariants", []) if i.get("status") == "fail")
+    exp = data.get("expectation") or {}
+    if exp.get("met"):  # a scenario that expects a failure and got exactly it (exit 0, "as expected")
+        allowed = {*exp.get("invariant", ()), *exp.get("may_also_fail", ())}
+        failed = tuple(name for name in failed if name not in allowed)
+    return failed
 
 
 def _clean(run: SelftestRun) -> bool:

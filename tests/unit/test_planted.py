@@ -107,3 +107,21 @@ def test_the_default_scenarios_stand_up_alone_and_are_short() -> None:
     names = {p.stem for p in default_scenarios(REPO / "scenarios")}
     assert {"flash_sale", "worker_kill", "clock_skew", "late_cancel"} <= names
     assert not names & {"soak", "redis_failover", "redis_docker", "hot_sku_cluster", "cluster_failover"}, names
+
+
+def test_a_baseline_that_fails_as_its_scenario_expects_is_clean_and_other_failures_still_count(tmp_path: Path) -> None:
+    import json
+
+    from oversold.orchestrate.selftest import _failed_invariants
+
+    def results(met: bool, failed: list[str]) -> Path:
+        run = tmp_path / f"run-{met}-{'-'.join(failed)}"
+        run.mkdir()
+        body = {"invariants": [{"name": n, "status": "fail"} for n in failed] + [{"name": "no_oversell", "status": "pass"}],
+                "expectation": {"verdict": "fail", "invariant": ["sells_out"], "may_also_fail": [], "met": met}}
+        (run / "results.json").write_text(json.dumps(body))
+        return run
+
+    assert _failed_invariants(results(True, ["sells_out"])) == ()  # hoarding_attack on the correct backend
+    assert _failed_invariants(results(False, ["sells_out", "conservation"])) == ("sells_out", "conservation")
+    assert _failed_invariants(results(True, ["sells_out", "single_payment"])) == ("single_payment",)
