@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         ours = run_child("oversold", run_dir, args.timeout_s)
         row = {"size": size, "records": ours["records"], "baseline": base, "oversold": ours,
                "records_per_s": ours["records"] / ours["total_s"], "ratio": ours["total_s"] / base["total_s"],
+               "cpu_ratio": ours["cpu_s"] / base["cpu_s"] if ours.get("cpu_s") and base.get("cpu_s") else None,
                "load": os.getloadavg()[0]}
         rows.append(row)
         print(f"{ours['records']:>11,} records: read {ours['read_s']:6.2f} s  check {ours['check_s']:6.2f} s  "
@@ -305,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{' ' + ','.join(ours['failed']) if ours['failed'] else ''}", flush=True)
         print(f"{'':>11}  baseline (json.loads per line) {base['total_s']:6.2f} s (CPU {base.get('cpu_s', 0):.2f} s) "
               f"peak {base['peak_mib']:4.0f} MiB; "
-              f"ratio oversold/baseline {row['ratio']:.2f}  (load {row['load']:.1f})", flush=True)
+              f"ratio oversold/baseline {row['ratio']:.2f}, CPU {row['cpu_ratio'] or float('nan'):.2f}  "
+              f"(load {row['load']:.1f})", flush=True)
         if args.cli:
             cli = run_child("cli", run_dir, args.timeout_s)
             row["cli"] = cli

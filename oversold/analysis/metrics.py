@@ -44,6 +44,7 @@ import msgspec
 
 from oversold.checker import SaleView, Totals, totals_of
 from oversold.model.calls import Call, pair
+from oversold.model.gcpause import gc_paused
 from oversold.model.history import FinalState, Op
 from oversold.model.metric_spec import (
     LATENCY_OPS,
@@ -209,12 +210,14 @@ class Hold(msgspec.Struct, frozen=True, gc=False):
     end: float
 
 
-def client_holds(calls: Sequence[Call], hold_ttl_ms: int) -> list[Hold]:
+def client_holds(calls: Sequence[Call], hold_ttl_ms: int, skip_kinds: frozenset[str] = frozenset()) -> list[Hold]:
     """Holds reconstructed from the history (client clock, seconds).
 
     A hold starts at its ``ok`` order completion and ends at the first ``ok``
     pay or cancel of that order, or at its expiry (start + TTL), whichever is
     first. A pay whose outcome is unknown does not end it: we cannot tell.
+    Holds placed by users of ``skip_kinds`` are left out (after the first order
+    of an id is taken: a reused id never brings in a second hold).
     """
     closed: dict[str, float] = {}
     placed: list[Call] = []
@@ -236,6 +239,8 @@ def client_holds(calls: Sequence[Call], hold_ttl_ms: int) -> list[Hold]:
         if oid in seen:
             continue
         seen.add(oid)
+        if c.kind in skip_kinds:
+            continue
         start = c.done_time
         end = start + ttl_s
         shut = closed.get(oid)
@@ -266,7 +271,7 @@ def bot_hold_share(holds: Sequence[Hold], stock: int, window: tuple[float, float
     """(peak, time-weighted average) share of stock held by bot kinds over the window."""
     if stock <= 0:
         return None, None
-    curve = _held_curve(h for h in holds if h.kind not in LEGIT_KINDS)
+    curve = _held_curve(h for h in holds if h.kind not in LEGIT_KINDS)  # (the caller may have left them out)
     peak = max((level for _, level in curve), default=0) / stock
     if window is None or window[1] <= window[0]:
         return peak, None
@@ -312,6 +317,12 @@ def compute_metrics(
         m = compute_metrics(read_history(p), final, timeline=samples)
         m.stat("throughput", "value")
     """
+    with gc_paused():
+        return _compute_metrics(ops, final, timeline, faults, totals, view)
+
+
+def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[TimelineSample],
+                     faults: Sequence[FaultPeriod], totals: Totals | None, view: SaleView | None) -> Metrics:
     state = view.state if view is not None else parse_state(final)
     sale = final.sale_id
     ops = [o for o in ops if o.sale_id == sale]
@@ -357,7 +368,8 @@ def compute_metrics(
         "rate": legit_units / stock if stock > 0 else None, "count": legit_units},
         note=None if stock > 0 else "stock is 0")
 
-    peak, avg = bot_hold_share(client_holds(calls, final.hold_ttl_ms), stock, window)
+    # only the bots' holds are charted: the legitimate kinds' are never made
+    peak, avg = bot_hold_share(client_holds(calls, final.hold_ttl_ms, skip_kinds=LEGIT_KINDS), stock, window)
     values["bot_hold_share.peak"] = Metric.gauge("bot_hold_share.peak", peak, "stock is 0")
     values["bot_hold_share.avg"] = Metric.gauge(
         "bot_hold_share.avg", avg, "stock is 0" if stock <= 0 else "the run has no time span")

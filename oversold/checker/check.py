@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from oversold.model.evidence import DEFAULT_EVIDENCE, Evidence, at_least, describe
+from oversold.model.gcpause import gc_paused
 from oversold.model.history import FinalState, Op
 
 from .invariant import CheckOptions, Invariant, result
@@ -148,8 +149,9 @@ def check_view(s: SaleView, *, grace_ms: int = 2000, expect_sell_out: bool = Tru
         metrics = compute_metrics(ops, final, totals=verdict.totals, view=view)
     """
     opts = CheckOptions(grace_ms=grace_ms, expect_sell_out=expect_sell_out, evidence=s.state.evidence)
-    results = tuple(_decide(inv, s, opts) for inv in invariants)
-    return Verdict(overall=compose(results), totals=totals_of(s), invariants=results)
+    with gc_paused():
+        results = tuple(_decide(inv, s, opts) for inv in invariants)
+        return Verdict(overall=compose(results), totals=totals_of(s), invariants=results)
 
 
 def _decide(inv: Invariant, s: SaleView, opts: CheckOptions) -> InvariantResult:

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any, Iterable
 
 from oversold.model.calls import Call, pair
+from oversold.model.gcpause import gc_paused
 from oversold.model.history import FinalState, Op
 from oversold.model.state import Audit, Counters, Ledger, SaleSettings, SaleState, parse_state
 
@@ -49,40 +50,12 @@ class SaleView:
     @classmethod
     def build(cls, ops: Iterable[Op], final: FinalState) -> "SaleView":
         """Pair the history of ``final.sale_id`` and parse the final state (``BadInput`` for a wrong shape)."""
-        state = parse_state(final)
-        calls, counts = pair(ops, final.sale_id)
-        order_call: dict[str, Call] = {}
-        order_calls: dict[str, tuple[Call, ...]] = {}
-        pays: dict[str, tuple[Call, ...]] = {}
-        # One pass. Almost every id has one call, a 1-tuple; the rare id with more grows in a list
-        # (never tuple + tuple, which is quadratic when a broken backend hands one id to everyone).
-        more: dict[tuple[int, str], list[Call]] = {}
-        for c in calls:
-            oid = c.order_id
-            if not oid:
-                continue
-            op = c.op
-            if op == "pay":
-                index, which = pays, 0
-            elif op == "order" and c.outcome == "ok":
-                index, which = order_calls, 1
-                if oid not in order_call:
-                    order_call[oid] = c
-            else:
-                continue
-            prev = index.get(oid)
-            if prev is None:
-                index[oid] = (c,)
-            else:
-                grown = more.get((which, oid))
-                if grown is None:
-                    more[(which, oid)] = [*prev, c]
-                else:
-                    grown.append(c)
-        for (which, oid), cs in more.items():
-            (pays if which == 0 else order_calls)[oid] = tuple(cs)
-        return cls(state=state, calls=calls, counts=counts, order_call=order_call, order_calls=order_calls,
-                   pays=pays)
+        with gc_paused():
+            state = parse_state(final)
+            calls, counts = pair(ops, final.sale_id)
+            order_call, order_calls, pays = _index(calls)
+            return cls(state=state, calls=calls, counts=counts, order_call=order_call, order_calls=order_calls,
+                       pays=pays)
 
     # -- the final state, for short -------------------------------------------------
 
@@ -166,17 +139,21 @@ class SaleView:
         in the order they were first acknowledged: acknowledged payments keyed by (order op, order id)."""
         firsts: dict[tuple[str, str | None], Call] = {}
         owner: dict[tuple[str, str | None], Call | None] = {}
+        order_calls = self.order_calls
         for oid, cs in self.pays.items():
             for c in cs:
                 if c.outcome != "ok":
                     continue
-                oc = self.pay_owner(c)
+                cands = order_calls.get(oid, ())  # pay_owner's usual case inlined: at most one order with this id
+                oc = self.pay_owner(c) if len(cands) > 1 else cands[0] if cands else None
                 k = (oid, oc.op_id if oc else None)
-                if k not in firsts or done_time(c) < done_time(firsts[k]):
+                prev = firsts.get(k)
+                if prev is None or done_time(c) < done_time(prev):
                     firsts[k] = c
                     owner[k] = oc
-        ordered = sorted(firsts, key=lambda k: (done_time(firsts[k]), k[0], k[1] or ""))
-        return tuple((k[0], owner[k], firsts[k]) for k in ordered)
+        # sorted by (first ok time, order id, order op id); the index keeps equal keys in insertion order
+        ordered = sorted((done_time(c), k[0], k[1] or "", i, k) for i, (k, c) in enumerate(firsts.items()))
+        return tuple((k[0], owner[k], firsts[k]) for *_, k in ordered)
 
     def acked_qty(self, oid: str, oc: Call | None) -> int:
         return oc.qty if oc is not None else self.qty_of(oid)
@@ -230,3 +207,38 @@ class SaleView:
         """What the history knows of an order, for a counterexample."""
         oc = self.order_call.get(order_id)
         return {"order_op_id": oc.op_id if oc else None, "pay_op_ids": self.pay_ids(order_id)}
+
+
+def _index(calls: tuple[Call, ...]) -> tuple[dict[str, Call], dict[str, tuple[Call, ...]], dict[str, tuple[Call, ...]]]:
+    """order id -> its first ok order, -> every ok order answered with it, -> every pay of it (each in call order)."""
+    order_call: dict[str, Call] = {}
+    order_calls: dict[str, tuple[Call, ...]] = {}
+    pays: dict[str, tuple[Call, ...]] = {}
+    # One pass. Almost every id has one call, a 1-tuple; the rare id with more grows in a list
+    # (never tuple + tuple, which is quadratic when a broken backend hands one id to everyone).
+    more: dict[tuple[int, str], list[Call]] = {}
+    for c in calls:
+        oid = c.order_id
+        if not oid:
+            continue
+        op = c.op
+        if op == "pay":
+            index, which = pays, 0
+        elif op == "order" and c.outcome == "ok":
+            index, which = order_calls, 1
+            if oid not in order_call:
+                order_call[oid] = c
+        else:
+            continue
+        prev = index.get(oid)
+        if prev is None:
+            index[oid] = (c,)
+        else:
+            grown = more.get((which, oid))
+            if grown is None:
+                more[(which, oid)] = [*prev, c]
+            else:
+                grown.append(c)
+    for (which, oid), cs in more.items():
+        (pays if which == 0 else order_calls)[oid] = tuple(cs)
+    return order_call, order_calls, pays

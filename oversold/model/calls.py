@@ -11,7 +11,8 @@ Usage::
 
 from __future__ import annotations
 
-from operator import attrgetter
+from itertools import compress, islice
+from operator import attrgetter, eq, le
 from typing import Iterable, Literal
 
 import msgspec
@@ -71,7 +72,7 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
     Only records of ``sale_id`` are paired (all when None). Of two records of one side of
     an op, the earliest wins (exact ties broken by ``repr``, so input order never matters);
     the other one is counted (``duplicate_records``), never trusted. Linear in the
-    records, then one sort of the calls (near-sorted already: a history is written in time order).
+    records; the calls are sorted only where they are not in time order already (see ``_sort_calls``).
     """
     records_list = ops if isinstance(ops, (list, tuple)) else list(ops)
     mine = records_list if sale_id is None else [o for o in records_list if o.sale_id == sale_id]
@@ -98,7 +99,7 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
                      a.time, d.time))
     unmatched = len(dones)
     calls.extend(Call.of(None, d) for d in dones.values())
-    calls.sort(key=_CALL_ORDER)
+    _sort_calls(calls)
     counts = {"records": len(records_list), "other_sale_records": len(records_list) - len(mine),
               "duplicate_records": duplicates,
               "unmatched_completions": unmatched, "unfinished_ops": unfinished}
@@ -106,6 +107,26 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
 
 
 _CALL_ORDER = attrgetter("time", "op_id")
+_OP_ID = attrgetter("op_id")
+_TIME = attrgetter("time")
+
+
+def _sort_calls(calls: list[Call]) -> None:
+    """Sort by (time, op_id) in place. A history is written in time order, so its calls usually come by
+    time already: then only the runs at one instant are sorted (by op_id), not the whole list."""
+    times = list(map(_TIME, calls))
+    if not all(map(le, times, islice(times, 1, None))):  # (a NaN time lands here too)
+        calls.sort(key=_CALL_ORDER)
+        return
+    tied = list(compress(range(len(times) - 1), map(eq, times, islice(times, 1, None))))
+    i = 0
+    while i < len(tied):
+        start = end = tied[i]  # calls[start..end + 1] share one instant
+        while i + 1 < len(tied) and tied[i + 1] == end + 1:
+            i += 1
+            end += 1
+        calls[start:end + 2] = sorted(calls[start:end + 2], key=_OP_ID)
+        i += 1
 
 
 def _earliest(records: list[Op]) -> tuple[dict[str, Op], dict[str, Op]]:

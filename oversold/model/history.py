@@ -23,6 +23,8 @@ import msgspec
 
 from oversold.errors import BadInput
 
+from .gcpause import gc_paused
+
 OpType = Literal["invoke", "ok", "fail", "info"]
 OP_TYPES = ("invoke", "ok", "fail", "info")
 OPS = ("order", "pay", "cancel", "read", "refund", "restock", "in_transit", "receive")  # the admin kind: the last four
@@ -128,7 +130,8 @@ def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
 
 def read_history(path: Path) -> list[Op]:
     """Read a ``history.jsonl``; a bad line is a BadInput naming its line number."""
-    return list(iter_history(path))
+    with gc_paused():
+        return list(iter_history(path))
 
 
 def iter_history(path: Path) -> Iterator[Op]:

@@ -16,12 +16,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from oversold.analysis.metrics import compute_metrics
+from oversold.analysis.metrics import bot_hold_share, client_holds, compute_metrics
 from oversold.checker import SaleView, check, check_view
-from oversold.model.history import FinalState, Op, read_history, write_history
+from oversold.model.calls import pair
+from oversold.model.history import FinalState, Op, history_order, read_history, write_history
+from oversold.model.metric_spec import LEGIT_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from checker_oracle import OldView, old_check  # noqa: E402
+from checker_oracle import OldView, old_check, old_pair  # noqa: E402
 
 SALE = "moutai"
 
@@ -82,6 +84,10 @@ def test_the_fast_checker_gives_the_old_verdicts_and_counterexamples(ops, final,
     rnd.shuffle(shuffled)
     got = check(shuffled, final, expect_sell_out=expect)
     assert got.to_dict() == want
+    # in file order (by time) the pairing skips its sort and orders only the calls at one instant
+    in_order = sorted(ops, key=history_order)
+    assert check(in_order, final, expect_sell_out=expect).to_dict() == want
+    assert pair(in_order, SALE) == old_pair(ops, SALE)
     t = got.totals
     assert (t.demand, t.ok_ops, t.fail_ops, t.info_ops) == _sums(OldView.build(ops, final))
 
@@ -96,6 +102,17 @@ def test_metrics_read_from_the_checkers_view_equal_the_metrics_made_alone(ops, f
     old = compute_metrics(ops, final, totals=totals, view=OldView.build(ops, final))
     assert shared.to_dict() == alone.to_dict() == old.to_dict()
     assert shared.missing == alone.missing
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories, st.sampled_from([1000, 5000]), st.integers(1, 8))
+def test_the_bots_holds_alone_give_the_bot_hold_share_of_every_hold(ops, ttl_ms, stock):
+    calls = SaleView.build(ops, FinalState(sale_id=SALE, stock=stock, hold_ttl_ms=ttl_ms)).calls
+    window = (100.0, 106.0)
+    every = client_holds(calls, ttl_ms)
+    bots = client_holds(calls, ttl_ms, skip_kinds=LEGIT_KINDS)
+    assert bots == [h for h in every if h.kind not in LEGIT_KINDS]
+    assert bot_hold_share(bots, stock, window) == bot_hold_share(every, stock, window)
 
 
 def test_a_history_with_a_reused_order_id_given_to_everyone_is_checked_in_linear_time():
