@@ -365,9 +365,24 @@ def _acknowledged_pays(ops: Sequence[Op]) -> list[tuple[float, int]]:
     return sorted(first.values())
 
 
+#: At most this many steps a cumulative line draws; more events are summed per time bin (a million-record
+#: run would otherwise put two points per sold order into the page: megabytes for one line)
+MAX_STEPS = 400
+
+
 def _cumulative(events: Sequence[tuple[float, int]], t0: float) -> tuple[tuple[float, float], ...]:
-    """A step line of the running total of ``events`` (seconds from ``t0``)."""
+    """A step line of the running total of ``events`` (seconds from ``t0``): one step per event, or per
+    time bin when there are more than ``MAX_STEPS`` (the total at each bin's end is exact)."""
     total, pts = 0, [(0.0, 0.0)]
+    if len(events) > MAX_STEPS:
+        ordered = sorted(events)
+        first, last = ordered[0][0], ordered[-1][0]
+        width = (last - first) / MAX_STEPS or 1.0
+        binned: dict[int, int] = {}
+        for t, units in ordered:
+            k = min(int((t - first) / width), MAX_STEPS - 1)
+            binned[k] = binned.get(k, 0) + units
+        events = [(first + (k + 1) * width, units) for k, units in sorted(binned.items())]
     for t, units in events:
         pts.append((t - t0, float(total)))
         total += units

@@ -256,3 +256,15 @@ def test_a_missing_audit_says_why_once_and_an_inconclusive_verdict_says_it_is_no
     # without a recorded reason it still says where to look, once
     plain = judge(scenario, ops, final, run_dir=None).summary
     assert plain.count("note: the audit is missing because") == 1
+
+
+def test_a_cumulative_line_of_many_events_is_binned_but_ends_on_the_exact_total():
+    from oversold.analysis.html import MAX_STEPS, _cumulative
+
+    few = _cumulative([(10.0, 1), (11.0, 2)], 10.0)
+    assert few == ((0.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 3.0))  # one step per event
+    many = [(100.0 + i / 1000, 1 + i % 2) for i in range(100_000)]
+    pts = _cumulative(many, 100.0)
+    assert len(pts) <= 2 * MAX_STEPS + 1
+    assert pts[-1] == (pytest.approx(99.999), sum(u for _, u in many))  # the oversell the verdict names shows
+    assert all(a[1] <= b[1] for a, b in zip(pts, pts[1:]))  # a running total never goes down
