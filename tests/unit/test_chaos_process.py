@@ -1,8 +1,6 @@
-"""Node faults on real processes: the fault model, the nemesis, the process driver and the sweep.
-
-Pure units (Fault, plan, Nemesis bookkeeping) use a recording driver; every
-process test runs real ``redis-server`` children on free loopback ports and
-checks them with real PINGs.
+"""Node faults, the pure part: the fault model, the plan, the nemesis's bookkeeping (a recording
+driver), the sweep's matching and its state file. The process driver on real ``redis-server``
+children is in tests/integration/test_chaos_process.py.
 """
 
 from __future__ import annotations
@@ -11,9 +9,6 @@ import threading
 import time
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from oversold.chaos import (
     ChaosError,
@@ -28,29 +23,6 @@ from oversold.chaos import (
     plan,
 )
 from oversold.chaos.sweep import cmdline_matches
-from oversold.infra.redis_server import RedisServer
-
-
-def ping(port: int, timeout: float = 0.5) -> str:
-    """``up``, ``down`` (refused) or ``timeout`` (accepted but never answered: paused)."""
-    client = redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                         retry=Retry(NoBackoff(), 0))
-    try:
-        return "up" if client.ping() else "no"
-    except redis.TimeoutError:
-        return "timeout"
-    except redis.ConnectionError:
-        return "down"
-    finally:
-        client.close()
-
-
-def run_id(port: int) -> str:
-    client = redis.Redis(port=port, socket_timeout=2)
-    try:
-        return client.info("server")["run_id"]
-    finally:
-        client.close()
 
 
 # -- pure: faults and the plan ------------------------------------------------------
@@ -214,22 +186,6 @@ def test_nemesis_routes_roles_and_refuses_unknown_or_shared_ones():
         n.inject(Fault("kill", "z", 0))
     with pytest.raises(FaultSpecError, match="two drivers"):
         Nemesis(RecordingDriver({"x": 1}), Other({"x": 1})).roles()
-
-
-# -- the process driver, on real redis-server processes ---------------------------------
-
-
-@pytest.fixture
-def servers(tmp_path):
-    """Two real redis servers registered as role ``redis``; everything stopped at the end."""
-    started = [RedisServer.start(log_dir=tmp_path / f"r{i}", name=f"redis{i}") for i in range(2)]
-    driver = ProcessDriver(ready_timeout_s=10)
-    for s in started:
-        driver.register_redis("redis", s)
-    yield driver, started
-    for s in started:
-        s.stop()
-    driver.stop_all()
 
 
 # -- the sweep ------------------------------------------------------------------

@@ -1,50 +1,15 @@
-"""The fault proxy against a real Redis: each toxic, its removal, and RESP pairing.
-
-Timing checks assert lower bounds only (a toxic can only make things slower);
-an upper bound appears only where it separates "the toxic is gone" from "the
-toxic is still there" by a wide margin.
+"""The fault proxy's RESP scanner, pure: frames found the same at every split point, idle only between
+frames. The proxy against a real Redis is in tests/integration/test_chaos_proxy.py.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from oversold.chaos.proxy import FaultProxy, ProxyClient, listen_port
 from oversold.chaos.resp import RespScanner
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def fault_proxy(tmp_path_factory) -> Iterator[FaultProxy]:
-    fp = FaultProxy.start(log_dir=tmp_path_factory.mktemp("fault-proxy"), seed=1)
-    yield fp
-    fp.stop()
-
-
-@dataclass
-class Through:
-    name: str
-    port: int
-    client: ProxyClient
-
-
-def _make_proxy(fault_proxy: FaultProxy, upstream_port: int) -> Through:
-    name = f"p-{uuid.uuid4().hex[:8]}"
-    created = fault_proxy.client.create(name, upstream=f"127.0.0.1:{upstream_port}")
-    return Through(name, listen_port(created), fault_proxy.client)
-
-
-@pytest.fixture
-def proxy(fault_proxy, redis_server, redis_url) -> Iterator[Through]:
-    through = _make_proxy(fault_proxy, redis_server.port)
-    yield through
-    fault_proxy.client.reset()
-    fault_proxy.client.delete(through.name)
 
 
 def resp(*args: str | bytes) -> bytes:
