@@ -173,6 +173,13 @@ def ensure_run(base: Path, records: int) -> Path:
         info = generate(run_dir, records)
         print(f"  generated {info['records']:,} records in {time.perf_counter() - t0:.0f} s "
               f"(stock {info['stock']:,}, {info['users']:,} users, {info['sold']:,} sold) -> {run_dir}", flush=True)
+    if not (run_dir / "history.cols").exists():
+        # the columnar twin a run writes beside its history.jsonl (the swarm's collector does, in one pass)
+        from oversold.model.history import write_twin
+
+        t0 = time.perf_counter()
+        write_twin(run_dir / "history.jsonl")
+        print(f"  wrote its columnar twin in {time.perf_counter() - t0:.0f} s", flush=True)
     return run_dir
 
 

@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
+from operator import attrgetter, is_not
 from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
@@ -53,7 +55,7 @@ from oversold.model.metric_spec import (
     REPORTED_QUANTILES,
     MetricKind,
 )
-from oversold.model.state import SaleState, parse_state
+from oversold.model.state import SaleState
 from oversold.model.timeline import FaultPeriod, TimelineSample
 
 Number = float | int
@@ -99,7 +101,7 @@ class Metric:
 
     @classmethod
     def trend(cls, name: str, values: Iterable[float], note_if_empty: str | None = None) -> "Metric":
-        xs = tuple(sorted(float(v) for v in values))
+        xs = sorted(map(float, values))
         stats: dict[str, Number | None] = {f"p({q})": quantile(xs, q) for q in REPORTED_QUANTILES}
         stats.update(
             avg=sum(xs) / len(xs) if xs else None,
@@ -107,7 +109,7 @@ class Metric:
             max=xs[-1] if xs else None,
             count=len(xs),
         )
-        return cls(name, "trend", stats, xs, None if xs else note_if_empty)
+        return cls(name, "trend", stats, tuple(xs), None if xs else note_if_empty)
 
     @classmethod
     def gauge(cls, name: str, value: Number | None, note: str | None = None) -> "Metric":
@@ -170,25 +172,46 @@ def user_kinds(ops: Iterable[Op]) -> dict[str, str]:
     return {op.user_id: op.kind for op in reversed(records)}
 
 
-def units_sold_by_kind(ops: Sequence[Op], state: SaleState) -> tuple[dict[str, int], str]:
+def units_sold_by_kind(ops: Sequence[Op], state: SaleState,
+                       view: SaleView | None = None) -> tuple[dict[str, int], str]:
     """Who got the stock: units sold per user kind, and where that came from.
 
     From the audit's sold list (its user ids mapped to kinds through the
     history; a user the history never saw is ``unknown``), else from the
     acknowledged (``ok``) pays of the history. Returns ``(units by kind,
-    "audit" | "history")``.
+    "audit" | "history")``. ``view``, the checker's view of this sale when the
+    caller has it, spares a walk of every record: an audited order the history
+    placed for the same user takes that order's kind, the rest their user's.
 
     Usage::
 
         by_kind, source = units_sold_by_kind(ops, parse_state(final))   # ({"buyer": 480, "hoarder": 20}, "audit")
     """
-    kinds = user_kinds(ops)
     by_kind: dict[str, int] = defaultdict(int)
     if state.audit is not None:
-        for entry in state.audit.sold:
-            by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
+        sold = state.audit.sold
+        if view is None:
+            kinds = user_kinds(ops)
+            for entry in sold:
+                by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
+            return dict(sorted(by_kind.items())), "audit"
+        placed = view.order_call
+        rest = []
+        for entry in sold:
+            oc = placed.get(entry.order_id)
+            if oc is not None and oc.user_id == entry.user_id:  # (a user's kind is its orders' kind)
+                by_kind[oc.kind] += entry.qty
+            else:
+                rest.append(entry)
+        if rest:  # sold to a user the history did not place that order for: the kind it first names
+            if view.counts["duplicate_records"]:  # a record left out of the calls may be the only one naming it
+                kinds = user_kinds([o for o in ops if o.sale_id == state.sale_id])
+            else:
+                kinds = {c.user_id: c.kind for c in reversed(view.calls)}
+            for entry in rest:
+                by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
         return dict(sorted(by_kind.items())), "audit"
-    calls, _ = pair(ops, state.sale_id)
+    calls = view.calls if view is not None else pair(ops, state.sale_id)[0]
     ordered_qty = {c.order_id: c.first.qty for c in calls if c.first.op == "order" and c.outcome == "ok" and c.order_id}
     paid: dict[str, Call] = {}
     for c in calls:
@@ -241,15 +264,47 @@ def client_holds(calls: Sequence[Call], hold_ttl_ms: int, skip_kinds: frozenset[
         seen.add(oid)
         if c.kind in skip_kinds:
             continue
-        start = c.done_time
-        end = start + ttl_s
-        shut = closed.get(oid)
-        if shut is not None:  # max(start, min(end, shut)), without two calls a hold
-            if shut < end:
-                end = shut
-            if end < start:
-                end = start
-        holds.append(Hold(oid, c.user_id, c.kind, c.qty, start, end))
+        holds.append(_hold(c, ttl_s, closed.get(oid)))
+    return holds
+
+
+def _hold(placed: Call, ttl_s: float, shut: float | None) -> Hold:
+    """The hold an ok order placed: from its completion to its expiry, or to ``shut`` (its first ok pay or
+    cancel) when that came first (never before it started)."""
+    start = placed.done_time
+    assert start is not None and placed.order_id is not None
+    end = start + ttl_s
+    if shut is not None:  # max(start, min(end, shut)), without two calls a hold
+        if shut < end:
+            end = shut
+        if end < start:
+            end = start
+    return Hold(placed.order_id, placed.user_id, placed.kind, placed.qty, start, end)
+
+
+def bot_holds(view: SaleView, hold_ttl_ms: int) -> list[Hold]:
+    """``client_holds(view.calls, hold_ttl_ms, skip_kinds=LEGIT_KINDS)`` read from the view's indexes: only the
+    bots' first ok orders are looked at, and only their own pays and cancels (a unit test holds the two equal)."""
+    bots = [c for c in view.order_call.values() if c.kind not in LEGIT_KINDS]
+    if not bots:
+        return []
+    wanted = {c.order_id for c in bots}
+    cancels: dict[str, float] = {}  # order id -> its first ok cancel's completion
+    for c in view.calls_of("cancel"):
+        oid = c.order_id
+        if c.outcome == "ok" and oid in wanted and c.done_time is not None:
+            prev = cancels.get(oid)  # type: ignore[arg-type]
+            if prev is None or c.done_time < prev:
+                cancels[oid] = c.done_time  # type: ignore[index]
+    holds = []
+    ttl_s = hold_ttl_ms / 1000.0
+    pays = view.pays
+    for c in bots:
+        shut = cancels.get(c.order_id)  # type: ignore[arg-type]
+        for p in pays.get(c.order_id, ()):  # type: ignore[arg-type]
+            if p.outcome == "ok" and p.done_time is not None and (shut is None or p.done_time < shut):
+                shut = p.done_time
+        holds.append(_hold(c, ttl_s, shut))
     return holds
 
 
@@ -323,35 +378,32 @@ def compute_metrics(
 
 def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[TimelineSample],
                      faults: Sequence[FaultPeriod], totals: Totals | None, view: SaleView | None) -> Metrics:
-    state = view.state if view is not None else parse_state(final)
     sale = final.sale_id
-    ops = [o for o in ops if o.sale_id == sale]
-    calls = view.calls if view is not None else pair(ops)[0]
+    ops = ops if isinstance(ops, (list, tuple)) else list(ops)
+    if view is None:
+        view = SaleView.build(ops, final)
+    state, calls, counts = view.state, view.calls, view.counts
     values: dict[str, Metric] = {}
     missing: dict[str, str] = {}
 
-    start = min((o.time for o in ops if o.type == "invoke"), default=None)
-    if start is None and ops:
-        start = min(o.time for o in ops)
-    end = max((o.time for o in ops), default=None)
+    bounds = _bounds(calls) if counts["duplicate_records"] == 0 else None
+    if bounds is None:  # a record no call kept (a duplicate), or a NaN time: the records themselves
+        records = [o for o in ops if o.sale_id == sale]
+        start = min((o.time for o in records if o.type == "invoke"), default=None)
+        if start is None and records:
+            start = min(o.time for o in records)
+        end = max((o.time for o in records), default=None)
+    else:
+        start, end = bounds
     duration = (end - start) if start is not None and end is not None else 0.0
     window = (start, end) if start is not None and end is not None and end > start else None
 
-    latencies: dict[str, list[float]] = {op: [] for op in LATENCY_OPS}
-    completions = unknown = 0
-    for c in calls:  # one pass for the latencies and the counts
-        done = c.done
-        if done is None:
-            unknown += 1
-            continue
-        completions += 1
-        if c.outcome == "info":
-            unknown += 1
-        lat = done.latency_ms
-        if lat is not None and c.op in latencies:
-            latencies[c.op].append(lat)
+    # C-speed walks: a call without a completion (an unknown outcome) is "info" too
+    completions = len(calls) - list(map(_DONE, calls)).count(None)
+    unknown = list(map(_OUTCOME, calls)).count("info")
     for op in LATENCY_OPS:
-        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", latencies[op], f"no {op} request completed in this run")
+        latencies = list(filter(_NOT_NONE, map(_LATENCY, filter(_NOT_NONE, map(_DONE, view.calls_of(op))))))
+        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", latencies, f"no {op} request completed in this run")
 
     values["requests"] = Metric("requests", "counter", {
         "count": len(calls), "rate": len(calls) / duration if duration > 0 else None})
@@ -362,14 +414,14 @@ def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[Ti
                               note=None if calls else "no operation in this run")
 
     stock = final.stock
-    by_kind, _source = units_sold_by_kind(ops, state)
+    by_kind, _source = units_sold_by_kind(ops, state, view)
     legit_units = sum(u for k, u in by_kind.items() if k in LEGIT_KINDS)
     values["fill_rate.legit"] = Metric("fill_rate.legit", "rate", {
         "rate": legit_units / stock if stock > 0 else None, "count": legit_units},
         note=None if stock > 0 else "stock is 0")
 
     # only the bots' holds are charted: the legitimate kinds' are never made
-    peak, avg = bot_hold_share(client_holds(calls, final.hold_ttl_ms, skip_kinds=LEGIT_KINDS), stock, window)
+    peak, avg = bot_hold_share(bot_holds(view, final.hold_ttl_ms), stock, window)
     values["bot_hold_share.peak"] = Metric.gauge("bot_hold_share.peak", peak, "stock is 0")
     values["bot_hold_share.avg"] = Metric.gauge(
         "bot_hold_share.avg", avg, "stock is 0" if stock <= 0 else "the run has no time span")
@@ -396,7 +448,7 @@ def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[Ti
         missing["oversold_units"] = "neither the audit nor the counters could be read"
     else:
         if totals is None:
-            totals = totals_of(view if view is not None else SaleView.build(ops, final))
+            totals = totals_of(view)
         values["oversold_units"] = Metric.gauge("oversold_units", totals.oversold_units)
     leaked = _leaked_units(state)
     if leaked is None:
@@ -407,6 +459,30 @@ def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[Ti
     values["faults"] = Metric("faults", "counter", {
         "count": len(faults), "rate": len(faults) / duration if duration > 0 else None})
     return Metrics(values=values, missing=missing)
+
+
+_TIME = attrgetter("time")
+_DONE_TIME = attrgetter("done_time")
+_DONE = attrgetter("done")
+_OUTCOME = attrgetter("outcome")
+_LATENCY = attrgetter("latency_ms")
+_NOT_NONE = partial(is_not, None)
+
+
+def _bounds(calls: Sequence[Call]) -> tuple[float, float] | tuple[None, None] | None:
+    """(first invoke, last record) of the calls' records (every record of the sale when no duplicate was
+    dropped): the first invoke's time, else the first record's; the last record's. None when a time is NaN
+    (then min and max depend on the order they are taken in, so the caller takes them as the records come)."""
+    if not calls:
+        return None, None
+    firsts = list(map(_TIME, calls))
+    dones = [t for t in map(_DONE_TIME, calls) if t is not None]
+    every = sum(firsts) + sum(dones)
+    if every != every:
+        return None
+    invoked = next((c.time for c in calls if c.invoke is not None), None)
+    start = invoked if invoked is not None else min(firsts)
+    return start, max(max(firsts), max(dones, default=firsts[0]))
 
 
 def _leaked_units(state: SaleState) -> int | None:

@@ -16,6 +16,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections import Counter
+from operator import attrgetter
 from typing import Iterable
 
 from oversold.model.evidence import DEFAULT_EVIDENCE, Evidence, at_least, describe
@@ -55,6 +57,9 @@ INVARIANTS: tuple[Invariant, ...] = (
 )
 
 
+_OUTCOME = attrgetter("outcome")
+
+
 def totals_of(s: SaleView) -> Totals:
     """The run in numbers. ``oversold_units`` is the worst of what the backend recorded (the audit's net
     sold and its counters' sold) and what the clients were told (acknowledged payments net of refunds),
@@ -62,17 +67,9 @@ def totals_of(s: SaleView) -> Totals:
     audit, ledger = s.audit, s.ledger
     shipped = max([s.acked_paid - s.acked_refunded, *(v for v in recorded_sold(s) if v is not None)])
     counted = s.counters.sold if s.counters is not None else None
-    demand = ok_ops = fail_ops = info_ops = 0
-    for c in s.calls:  # one pass for the four sums
-        if c.op == "order":
-            demand += c.qty
-        outcome = c.outcome
-        if outcome == "ok":
-            ok_ops += 1
-        elif outcome == "fail":
-            fail_ops += 1
-        elif outcome == "info":
-            info_ops += 1
+    demand = sum(c.qty for c in s.calls_of("order"))
+    outcomes = Counter(map(_OUTCOME, s.calls))
+    ok_ops, fail_ops, info_ops = outcomes["ok"], outcomes["fail"], outcomes["info"]
     return Totals(
         stock=s.stock,
         sold=audit.sold_qty if audit else counted,

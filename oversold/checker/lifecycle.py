@@ -42,7 +42,7 @@ class NoResurrection:
         ttl_s = math.inf if s.settings.strategy in NEVER_EXPIRE else s.state.hold_ttl_ms / 1000.0
         cancelled: dict[str, Call] = {}  # order id -> first ok cancel that certainly cancelled it
         refunded: dict[str, Call] = {}  # order id -> first ok refund
-        for c in s.calls:
+        for c in (*s.calls_of("cancel"), *s.calls_of("refund")):  # (two dicts: their order apart is no matter)
             oid = c.order_id
             if c.outcome != "ok" or not oid:
                 continue

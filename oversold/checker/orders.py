@@ -41,8 +41,8 @@ class OrdersApplied:
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
         accepted: dict[str, Call] = {}
-        for c in s.calls:
-            if c.op == "order" and c.outcome == "ok" and c.done is not None and c.done.status == 202 and c.order_id:
+        for c in s.calls_of("order"):
+            if c.outcome == "ok" and c.done is not None and c.done.status == 202 and c.order_id:
                 accepted.setdefault(c.order_id, c)
         queued = s.counters.queued if s.counters is not None else None
         if s.settings.async_orders is not True and queued is None and not accepted:

@@ -53,19 +53,31 @@ class SinglePayment:
                                  "qtys": [c.done.qty if c.done else c.qty for c in oks]})
         if disagree:
             problems.append(f"{disagree} orders have ok pays that disagree on quantity")
-        # (op, key) -> its first ok call; a list only for the keys that have more than one
-        first_of_key: dict[tuple[str, str], Call] = {}
+        # (op, key) -> its first answered call; a list only for the keys that have more than one. Keyed by
+        # the key alone while one operation uses it (every key, in practice): no tuple a call.
+        first_of_key: dict[str, Call] = {}
+        first_of_other: dict[tuple[str, str], Call] = {}  # a key another operation used first
         by_key: dict[tuple[str, str], list[Call]] = {}
+        claim = first_of_key.setdefault
         for c in s.calls:
-            if c.key is not None and c.done is not None and c.done.status and c.outcome != "info":
-                k = (c.op, c.key)
-                first = first_of_key.get(k)
-                if first is None:
-                    first_of_key[k] = c
-                elif k in by_key:
-                    by_key[k].append(c)
-                else:
-                    by_key[k] = [first, c]
+            key = c.key
+            if key is None or c.outcome == "info":
+                continue
+            d = c.done
+            if d is None or not d.status:
+                continue
+            first = claim(key, c)
+            if first is c:
+                continue
+            k = (c.op, key)
+            if first.op != c.op:
+                first = first_of_other.setdefault(k, c)
+                if first is c:
+                    continue
+            if k in by_key:
+                by_key[k].append(c)
+            else:
+                by_key[k] = [first, c]
         split = 0
         for (op, key), cs in sorted(by_key.items()):
             if len({reply(c) for c in cs}) > 1:
@@ -87,7 +99,7 @@ class SinglePayment:
         if s.audit is None:
             return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
                                             f"but the audit is missing so double sales cannot be ruled out.")
-        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key)} idempotency keys answered, "
+        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key) + len(first_of_other)} idempotency keys answered, "
                                      f"each the same way every time, and no order sold twice.")
 
 

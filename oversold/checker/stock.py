@@ -120,7 +120,7 @@ class SellsOut:
 
     def __call__(self, s: SaleView, opts: CheckOptions) -> InvariantResult:
         name = self.name
-        demand = sum(c.qty for c in s.calls if c.op == "order")
+        demand = sum(c.qty for c in s.calls_of("order"))
         if not opts.expect_sell_out:
             return result(name, "pass", "Not checked: the scenario does not expect a sell-out.")
         if demand <= s.stock:

@@ -67,12 +67,11 @@ class SaleView:
         acknowledged and the acknowledged plus every unknown one (no backend may add more than it
         was asked to)."""
         added = unknown = 0
-        for c in self.calls:
-            if c.op in WAREHOUSE_ADDS:
-                if c.outcome == "ok":
-                    added += c.qty
-                elif c.outcome == "info":
-                    unknown += c.qty
+        for c in (c for op in WAREHOUSE_ADDS for c in self.calls_of(op)):
+            if c.outcome == "ok":
+                added += c.qty
+            elif c.outcome == "info":
+                unknown += c.qty
         known = self.state.stock + added
         shown = self.counters.stock if self.counters is not None else None
         if unknown and shown is not None and known <= shown <= known + unknown:
@@ -96,6 +95,20 @@ class SaleView:
         return self.state.settings
 
     # -- the history, indexed ---------------------------------------------------------
+
+    def calls_of(self, op: str) -> tuple[Call, ...]:
+        """This sale's calls of one operation (``order``, ``pay``, ``cancel``, ...), in call order."""
+        return self._by_op.get(op, ())
+
+    @cached_property
+    def _by_op(self) -> dict[str, tuple[Call, ...]]:
+        # orders and pays are nearly every call: taken by comprehensions (C-speed loops); the rest grouped
+        calls = self.calls
+        by_op: dict[str, list[Call]] = {"order": [c for c in calls if c.op == "order"],
+                                        "pay": [c for c in calls if c.op == "pay"]}
+        for c in [c for c in calls if c.op != "order" and c.op != "pay"]:
+            by_op.setdefault(c.op, []).append(c)
+        return {op: tuple(cs) for op, cs in by_op.items()}
 
     def ok_pays(self, order_id: str) -> tuple[Call, ...]:
         return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
@@ -141,6 +154,18 @@ class SaleView:
         owner: dict[tuple[str, str | None], Call | None] = {}
         order_calls = self.order_calls
         for oid, cs in self.pays.items():
+            if len(cs) == 1:  # the usual case, inlined: one pay of an id, its key met for the first time
+                c = cs[0]
+                if c.outcome == "ok":
+                    cands = order_calls.get(oid, ())
+                    if len(cands) < 2:
+                        oc = cands[0] if cands else None
+                        k = (oid, oc.op_id if oc is not None else None)
+                        firsts[k] = c
+                        owner[k] = oc
+                        continue
+                else:
+                    continue
             for c in cs:
                 if c.outcome != "ok":
                     continue
@@ -152,7 +177,8 @@ class SaleView:
                     firsts[k] = c
                     owner[k] = oc
         # sorted by (first ok time, order id, order op id); the index keeps equal keys in insertion order
-        ordered = sorted((done_time(c), k[0], k[1] or "", i, k) for i, (k, c) in enumerate(firsts.items()))
+        ordered = sorted((c.done_time if c.done_time is not None else c.time, k[0], k[1] or "", i, k)
+                         for i, (k, c) in enumerate(firsts.items()))
         return tuple((k[0], owner[k], firsts[k]) for *_, k in ordered)
 
     def acked_qty(self, oid: str, oc: Call | None) -> int:

@@ -11,8 +11,8 @@ Usage::
 
 from __future__ import annotations
 
-from itertools import compress, islice
-from operator import attrgetter, eq, le
+from itertools import compress, count, islice, repeat
+from operator import attrgetter, eq, is_not, le
 from typing import Iterable, Literal
 
 import msgspec
@@ -76,6 +76,58 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
     """
     records_list = ops if isinstance(ops, (list, tuple)) else list(ops)
     mine = records_list if sale_id is None else [o for o in records_list if o.sale_id == sale_id]
+    calls = _pair_in_order(mine)
+    if calls is not None:  # the usual history: no duplicate, no orphan, every invoke before its completion
+        duplicates = unmatched = 0
+        unfinished = _finish_unfinished(calls)
+    else:
+        calls, duplicates, unmatched, unfinished = _pair_any(mine)
+    _sort_calls(calls)
+    counts = {"records": len(records_list), "other_sale_records": len(records_list) - len(mine),
+              "duplicate_records": duplicates,
+              "unmatched_completions": unmatched, "unfinished_ops": unfinished}
+    return tuple(calls), counts
+
+
+def _pair_in_order(records: list[Op]) -> list[Call | Op] | None:
+    """One pass over records as a history is written (each invoke before its completion, each op_id once a
+    side): a slot per invoke, in invoke order, filled with its call when the completion comes (an invoke
+    left in its slot never completed). None at the first record that breaks that shape: ``_pair_any`` then
+    pairs them all, and gives the same calls for a history of that shape (a unit test holds them equal)."""
+    slot: dict[str, int] = {}
+    slots: list[Call | Op] = []
+    add = slots.append
+    for o in records:
+        op_id = o.op_id
+        if o.type == "invoke":
+            if op_id in slot:  # a second invoke of one op
+                return None
+            slot[op_id] = len(slots)
+            add(o)
+        else:
+            i = slot.get(op_id)
+            if i is None:  # an orphan, or a completion before its invoke
+                return None
+            a = slots[i]
+            if type(a) is Call:  # a second completion
+                return None
+            # Call.of, unrolled: this line runs once per operation of the run
+            slots[i] = Call(a, o, a, op_id, a.op, a.user_id, a.kind, a.qty, a.key, o.type, a.order_id or o.order_id,
+                            a.time, o.time)
+    return slots
+
+
+def _finish_unfinished(slots: list[Call | Op]) -> int:
+    """Turn the invokes left in their slots (never completed) into calls of unknown outcome; their count."""
+    unfinished = list(compress(count(), map(is_not, map(type, slots), repeat(Call))))
+    for i in unfinished:
+        slots[i] = Call.of(slots[i], None)  # type: ignore[arg-type]
+    return len(unfinished)
+
+
+def _pair_any(mine: list[Op]) -> tuple[list[Call], int, int, int]:
+    """Pair records in any order, duplicates and orphans too: (calls in invoke order then orphans,
+    duplicate records, unmatched completions, unfinished ops)."""
     # Comprehensions run in C-speed loops; when they keep every record (no op_id twice on one
     # side) they are the answer, else the records are walked again, the earliest one winning.
     invokes = {o.op_id: o for o in mine if o.type == "invoke"}
@@ -83,7 +135,6 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
     duplicates = len(mine) - len(invokes) - len(dones)
     if duplicates:
         invokes, dones = _earliest(mine)
-    # Call.of, unrolled: this loop builds one call per operation of the run
     take_done = dones.pop
     calls: list[Call] = []
     add = calls.append
@@ -92,18 +143,10 @@ def pair(ops: Iterable[Op], sale_id: str | None = None) -> tuple[tuple[Call, ...
         d = take_done(op_id, None)
         if d is None:
             unfinished += 1
-            add(Call(a, None, a, op_id, a.op, a.user_id, a.kind, a.qty, a.key, "info", a.order_id or None, a.time,
-                     None))
-        else:
-            add(Call(a, d, a, op_id, a.op, a.user_id, a.kind, a.qty, a.key, d.type, a.order_id or d.order_id,
-                     a.time, d.time))
+        add(Call.of(a, d))
     unmatched = len(dones)
     calls.extend(Call.of(None, d) for d in dones.values())
-    _sort_calls(calls)
-    counts = {"records": len(records_list), "other_sale_records": len(records_list) - len(mine),
-              "duplicate_records": duplicates,
-              "unmatched_completions": unmatched, "unfinished_ops": unfinished}
-    return tuple(calls), counts
+    return calls, duplicates, unmatched, unfinished
 
 
 _CALL_ORDER = attrgetter("time", "op_id")

@@ -52,6 +52,7 @@ from oversold.errors import HarnessError, StandUpError
 from oversold.infra.procs import LOOPBACK, Child, free_port
 from oversold.model.fault_spec import FaultSpec
 from oversold.model.history import FinalState, accepted_orders, read_history
+from oversold.model.history_cols import cols_path
 from oversold.model.roles import schedule
 from oversold.model.scenario import Scenario
 from oversold.model.scenario_file import dump_scenario
@@ -117,7 +118,7 @@ def run_scenario(
     scenario_path = run_dir / "scenario.yaml"
     scenario_path.write_text(dump_scenario(scenario), encoding="utf-8")
     history_path = run_dir / "history.jsonl"
-    for stale in (history_path, run_dir / TIMELINE_FILE, run_dir / FAULTS_FILE):
+    for stale in (history_path, cols_path(history_path), run_dir / TIMELINE_FILE, run_dir / FAULTS_FILE):
         stale.unlink(missing_ok=True)
 
     # a backend somebody else runs takes their admin token (the contract's variable)

@@ -9,7 +9,7 @@ Rows are never held for the whole run: each batch is appended to its worker's
 spool file (msgpack frames, about 200 bytes a row) the moment it arrives, so the
 master's memory stays flat however long the run. ``write`` merges the spools,
 each in time order already (a process records in clock order), into one
-``history.jsonl``, streaming; ``ops`` reads them back for the checker.
+``history.jsonl`` (and its columnar twin ``history.cols``), streaming; ``ops`` reads them back for the checker.
 
 Usage::
 
@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import msgspec
 
 from oversold.model.history import Op, write_history_stream
+from oversold.model.history_cols import cols_path
 
 from .recorder import to_op
 
@@ -111,6 +112,10 @@ class Collector:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         count = self.count
         n = write_history_stream(tmp, (to_op(r) for r in self.rows()))
+        if cols_path(tmp).exists():  # its columnar twin, which names the same bytes
+            os.replace(cols_path(tmp), cols_path(path))
+        else:
+            cols_path(path).unlink(missing_ok=True)
         os.replace(tmp, path)
         self.written_rows = count
         return n

@@ -13,12 +13,20 @@ import random
 import sys
 from pathlib import Path
 
+import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from oversold.analysis.metrics import bot_hold_share, client_holds, compute_metrics
+from oversold.analysis.metrics import (
+    _bounds,
+    bot_hold_share,
+    bot_holds,
+    client_holds,
+    compute_metrics,
+    units_sold_by_kind,
+)
 from oversold.checker import SaleView, check, check_view
-from oversold.model.calls import pair
+from oversold.model.calls import _pair_any, _pair_in_order, _sort_calls, pair
 from oversold.model.history import FinalState, Op, history_order, read_history, write_history
 from oversold.model.metric_spec import LEGIT_KINDS
 
@@ -102,17 +110,71 @@ def test_metrics_read_from_the_checkers_view_equal_the_metrics_made_alone(ops, f
     old = compute_metrics(ops, final, totals=totals, view=OldView.build(ops, final))
     assert shared.to_dict() == alone.to_dict() == old.to_dict()
     assert shared.missing == alone.missing
+    # a user's kind read through the view's orders is the kind the sale's records name (one kind a user here)
+    mine = [o for o in ops if o.sale_id == SALE]
+    assert units_sold_by_kind(mine, view.state, view) == units_sold_by_kind(mine, view.state)
 
 
 @settings(max_examples=200, deadline=None)
 @given(histories, st.sampled_from([1000, 5000]), st.integers(1, 8))
 def test_the_bots_holds_alone_give_the_bot_hold_share_of_every_hold(ops, ttl_ms, stock):
-    calls = SaleView.build(ops, FinalState(sale_id=SALE, stock=stock, hold_ttl_ms=ttl_ms)).calls
+    view = SaleView.build(ops, FinalState(sale_id=SALE, stock=stock, hold_ttl_ms=ttl_ms))
+    calls = view.calls
     window = (100.0, 106.0)
     every = client_holds(calls, ttl_ms)
     bots = client_holds(calls, ttl_ms, skip_kinds=LEGIT_KINDS)
     assert bots == [h for h in every if h.kind not in LEGIT_KINDS]
+    assert bot_holds(view, ttl_ms) == bots  # the same holds, read from the view's indexes
     assert bot_hold_share(bots, stock, window) == bot_hold_share(every, stock, window)
+
+
+def _regular(calls):
+    """Records as a history is written: one invoke per op id, its completion (if any) after it, in time order."""
+    records = []
+    for n, c in enumerate(calls):
+        for r in c:
+            records.append(msgspec.structs.replace(r, op_id=f"q{n}"))
+    return sorted(records, key=history_order)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(call.filter(lambda rs: rs[0].type == "invoke"), max_size=25).map(_regular))
+def test_pairing_in_one_pass_gives_the_calls_of_pairing_in_any_order(ops):
+    # the one-pass path takes every history written in order; the general one is what it must equal
+    assert _pair_in_order([o for o in ops if o.sale_id == SALE]) is not None
+    calls, _, unmatched, unfinished = _pair_any([o for o in ops if o.sale_id == SALE])
+    _sort_calls(calls)
+    got, counts = pair(ops, SALE)
+    assert got == tuple(calls) and got == old_pair(ops, SALE)[0]
+    assert (counts["unmatched_completions"], counts["unfinished_ops"], counts["duplicate_records"]) == (
+        unmatched, unfinished, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(histories, st.lists(call, max_size=25).map(_regular)))
+def test_the_run_window_read_from_the_calls_is_the_window_of_the_records(ops):
+    calls, counts = pair(ops, SALE)
+    records = [o for o in ops if o.sale_id == SALE]
+    start = min((o.time for o in records if o.type == "invoke"), default=None)
+    if start is None and records:
+        start = min(o.time for o in records)
+    end = max((o.time for o in records), default=None)
+    if counts["duplicate_records"] == 0:
+        assert _bounds(calls) == (start, end)
+
+
+def test_the_run_window_of_a_nan_time_is_left_to_the_records():
+    ops = [Op("invoke", "a", float("nan"), "u", "u", "buyer", "order", SALE),
+           Op("invoke", "b", 1.0, "u", "u", "buyer", "order", SALE)]
+    assert _bounds(pair(ops, SALE)[0]) is None
+
+
+def test_pairing_in_one_pass_gives_way_on_a_record_out_of_shape():
+    inv = Op("invoke", "a", 1.0, "u", "u", "buyer", "order", SALE)
+    done = Op("ok", "a", 2.0, "u", "u", "buyer", "order", SALE, order_id="o")
+    for records in ([done, inv], [inv, inv, done], [inv, done, done], [done]):
+        assert _pair_in_order(records) is None
+        assert pair(records, SALE) == old_pair(records, SALE)
 
 
 def test_a_history_with_a_reused_order_id_given_to_everyone_is_checked_in_linear_time():

@@ -19,6 +19,7 @@ from backend_util import wait_for
 from oversold.adapters.outcome import classify, outcome_of
 from oversold.errors import BadInput
 from oversold.model.history import Op, read_history
+from oversold.model.history_cols import read_frames
 from oversold.model.scenario import Scenario
 from oversold.swarm.collector import Collector
 from oversold.swarm.config import SwarmConfig, parse_nodes
@@ -148,6 +149,9 @@ def test_collector_completeness_and_atomic_write(tmp_path: Path) -> None:
     ops = read_history(path)
     assert [o.time for o in ops] == [1.0, 1.5, 2.0, 3.0]
     assert not list(path.parent.glob(".*.tmp"))
+    # the columnar twin is renamed beside it with the history, and names its bytes
+    assert sorted(p.name for p in path.parent.iterdir()) == ["history.cols", "history.jsonl"]
+    assert read_frames(path) is not None
 
 
 def test_collector_spools_rows_to_disk_and_merges_them_in_time_order(tmp_path: Path) -> None:
