@@ -1,4 +1,4 @@
-"""The checker's shared pieces as they were before they were made fast (issue 15), kept as an oracle.
+"""The checker's and the metrics' shared pieces as they were before they were made fast (issue 15), kept as an oracle.
 
 ``tests/unit/test_checker_oracle.py`` checks that the fast pairing, view and hot loops
 give the same verdicts, counterexamples and metrics as these plain versions on random
@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from functools import cached_property
 from typing import Any, ClassVar, Iterable
 
+from oversold.analysis.metrics import Metric, Metrics, bot_hold_share, client_holds
 from oversold.checker import INVARIANTS, SaleView, Verdict, check_view
 from oversold.checker.invariant import CheckOptions, result
 from oversold.checker.payments import SinglePayment, reply
@@ -19,6 +20,7 @@ from oversold.checker.result import InvariantResult
 from oversold.checker.view import done_time
 from oversold.model.calls import Call
 from oversold.model.history import FinalState, Op
+from oversold.model.metric_spec import LATENCY_OPS, LEGIT_KINDS
 from oversold.model.state import parse_state
 
 _TYPE_RANK = {"invoke": 0, "ok": 1, "fail": 1, "info": 1}
@@ -153,3 +155,75 @@ OLD_INVARIANTS = tuple(OldSinglePayment() if inv.name == "single_payment" else i
 def old_check(ops: list[Op], final: FinalState, *, grace_ms: int = 2000, expect_sell_out: bool = True) -> Verdict:
     return check_view(OldView.build(ops, final), grace_ms=grace_ms, expect_sell_out=expect_sell_out,
                       invariants=OLD_INVARIANTS)
+
+
+def old_units_sold_by_kind(ops: list[Op], state: Any) -> dict[str, int]:
+    kinds = {op.user_id: op.kind for op in reversed(ops)}
+    by_kind: dict[str, int] = defaultdict(int)
+    if state.audit is not None:
+        for entry in state.audit.sold:
+            by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
+        return dict(sorted(by_kind.items()))
+    calls, _ = old_pair(ops, state.sale_id)
+    ordered_qty = {c.order_id: c.first.qty for c in calls if c.first.op == "order" and c.outcome == "ok" and c.order_id}
+    paid: dict[str, Call] = {}
+    for c in calls:
+        if c.first.op == "pay" and c.outcome == "ok" and c.order_id and c.order_id not in paid:
+            paid[c.order_id] = c
+    for oid, c in paid.items():
+        by_kind[c.first.kind] += ordered_qty.get(oid, c.first.qty)
+    return dict(sorted(by_kind.items()))
+
+
+def old_metrics(ops: list[Op], final: FinalState, totals: Any) -> Metrics:
+    """The metrics of a run without a timeline or faults, as they were made before the view fed them:
+    from the sale's records, one loop a metric, the bots' holds from every call."""
+    state = parse_state(final)
+    ops = [o for o in ops if o.sale_id == final.sale_id]
+    calls, _ = old_pair(ops)
+    values: dict[str, Metric] = {}
+    missing: dict[str, str] = {}
+    start = min((o.time for o in ops if o.type == "invoke"), default=None)
+    if start is None and ops:
+        start = min(o.time for o in ops)
+    end = max((o.time for o in ops), default=None)
+    duration = (end - start) if start is not None and end is not None else 0.0
+    window = (start, end) if start is not None and end is not None and end > start else None
+    latencies: dict[str, list[float]] = {op: [] for op in LATENCY_OPS}
+    completions = unknown = 0
+    for c in calls:
+        if c.done is None:
+            unknown += 1
+            continue
+        completions += 1
+        if c.outcome == "info":
+            unknown += 1
+        if c.done.latency_ms is not None and c.op in latencies:
+            latencies[c.op].append(c.done.latency_ms)
+    for op in LATENCY_OPS:
+        values[f"latency.{op}"] = Metric.trend(f"latency.{op}", latencies[op], f"no {op} request completed in this run")
+    values["requests"] = Metric("requests", "counter", {
+        "count": len(calls), "rate": len(calls) / duration if duration > 0 else None})
+    values["throughput"] = Metric.gauge("throughput", completions / duration if duration > 0 else None)
+    values["errors"] = Metric("errors", "rate", {"rate": unknown / len(calls) if calls else None, "count": unknown})
+    stock = final.stock
+    legit_units = sum(u for k, u in old_units_sold_by_kind(ops, state).items() if k in LEGIT_KINDS)
+    values["fill_rate.legit"] = Metric("fill_rate.legit", "rate", {
+        "rate": legit_units / stock if stock > 0 else None, "count": legit_units})
+    peak, avg = bot_hold_share(client_holds(calls, final.hold_ttl_ms, skip_kinds=LEGIT_KINDS), stock, window)
+    values["bot_hold_share.peak"] = Metric.gauge("bot_hold_share.peak", peak)
+    values["bot_hold_share.avg"] = Metric.gauge("bot_hold_share.avg", avg)
+    missing["sold_out_s"] = "the run has no counter timeline (timeline.jsonl)"
+    missing["sync_lag"] = "no timeline sample carries sync_lag_ms: no stock sync reported a lag in this run"
+    if state.audit is None and (state.counters is None or state.counters.sold is None):
+        missing["oversold_units"] = "neither the audit nor the counters could be read"
+    else:
+        values["oversold_units"] = Metric.gauge("oversold_units", totals.oversold_units)
+    leaked = (state.counters.held if state.counters is not None and state.counters.held is not None
+              else state.audit.held_qty if state.audit is not None else None)
+    if leaked is None:
+        missing["leaked_units"] = "neither the counters nor the audit could be read"
+    else:
+        values["leaked_units"] = Metric.gauge("leaked_units", leaked)
+    values["faults"] = Metric("faults", "counter", {"count": 0, "rate": 0 / duration if duration > 0 else None})
+    return Metrics(values=values, missing=missing)

@@ -181,7 +181,8 @@ def units_sold_by_kind(ops: Sequence[Op], state: SaleState,
     acknowledged (``ok``) pays of the history. Returns ``(units by kind,
     "audit" | "history")``. ``view``, the checker's view of this sale when the
     caller has it, spares a walk of every record: an audited order the history
-    placed for the same user takes that order's kind, the rest their user's.
+    placed for the same user takes that order's kind (its user's kind, unless one
+    user id comes with two kinds); the rest their user's, as without it.
 
     Usage::
 
@@ -203,11 +204,8 @@ def units_sold_by_kind(ops: Sequence[Op], state: SaleState,
                 by_kind[oc.kind] += entry.qty
             else:
                 rest.append(entry)
-        if rest:  # sold to a user the history did not place that order for: the kind it first names
-            if view.counts["duplicate_records"]:  # a record left out of the calls may be the only one naming it
-                kinds = user_kinds([o for o in ops if o.sale_id == state.sale_id])
-            else:
-                kinds = {c.user_id: c.kind for c in reversed(view.calls)}
+        if rest:  # sold to a user the history did not place that order for: the kind its records first name
+            kinds = user_kinds([o for o in ops if o.sale_id == state.sale_id])
             for entry in rest:
                 by_kind[kinds.get(entry.user_id, "unknown")] += entry.qty
         return dict(sorted(by_kind.items())), "audit"
@@ -421,7 +419,11 @@ def _compute_metrics(ops: Iterable[Op], final: FinalState, timeline: Sequence[Ti
         note=None if stock > 0 else "stock is 0")
 
     # only the bots' holds are charted: the legitimate kinds' are never made
-    peak, avg = bot_hold_share(bot_holds(view, final.hold_ttl_ms), stock, window)
+    # the holds from the view's indexes, unless a time is NaN (the earliest close then depends on the order
+    # the closes are compared in: taken as client_holds always took it)
+    holds = (bot_holds(view, final.hold_ttl_ms) if bounds is not None
+             else client_holds(calls, final.hold_ttl_ms, skip_kinds=LEGIT_KINDS))
+    peak, avg = bot_hold_share(holds, stock, window)
     values["bot_hold_share.peak"] = Metric.gauge("bot_hold_share.peak", peak, "stock is 0")
     values["bot_hold_share.avg"] = Metric.gauge(
         "bot_hold_share.avg", avg, "stock is 0" if stock <= 0 else "the run has no time span")

@@ -63,13 +63,13 @@ class NoPhantomSale:
         if s.audit is None:
             return result(name, "unknown", "The audit is missing, so the sold orders cannot be traced to clients.")
         pool: dict[tuple[str, int], list[Call]] = defaultdict(list)
-        for c in s.calls:  # already by time, so the earliest unknown order is used first
-            if c.op == "order" and c.outcome == "info":
+        for c in s.calls_of("order"):  # already by time, so the earliest unknown order is used first
+            if c.outcome == "info":
                 pool[(c.user_id, c.qty)].append(c)
         matched, phantoms = 0, []
-        for e in sorted(s.audit.sold, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id)):
-            if e.order_id in s.order_call:
-                continue
+        placed = s.order_call
+        unexplained = [e for e in s.audit.sold if e.order_id not in placed]  # (an explained one is passed over)
+        for e in sorted(unexplained, key=lambda e: (e.paid_ms if e.paid_ms is not None else 0, e.order_id)):
             candidates = pool[(e.user_id, e.qty)]
             if candidates:
                 candidates.pop(0)

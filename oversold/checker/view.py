@@ -53,9 +53,12 @@ class SaleView:
         with gc_paused():
             state = parse_state(final)
             calls, counts = pair(ops, final.sale_id)
-            order_call, order_calls, pays = _index(calls)
-            return cls(state=state, calls=calls, counts=counts, order_call=order_call, order_calls=order_calls,
+            by_op = _group_by_op(calls)
+            order_call, order_calls, pays = _index(by_op.get("order", ()), by_op.get("pay", ()))
+            view = cls(state=state, calls=calls, counts=counts, order_call=order_call, order_calls=order_calls,
                        pays=pays)
+            view.__dict__["_by_op"] = by_op  # what the cached property would work out again
+            return view
 
     # -- the final state, for short -------------------------------------------------
 
@@ -102,13 +105,7 @@ class SaleView:
 
     @cached_property
     def _by_op(self) -> dict[str, tuple[Call, ...]]:
-        # orders and pays are nearly every call: taken by comprehensions (C-speed loops); the rest grouped
-        calls = self.calls
-        by_op: dict[str, list[Call]] = {"order": [c for c in calls if c.op == "order"],
-                                        "pay": [c for c in calls if c.op == "pay"]}
-        for c in [c for c in calls if c.op != "order" and c.op != "pay"]:
-            by_op.setdefault(c.op, []).append(c)
-        return {op: tuple(cs) for op, cs in by_op.items()}
+        return _group_by_op(self.calls)
 
     def ok_pays(self, order_id: str) -> tuple[Call, ...]:
         return tuple(c for c in self.pays.get(order_id, ()) if c.outcome == "ok")
@@ -191,7 +188,7 @@ class SaleView:
     @cached_property
     def acked_paid(self) -> int:
         """Units of acknowledged payments, one per distinct order operation (not per order id)."""
-        return sum(self.acked_qty(oid, oc) for oid, oc, _ in self.acked_payments)
+        return sum(oc.qty if oc is not None else self.qty_of(oid) for oid, oc, _ in self.acked_payments)  # (acked_qty)
 
     @cached_property
     def acked_refunded(self) -> int:
@@ -201,6 +198,8 @@ class SaleView:
         a reused id's second payment is never written off by the first one's refund.
         """
         refunded = self.audit.refunded_ids if self.audit else frozenset()
+        if not refunded:
+            return 0
         seen: set[str] = set()
         total = 0
         for oid, oc, _ in self.acked_payments:
@@ -235,36 +234,44 @@ class SaleView:
         return {"order_op_id": oc.op_id if oc else None, "pay_op_ids": self.pay_ids(order_id)}
 
 
-def _index(calls: tuple[Call, ...]) -> tuple[dict[str, Call], dict[str, tuple[Call, ...]], dict[str, tuple[Call, ...]]]:
-    """order id -> its first ok order, -> every ok order answered with it, -> every pay of it (each in call order)."""
-    order_call: dict[str, Call] = {}
-    order_calls: dict[str, tuple[Call, ...]] = {}
-    pays: dict[str, tuple[Call, ...]] = {}
-    # One pass. Almost every id has one call, a 1-tuple; the rare id with more grows in a list
-    # (never tuple + tuple, which is quadratic when a broken backend hands one id to everyone).
-    more: dict[tuple[int, str], list[Call]] = {}
+def _group_by_op(calls: tuple[Call, ...]) -> dict[str, tuple[Call, ...]]:
+    """operation -> the calls of it, in call order."""
+    # orders and pays are nearly every call: taken by comprehensions (C-speed loops); the rest grouped
+    by_op: dict[str, list[Call]] = {"order": [c for c in calls if c.op == "order"],
+                                    "pay": [c for c in calls if c.op == "pay"]}
+    for c in [c for c in calls if c.op != "order" and c.op != "pay"]:
+        if isinstance(c.op, str):  # (an odd value the checking reader let through is no operation anybody asks for)
+            by_op.setdefault(c.op, []).append(c)
+    return {op: tuple(cs) for op, cs in by_op.items()}
+
+
+def _index(orders: tuple[Call, ...], pays: tuple[Call, ...]) -> tuple[dict[str, Call], dict[str, tuple[Call, ...]],
+                                                                    dict[str, tuple[Call, ...]]]:
+    """order id -> its first ok order, -> every ok order answered with it, -> every pay of it (each in call order),
+    from the sale's order and pay calls."""
+    order_calls = _by_order_id([c for c in orders if c.outcome == "ok"])
+    return {oid: cs[0] for oid, cs in order_calls.items()}, order_calls, _by_order_id(pays)
+
+
+def _by_order_id(calls: list[Call] | tuple[Call, ...]) -> dict[str, tuple[Call, ...]]:
+    """order id -> the calls naming it, in call order (calls without one left out)."""
+    # Almost every id has one call: kept as itself, made a 1-tuple at the end; the rare id with more grows
+    # in a list (never tuple + tuple, which is quadratic when a broken backend hands one id to everyone).
+    first: dict[str, Call] = {}
+    claim = first.setdefault
+    more: dict[str, list[Call]] = {}
     for c in calls:
         oid = c.order_id
         if not oid:
             continue
-        op = c.op
-        if op == "pay":
-            index, which = pays, 0
-        elif op == "order" and c.outcome == "ok":
-            index, which = order_calls, 1
-            if oid not in order_call:
-                order_call[oid] = c
-        else:
-            continue
-        prev = index.get(oid)
-        if prev is None:
-            index[oid] = (c,)
-        else:
-            grown = more.get((which, oid))
+        prev = claim(oid, c)
+        if prev is not c:
+            grown = more.get(oid)
             if grown is None:
-                more[(which, oid)] = [*prev, c]
+                more[oid] = [prev, c]
             else:
                 grown.append(c)
-    for (which, oid), cs in more.items():
-        (pays if which == 0 else order_calls)[oid] = tuple(cs)
-    return order_call, order_calls, pays
+    index = {oid: (c,) for oid, c in first.items()}
+    for oid, cs in more.items():
+        index[oid] = tuple(cs)
+    return index

@@ -139,37 +139,50 @@ def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
                 crc = zlib.crc32(block, crc)
                 n += len(batch)
                 if twin is not None:
-                    payload = _columns(batch)
-                    if payload is None:
-                        twin.abort()
-                        twin = None
-                    else:
-                        twin.add_frame(payload, len(batch))
+                    twin = _add_frame(twin, batch)
     except BaseException:
         if twin is not None:
             twin.abort()
         raise
     if twin is not None:
-        twin.finish(size, crc)
+        try:
+            twin.finish(size, crc)
+        except OSError:  # the twin is only ever a speed-up: the history is written, the twin is not
+            pass
     return n
+
+
+def _add_frame(twin: ColsWriter, batch: list[Op]) -> ColsWriter | None:
+    """The twin with ``batch`` added; None (and no twin left) when it cannot hold it or cannot be written."""
+    payload = _columns(batch)
+    if payload is not None:
+        try:
+            twin.add_frame(payload, len(batch))
+            return twin
+        except OSError:
+            pass
+    twin.abort()
+    return None
 
 
 def write_twin(path: Path) -> bool:
     """Write the columnar twin of an existing ``history.jsonl`` (one written by hand or by an older
     version); False when a record holds what the twin cannot. ``BadInput`` for a malformed history."""
     path = Path(path)
-    twin = ColsWriter(cols_path(path))
+    twin: ColsWriter | None = ColsWriter(cols_path(path))
     try:
         for batch in _batches(iter_history(path)):
-            payload = _columns(batch)
-            if payload is None:
-                twin.abort()
+            twin = _add_frame(twin, batch)  # type: ignore[arg-type]
+            if twin is None:
                 return False
-            twin.add_frame(payload, len(batch))
     except BaseException:
-        twin.abort()
+        if twin is not None:
+            twin.abort()
         raise
-    twin.finish(*source_crc32(path))
+    try:
+        twin.finish(*source_crc32(path))  # type: ignore[union-attr]
+    except OSError:
+        return False
     return True
 
 
@@ -201,15 +214,24 @@ class _Frame(msgspec.Struct, array_like=True):
 
 _TABLED = frozenset(n for n, t in zip(_Frame.__struct_fields__, _Frame.__annotations__.values()) if "tuple" in str(t))
 _FRAME_DECODER = msgspec.msgpack.Decoder(_Frame)
+# the types a field's values may have in the twin: exactly those a JSON line decodes to
+_EXACT = {name: frozenset((str,) if name in ("type", "op_id", "process", "user_id", "kind", "op", "sale_id")
+                          else (str, type(None)) if name in ("order_id", "key", "code")
+                          else (float,) if name == "time" else (float, type(None)) if name == "latency_ms"
+                          else (int,) if name == "qty" else (int, type(None)))
+          for name in Op.__struct_fields__}
 _NOT_NONE = partial(is_not, None)
 
 
 def _columns(batch: list[Op]) -> bytes | None:
-    """The twin's frame of ``batch``; None when a value would not read back as its JSON line does
-    (a NaN or infinite float is ``null`` in JSON; an unhashable value cannot be tabled)."""
+    """The twin's frame of ``batch``; None when a value would not read back as its JSON line does: one not
+    of its field's exact type (an int where a float goes reads as a float from the twin; the JSON lines'
+    checking reader keeps it an int), a NaN or infinite float (``null`` in JSON)."""
     cols: list[Any] = []
     try:
         for name, col in zip(Op.__struct_fields__, zip(*map(msgspec.structs.astuple, batch))):
+            if not _EXACT[name].issuperset(map(type, col)):
+                return None
             if name in _TABLED:
                 table = list(dict.fromkeys(col))  # (a value that is no string fails the twin's read: JSON then)
                 cols.append((table, list(map(dict(zip(table, range(len(table)))).__getitem__, col))))

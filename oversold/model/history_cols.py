@@ -39,8 +39,12 @@ _READ = 1 << 22
 
 
 def cols_path(history: Path) -> Path:
-    """Where the twin of ``history`` lives: ``history.jsonl`` -> ``history.cols``."""
-    return Path(history).with_suffix(".cols")
+    """Where the twin of ``history`` lives: ``history.jsonl`` -> ``history.cols``; any other name gets
+    ``.cols`` added (``h.cols`` -> ``h.cols.cols``: a twin never takes the place of its history)."""
+    history = Path(history)
+    if history.suffix == ".jsonl":
+        return history.with_suffix(".cols")
+    return history.with_name(history.name + ".cols")
 
 
 class ColsWriter:
@@ -63,18 +67,25 @@ class ColsWriter:
         trailer = msgspec.msgpack.encode({"format": FORMAT, "version": VERSION, "records": self.records,
                                           "source_size": source_size, "source_crc32": source_crc32,
                                           "frames_crc32": self._crc})
-        self._f.write(trailer)
-        self._f.write(_LEN.pack(len(trailer)))
-        self._f.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._f.write(trailer)
+            self._f.write(_LEN.pack(len(trailer)))
+            self._f.close()
+            os.replace(self._tmp, self.path)
+        except OSError:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        """Give up the twin (a record it cannot hold): no file is left, and an older twin is removed."""
-        self._f.close()
+        """Give up the twin (a record it cannot hold, a full disk): no file is left, and an older twin is removed."""
+        try:
+            self._f.close()
+        except OSError:
+            pass
         for p in (self._tmp, self.path):
             try:
                 p.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
 
 
