@@ -214,23 +214,21 @@ class _Frame(msgspec.Struct, array_like=True):
 
 _TABLED = frozenset(n for n, t in zip(_Frame.__struct_fields__, _Frame.__annotations__.values()) if "tuple" in str(t))
 _FRAME_DECODER = msgspec.msgpack.Decoder(_Frame)
-# the types a field's values may have in the twin: exactly those a JSON line decodes to
-_EXACT = {name: frozenset((str,) if name in ("type", "op_id", "process", "user_id", "kind", "op", "sale_id")
-                          else (str, type(None)) if name in ("order_id", "key", "code")
-                          else (float,) if name == "time" else (float, type(None)) if name == "latency_ms"
-                          else (int,) if name == "qty" else (int, type(None)))
-          for name in Op.__struct_fields__}
+# The float fields' values must be floats (or None) already: the twin's typed read would make an int a float,
+# where the JSON lines' checking reader keeps it an int. Every other wrong type fails the twin's typed read.
+_FLOATS = {"time": frozenset((float,)), "latency_ms": frozenset((float, type(None)))}
 _NOT_NONE = partial(is_not, None)
 
 
 def _columns(batch: list[Op]) -> bytes | None:
     """The twin's frame of ``batch``; None when a value would not read back as its JSON line does: one not
     of its field's exact type (an int where a float goes reads as a float from the twin; the JSON lines'
-    checking reader keeps it an int), a NaN or infinite float (``null`` in JSON)."""
+    checking reader keeps it an int), a NaN or infinite float (``null`` in JSON). (A value of another wrong
+    type is written, and fails the twin's typed read: the JSON lines are read then.)"""
     cols: list[Any] = []
     try:
         for name, col in zip(Op.__struct_fields__, zip(*map(msgspec.structs.astuple, batch))):
-            if not _EXACT[name].issuperset(map(type, col)):
+            if name in _FLOATS and not _FLOATS[name].issuperset(map(type, col)):
                 return None
             if name in _TABLED:
                 table = list(dict.fromkeys(col))  # (a value that is no string fails the twin's read: JSON then)

@@ -127,9 +127,8 @@ def test_a_damaged_twin_is_left_for_the_json_lines(tmp_path, damage, json_reads)
     assert _same(read_history(path), _json_only(path)) and json_reads == [path]
 
 
-@pytest.mark.parametrize("odd", [{"latency_ms": math.nan}, {"time": math.inf}, {"user_id": ["a"]}, {"qty": "2"},
-                                 {"kind": 7}, {"qty": 1 << 70}, {"time": 100}, {"latency_ms": 3}, {"qty": True},
-                                 {"status": 201.0}])
+@pytest.mark.parametrize("odd", [{"latency_ms": math.nan}, {"time": math.inf}, {"user_id": ["a"]}, {"qty": 1 << 70},
+                                 {"time": 100}, {"latency_ms": 3}])
 def test_a_record_the_twin_cannot_hold_as_json_reads_it_keeps_the_twin_from_being_written(tmp_path, odd):
     ops = _ops(20)
     ops[7] = msgspec.structs.replace(ops[7], **odd)
@@ -137,6 +136,15 @@ def test_a_record_the_twin_cannot_hold_as_json_reads_it_keeps_the_twin_from_bein
     write_history(path, ops)
     assert not cols_path(path).exists() and not list(tmp_path.glob(".*.tmp"))
     assert _same(read_history(path), _json_only(path))
+
+
+@pytest.mark.parametrize("odd", [{"qty": "2"}, {"kind": 7}, {"qty": True}, {"status": 201.0}, {"order_id": 5}])
+def test_a_record_of_another_type_fails_the_twins_typed_read_and_the_json_lines_are_read(tmp_path, odd, json_reads):
+    ops = _ops(20)
+    ops[7] = msgspec.structs.replace(ops[7], **odd)
+    path = tmp_path / "history.jsonl"
+    write_history(path, ops)
+    assert _same(read_history(path), _json_only(path)) and json_reads[0] == path
 
 
 def test_rewriting_a_history_the_twin_cannot_hold_removes_its_old_twin(tmp_path):
