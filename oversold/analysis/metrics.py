@@ -39,6 +39,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import accumulate
 from operator import attrgetter, is_not
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -313,11 +314,8 @@ def _held_curve(holds: Iterable[Hold]) -> list[tuple[float, int]]:
         if h.end > h.start:
             deltas[h.start] += h.qty
             deltas[h.end] -= h.qty
-    curve, level = [], 0
-    for t in sorted(deltas):
-        level += deltas[t]
-        curve.append((t, level))
-    return curve
+    times = sorted(deltas)
+    return list(zip(times, accumulate(map(deltas.__getitem__, times))))
 
 
 def bot_hold_share(holds: Sequence[Hold], stock: int, window: tuple[float, float] | None) -> tuple[float | None, float | None]:
@@ -330,8 +328,11 @@ def bot_hold_share(holds: Sequence[Hold], stock: int, window: tuple[float, float
         return peak, None
     lo, hi = window
     area = 0.0
-    for (t, level), nxt in zip(curve, curve[1:] + [(hi, 0)]):
-        a, b = max(t, lo), min(nxt[0], hi)
+    ends = [t for t, _ in curve[1:]]
+    ends.append(hi)
+    for (t, level), nxt in zip(curve, ends):
+        a = lo if lo > t else t  # max(t, lo) and min(nxt, hi), without two calls a step
+        b = hi if hi < nxt else nxt
         if b > a:
             area += level * (b - a)
     return peak, area / ((hi - lo) * stock)
