@@ -99,7 +99,8 @@ class SinglePayment:
         if s.audit is None:
             return result(name, "unknown", f"The history shows one outcome per order and key for {paid} paid orders, "
                                             f"but the audit is missing so double sales cannot be ruled out.")
-        return result(name, "pass", f"{paid} acknowledged paid orders, {len(first_of_key) + len(first_of_other)} idempotency keys answered, "
+        keys = len(first_of_key) + len(first_of_other)
+        return result(name, "pass", f"{paid} acknowledged paid orders, {keys} idempotency keys answered, "
                                      f"each the same way every time, and no order sold twice.")
 
 

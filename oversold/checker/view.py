@@ -188,7 +188,8 @@ class SaleView:
     @cached_property
     def acked_paid(self) -> int:
         """Units of acknowledged payments, one per distinct order operation (not per order id)."""
-        return sum(oc.qty if oc is not None else self.qty_of(oid) for oid, oc, _ in self.acked_payments)  # (acked_qty)
+        # (acked_qty, inlined)
+        return sum(oc.qty if oc is not None else self.qty_of(oid) for oid, oc, _ in self.acked_payments)
 
     @cached_property
     def acked_refunded(self) -> int:

@@ -18,10 +18,10 @@ import json
 import math
 import zlib
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from functools import partial
 from itertools import islice
 from operator import is_not
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 import msgspec
@@ -128,7 +128,10 @@ def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
     is written in the same pass, unless a record holds what the twin cannot (then there is none)."""
     path = Path(path)
     encode = _ENCODER.encode
-    twin: ColsWriter | None = ColsWriter(cols_path(path))
+    try:
+        twin: ColsWriter | None = ColsWriter(cols_path(path))
+    except OSError:  # the twin is only ever a speed-up
+        twin = None
     n = size = crc = 0
     try:
         with gc_paused(), open(path, "wb") as f:

@@ -10,8 +10,9 @@ So the twin can make reading faster, never different.
 Layout: frames, each a 4-byte little-endian length and a msgpack payload (the columns of
 up to ``FRAME_RECORDS`` records; ``oversold.model.history`` says what is in them), then the
 trailer (a msgpack map: ``format``, ``version``, ``records``, ``source_size``,
-``source_crc32`` and ``frames_crc32``, the CRC-32 of the frames' payloads), then the trailer's own 4-byte length. This module knows the framing and
-the check against the source; it knows nothing of records.
+``source_crc32`` and ``frames_crc32``, the CRC-32 of the frames' payloads), then the
+trailer's own 4-byte length. This module knows the framing and the check against the
+source; it knows nothing of records.
 
 Usage::
 

@@ -172,7 +172,8 @@ def test_no_twin_is_made_for_a_history_whose_json_lines_read_other_types(tmp_pat
     # a legacy line sends its chunk through the checking reader, which keeps an int time an int
     path = tmp_path / "history.jsonl"
     lines = [msgspec.json.encode(o) for o in sorted(_ops(10), key=history_order)]
-    lines[2] = b'{"type":"invoke","op_id":"x","time":1,"process":"p","user_id":"u","kind":"buyer","op":"order","sku":"s"}'
+    lines[2] = (b'{"type":"invoke","op_id":"x","time":1,"process":"p","user_id":"u","kind":"buyer","op":"order",'
+                b'"sku":"s"}')
     path.write_bytes(b"\n".join(lines) + b"\n")
     assert not write_twin(path) and not cols_path(path).exists()
     assert type(read_history(path)[2].time) is int
