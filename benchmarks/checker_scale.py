@@ -15,12 +15,15 @@ own: the Python interpreter and the imports plus what the step built.
   not the seconds).
 - **oversold**: ``read_history`` + ``check`` + ``compute_metrics`` (what ``oversold
   check`` does before it writes its files), each timed.
+- ``--write``: what the end of a run pays to write the history with its columnar twin
+  (``history.cols``) against the JSON lines alone, and reading it back from either.
 
 Usage::
 
     .venv/bin/python benchmarks/checker_scale.py                      # 1e5, 1e6, 1e7
     .venv/bin/python benchmarks/checker_scale.py --sizes 100000,1000000 --max-s 5 --max-mib 1024
     .venv/bin/python benchmarks/checker_scale.py --out benchmarks/results/checker_scale.json
+    .venv/bin/python benchmarks/checker_scale.py --sizes 1000000 --write
 """
 
 from __future__ import annotations
@@ -265,6 +268,39 @@ def _measure_before(run_dir: Path) -> dict[str, Any]:
             "failed": [i.name for i in verdict.invariants if i.status != "pass"], "p99_order_ms": None}
 
 
+def measure_write(run_dir: Path) -> dict[str, Any]:
+    """What the end of a run pays to write the history: ``write_history_stream`` (the JSON lines and their
+    columnar twin) against the JSON lines alone, and what reading it back then costs from either."""
+    import shutil
+    import tempfile
+
+    from oversold.model.gcpause import gc_paused
+    from oversold.model.history import _ENCODER, iter_history, read_history, write_history_stream
+
+    ops = read_history(run_dir / "history.jsonl")
+    out = Path(tempfile.mkdtemp(prefix="checker-scale-write-", dir=str(run_dir.parent)))
+    try:
+        c0 = _cpu_s()
+        write_history_stream(out / "history.jsonl", ops)
+        c1 = _cpu_s()
+        encode = _ENCODER.encode
+        with gc_paused(), open(out / "alone.jsonl", "wb", buffering=1 << 20) as f:
+            for op in ops:
+                f.write(encode(op) + b"\n")
+        c2 = _cpu_s()
+        del ops
+        n = len(read_history(out / "history.jsonl"))
+        c3 = _cpu_s()
+        with gc_paused():
+            m = len(list(iter_history(out / "history.jsonl")))
+        c4 = _cpu_s()
+        return {"records": n, "write_with_twin_cpu_s": c1 - c0, "write_json_alone_cpu_s": c2 - c1,
+                "read_twin_cpu_s": c3 - c2, "read_json_cpu_s": c4 - c3, "same_count": n == m,
+                "twin_bytes_a_record": (out / "history.cols").stat().st_size / n if n else None}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def run_child(step: str, run_dir: Path, timeout_s: float) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", step, str(run_dir)],
                           capture_output=True, text=True, timeout=timeout_s, cwd=str(ROOT))
@@ -283,12 +319,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="exit 1 if 10^6 records take more CPU seconds (read+check+metrics)")
     ap.add_argument("--max-mib", type=float, default=None, help="exit 1 if 10^6 records peak above this RSS")
     ap.add_argument("--cli", action="store_true", help="also time `oversold check` of each run (writes its report)")
+    ap.add_argument("--write", action="store_true",
+                    help="also time writing each history (with its columnar twin, and the JSON lines alone) and "
+                         "reading it back from either")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     ap.add_argument("--child", nargs=2, metavar=("STEP", "RUN_DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         step, run_dir = args.child
-        fn = {"baseline": measure_baseline, "oversold": measure_oversold, "cli": measure_cli}[step]
+        fn = {"baseline": measure_baseline, "oversold": measure_oversold, "cli": measure_cli,
+              "write": measure_write}[step]
         print(json.dumps(fn(Path(run_dir))))
         return 0
 
@@ -320,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
             row["cli"] = cli
             print(f"{'':>11}  oversold check: {cli['total_s']:6.2f} s peak {cli['peak_mib']:5.0f} MiB, "
                   f"report.html {cli['report_kib']:,.0f} KiB, results.json {cli['results_kib']:,.0f} KiB", flush=True)
+        if args.write:
+            w = run_child("write", run_dir, args.timeout_s)
+            row["write"] = w
+            print(f"{'':>11}  write: with twin {w['write_with_twin_cpu_s']:.2f} s, JSON alone "
+                  f"{w['write_json_alone_cpu_s']:.2f} s; read back: twin {w['read_twin_cpu_s']:.2f} s, JSON "
+                  f"{w['read_json_cpu_s']:.2f} s (CPU; twin {w['twin_bytes_a_record']:.0f} bytes a record)", flush=True)
         if size == 1_000_000:
             if args.max_s is not None and ours["cpu_s"] > args.max_s:
                 print(f"  FAIL: {ours['cpu_s']:.2f} s of CPU > {args.max_s} s")
