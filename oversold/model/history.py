@@ -212,7 +212,7 @@ class _Frame(msgspec.Struct, array_like=True):
     latency_ms: list[float | None]
 
 
-_TABLED = frozenset(n for n, t in zip(_Frame.__struct_fields__, _Frame.__annotations__.values()) if "tuple" in str(t))
+_TABLED = frozenset(("type", "process", "user_id", "kind", "op", "sale_id", "code"))  # the (table, index) pairs
 _FRAME_DECODER = msgspec.msgpack.Decoder(_Frame)
 # The float fields' values must be floats (or None) already: the twin's typed read would make an int a float,
 # where the JSON lines' checking reader keeps it an int. Every other wrong type fails the twin's typed read.
@@ -228,17 +228,14 @@ def _columns(batch: list[Op]) -> bytes | None:
     cols: list[Any] = []
     try:
         for name, col in zip(Op.__struct_fields__, zip(*map(msgspec.structs.astuple, batch))):
-            if name in _FLOATS and not _FLOATS[name].issuperset(map(type, col)):
-                return None
             if name in _TABLED:
                 table = list(dict.fromkeys(col))  # (a value that is no string fails the twin's read: JSON then)
                 cols.append((table, list(map(dict(zip(table, range(len(table)))).__getitem__, col))))
-            elif name in ("time", "latency_ms"):
-                if not all(map(math.isfinite, filter(_NOT_NONE, col))):
-                    return None
-                cols.append(col)
-            else:
-                cols.append(col)
+                continue
+            if name in _FLOATS and not (_FLOATS[name].issuperset(map(type, col))
+                                        and all(map(math.isfinite, filter(_NOT_NONE, col)))):
+                return None
+            cols.append(col)
         return msgspec.msgpack.encode(cols)
     except (TypeError, OverflowError, ValueError):
         return None
