@@ -234,11 +234,13 @@ def test_killed_order_processors_leave_the_sale_unsold_and_the_run_fails(tmp_pat
     assert len(orders) > c["queued"]  # some were applied before the kill, the rest never
     pending = sum(1 for status in final["extra"]["orders"].values() if status == "pending")
     # each order still queued was read pending, one by one; an order queued whose 202 never reached its
-    # client (killed mid-reply: no ok completion) is not in the accepted list, so it is not read
+    # client (killed mid-reply: no ok completion) is not in the accepted list, so it is not read; and a
+    # processor applies an entry before it acks and deletes it, so one SIGKILLed between the two leaves an
+    # applied order in the queue (at most one a processor: it applies them one at a time)
     history = jsonl(out / "history.jsonl")
     answered = {o["op_id"] for o in history if o["type"] == "ok" and o["op"] == "order"}
     unanswered = sum(1 for o in history if o["type"] == "invoke" and o["op"] == "order" and o["op_id"] not in answered)
-    assert pending >= c["queued"] - unanswered, (pending, c["queued"], unanswered)
+    assert pending >= c["queued"] - unanswered - len(killed), (pending, c["queued"], unanswered, len(killed))
     assert st["orders_applied"]["message"] == (
         f"Of {len(orders)} accepted (202) orders, {pending} accepted orders are still pending: acknowledged (202) "
         f"and never applied nor rejected; {c['queued']} are still queued once the sale settled.")
