@@ -246,7 +246,7 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     cwd = copy_example("sqlite_shop", tmp_path / "shop")
     url = harness_starts_the_shop(cwd, [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
                                         {"action": "restart", "role": "shop", "start_s": 1.5},
-                                        {"action": "pause", "role": "shop", "start_s": 2.5, "duration_s": 0.3}])
+                                        {"action": "pause", "role": "shop", "start_s": 2.0, "duration_s": 0.3}])
 
     code, results, out = oversold_run(cwd, url, "run-safe")
     assert code == 0, out
