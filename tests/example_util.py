@@ -36,7 +36,7 @@ def start_app(argv: list[str], cwd: Path, *, name: str = "shop") -> tuple[Child,
     return child, f"http://127.0.0.1:{port}"
 
 
-def harness_starts_the_shop(cwd: Path, faults: list[dict[str, Any]], *, stock: int = 400,
+def harness_starts_the_shop(cwd: Path, faults: list[dict[str, Any]], *, stock: int = 400, duration_s: float = 5,
                             **chaos: Any) -> str:
     """The SQLite shop's scenario in ``cwd`` turned into one where the harness starts the shop itself
     (``chaos.processes`` with a command, on a free port) with ``faults`` and more ``chaos`` parts; its URL."""
@@ -45,7 +45,7 @@ def harness_starts_the_shop(cwd: Path, faults: list[dict[str, Any]], *, stock: i
     data = yaml.safe_load((cwd / "scenario.yaml").read_text())
     data["backend"]["url"] = url
     data["sale"]["stock"] = stock  # enough that the load is still on when the faults come
-    data["swarm"]["duration_s"] = 5
+    data["swarm"]["duration_s"] = duration_s  # an upper bound: the run stops once the stock is gone
     data["chaos"] = {"processes": [{"role": "shop", "command": [sys.executable, "app.py", "--db", "shop.db",
                                                                  "--port", str(port)],
                                     "ready_url": f"{url}/health"}], **chaos}

@@ -244,9 +244,13 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     from oversold.infra.procs import port_open
 
     cwd = copy_example("sqlite_shop", tmp_path / "shop")
+    # the shop sells up to about 500 units a second here: 400 units sometimes sold out (ending the run, and
+    # with it the faults still to come) before the pause at 2.0 s; 1,500 last past it on a fast machine
+    stock = 1500
     url = harness_starts_the_shop(cwd, [{"action": "kill", "role": "shop", "start_s": 0.3, "duration_s": 0.5},
                                         {"action": "restart", "role": "shop", "start_s": 1.5},
-                                        {"action": "pause", "role": "shop", "start_s": 2.0, "duration_s": 0.3}])
+                                        {"action": "pause", "role": "shop", "start_s": 2.0, "duration_s": 0.3}],
+                                  stock=stock, duration_s=30)
 
     code, results, out = oversold_run(cwd, url, "run-safe")
     assert code == 0, out
@@ -267,7 +271,7 @@ def test_the_harness_starts_the_shop_kills_and_restarts_it_mid_sale_and_the_verd
     # they show as stock missing from the count: conservation. Caught either way, units as the database says
     failed = {inv["name"] for inv in results["invariants"] if inv["status"] == "fail"}
     assert failed & {"no_oversell", "conservation"}, failed
-    assert results["totals"]["oversold_units"] == max(0, _sqlite_sold(cwd / "shop.db", "widget") - 400)
+    assert results["totals"]["oversold_units"] == max(0, _sqlite_sold(cwd / "shop.db", "widget") - stock)
     assert len((cwd / "run-unsafe" / "faults.jsonl").read_text().splitlines()) == 3
 
 

@@ -85,15 +85,18 @@ def test_each_web_ui_test_is_its_own_run_with_its_own_verdict(backend, tmp_path)
         assert TOKEN not in page
         assert "oversold verdicts" in page  # the tab is offered
 
+        earlier: set[str] = set()  # the orders an earlier test sold
         for test in (1, 2):
             started = _post(base, "/swarm", {"user_count": 20, "spawn_rate": 20, "host": urls[0]})
             assert started["success"], started
             _until(f"test {test} running", lambda: _get(base, "/oversold/runs")[:1]
                    and _get(base, "/oversold/runs")[0]["test"] == test, child)
-            # let it sell for a while (it may sell out and stop by itself), then stop it from the UI
-            _until(f"test {test} selling", lambda: _get(base, "/stats/requests")["total_rps"] > 0
-                   or _get(base, "/oversold/runs")[0]["state"] != "running", child)
-            _until(f"test {test} sold out", lambda: _sold(backend) == 60, child, timeout=60)
+            # let it sell out (it may stop by itself), then stop it from the UI. Sold out means 60 units
+            # in orders this test sold: the sale is set up again only after the row shows, and Locust
+            # caches /stats/requests, so neither the counters nor its rates tell the tests apart (test 2
+            # once went by test 1's 60 units, was stopped before it sold any, and sold 0)
+            sold = _until(f"test {test} sold out", lambda: _sold_orders(backend, 60, earlier), child, timeout=60)
+            earlier |= sold
             assert _post(base, "/stop")["success"]
             row = _until(f"test {test}'s verdict", lambda: _decided(_get(base, "/oversold/runs"), test), child,
                          timeout=90)
@@ -127,13 +130,17 @@ def test_each_web_ui_test_is_its_own_run_with_its_own_verdict(backend, tmp_path)
     assert not {o.op_id for o in one} & {o.op_id for o in two}
 
 
-def _sold(nodes) -> int:
+def _sold_orders(nodes, units: int, earlier: set[str]) -> set[str] | None:
+    """The ids of the orders the audit lists as sold, once they hold ``units`` units and none is in ``earlier``."""
     client = nodes[0].client()
     try:
-        status, body = client.sale("ui")
+        status, body = client.audit("ui")
     finally:
         client.close()
-    return body.get("sold", 0) if status == 200 else 0
+    if status != 200:
+        return None
+    sold = {s["order_id"]: s["qty"] for s in body.get("sold") or ()}
+    return set(sold) if sum(sold.values()) == units and not set(sold) & earlier else None
 
 
 def _decided(rows: list[dict[str, Any]], test: int) -> dict[str, Any] | None:
