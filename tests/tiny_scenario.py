@@ -22,7 +22,7 @@ backend:
 swarm:
   users: 30
   spawn_rate: 30
-  duration_s: 8
+  duration_s: 15  # an upper bound: pre_deduct sells out in about 2.5 s here
   mix: {buyer: 4, hoarder: 1}
   hoarder: {qty: 1, wait_ms: [300, 600]}
 checker:

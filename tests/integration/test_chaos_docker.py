@@ -299,7 +299,7 @@ def test_a_host_run_faults_the_users_container_and_logs_it(engine, image, tmp_pa
     url = harness_starts_the_shop(
         cwd, [{"action": "pause", "role": "cache", "start_s": 0.3, "duration_s": 0.5},
               {"action": "kill", "role": "cache", "start_s": 1.2, "duration_s": 0.5}],
-        containers=[{"role": "cache", "container": c.name, "ready_port": port}])
+        containers=[{"role": "cache", "container": c.name, "ready_port": port}], stock=1500, duration_s=30)
     code, _, out = oversold_run(cwd, url, "run")
     assert code == 0, out
     faults = [json.loads(line) for line in (cwd / "run" / "faults.jsonl").read_text().splitlines()]

@@ -54,7 +54,7 @@ def test_run_against_your_own_backend_passes_without_starting_one(backend, admin
 def test_run_against_a_backend_that_oversells_exits_1(backend, admin_token, tmp_path):
     out = tmp_path / "run"
     r = oversold("run", str(write_tiny(tmp_path)), "--host", backend[0].url, "--strategy", "naive",
-                 "--out", str(out), token=admin_token)
+                 "--duration", "6", "--out", str(out), token=admin_token)  # naive never sells out: it runs to the end
     assert r.returncode == 1, r.stdout + r.stderr
     assert "verdict: FAIL" in r.stdout and "no_oversell" in r.stdout
     assert json.loads((out / "results.json").read_text())["totals"]["oversold_units"] > 0

@@ -170,8 +170,8 @@ def test_faults_reach_the_users_database_through_the_proxy_and_a_correct_backend
              "params": {"type": "latency", "attributes": {"latency": 50}}},
             {"action": "down", "role": "database", "start_s": 1.5, "duration_s": 1.0},
         ]
-        data["sale"]["stock"] = 400  # enough that the load is still on when the faults come
-        data["swarm"]["duration_s"] = 5
+        data["sale"]["stock"] = 1500  # enough that the load is still on when the faults come
+        data["swarm"]["duration_s"] = 30  # an upper bound: the run stops once the stock is gone
         (cwd / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         app, url = start_app(["app.py", "--dsn", through_proxy, "--redis", cache.url], cwd)
         try:

@@ -59,7 +59,8 @@ def test_the_backend_conforms(backend, tmp_path, admin_token):
 
 
 def exercise_live(node: BackendNode, conf: Conformance) -> None:
-    sale = {"stock": 2, "hold_ttl_ms": 150, "strategy": "pre_deduct", "pay_after_expiry": "refuse"}
+    # the first order's hold must outlive the dozen calls before its pay, on a slow machine too
+    sale = {"stock": 2, "hold_ttl_ms": 1500, "strategy": "pre_deduct", "pay_after_expiry": "refuse"}
     assert call(node, conf, "GET", "/v1/health")[0] == 200
     assert call(node, conf, "GET", "/v1/openapi.yaml")[0] == 200
     assert call(node, conf, "PUT", "/v1/sales/c", sale, ADMIN)[0] == 200

@@ -71,7 +71,7 @@ import json
 from oversold.pytest_plugin import assert_sale_sound
 
 def test_sale(oversold_run):
-    result = oversold_run({str(scenario)!r}, duration_s=5)
+    result = oversold_run({str(scenario)!r}, duration_s=30)  # a bound: it ends when sold out (2.5 s here)
     assert_sale_sound(result)
     print("RUN_DIR", result.run_dir)
 ''')

@@ -203,7 +203,7 @@ def storm_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("storm") / "run"
     env = dict(os.environ, OVERSOLD_STATE_DIR=str(out.parent / "state"))
     r = subprocess.run([sys.executable, "-m", "oversold.cli", "run", "scenarios/payment_storm.yaml", "--out", str(out),
-                        "-q", "--duration", "8"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+                        "-q"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
 

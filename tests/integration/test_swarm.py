@@ -155,14 +155,14 @@ def test_local_run_records_everything_and_stops_when_sold_out(tmp_path: Path, ba
     scenario = _scenario(tmp_path, "local1", stock=stock)
     history = tmp_path / "history.jsonl"
     started = time.monotonic()
-    child = Child.start(_swarm_argv(FLASH_SALE, backend, scenario, history, "25s"), name="locust",
+    child = Child.start(_swarm_argv(FLASH_SALE, backend, scenario, history, "60s"), name="locust",
                         log_dir=tmp_path, env=_locust_env(admin_token), cwd=REPO)
     rc = _wait(child, 60)
     elapsed = time.monotonic() - started
     log = child.log_tail(400)
     assert rc == 0, log
     assert "sold-out watch: sale sold out" in log, log
-    assert elapsed < 15, f"took {elapsed:.1f}s with -t 25s: the sold-out stop did not end the run early"
+    assert elapsed < 40, f"took {elapsed:.1f}s with -t 60s: the sold-out stop did not end the run early"
     audit = _audit(backend[0], admin_token, "local1")
     assert audit["counters"]["sold"] == stock and audit["counters"]["available"] == 0
     numbers = _check_history(read_history(history), audit, "local1")
@@ -183,7 +183,7 @@ def test_processes_2_loses_nothing(tmp_path: Path, backend, admin_token: str) ->
     locustfile = tmp_path / "counting_locustfile.py"
     locustfile.write_text(COUNTING_LOCUSTFILE)
     port = free_port()
-    argv = _swarm_argv(locustfile, backend, scenario, history, "25s") + [
+    argv = _swarm_argv(locustfile, backend, scenario, history, "60s") + [
         "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
         "--master-host", "127.0.0.1", "--master-port", str(port),
     ]
@@ -192,7 +192,7 @@ def test_processes_2_loses_nothing(tmp_path: Path, backend, admin_token: str) ->
     rc = _wait(child, 60)
     log = child.log_tail(400)
     assert rc == 0, log
-    assert time.monotonic() - started < 18, "the sold-out stop did not end the distributed run early"
+    assert time.monotonic() - started < 40, "the sold-out stop did not end the distributed run early (-t 60s)"
     workers = _counts(counts, "worker")
     assert len(workers) == 2 and all(w["total"] > 0 for w in workers), (workers, log)
     ops = read_history(history)
