@@ -14,7 +14,7 @@ from oversold.orchestrate.run import run_scenario
 def test_worker_kill_heals_every_fault_and_the_reference_backend_passes(tmp_path: Path) -> None:
     scenario = load_scenario(REPO / "scenarios" / "worker_kill.yaml").with_overrides(seed=3, duration_s=20)
     # 20 s, not the scenario's 14: each of some 20 processor kills holds the fault clock up for its restart,
-    # and on a slow machine that lag pushed the last sync kill (planned at 11.25 s) past the end of the run
+    # and on a slow machine that lag can push the last sync kill (planned at 11.25 s) past the end of the run
     result = run_scenario(scenario, tmp_path / "run")
     by_role: dict[tuple[str, str], int] = {}
     for f in result.faults:
