@@ -275,7 +275,7 @@ def measure_write(run_dir: Path) -> dict[str, Any]:
     import tempfile
 
     from oversold.model.gcpause import gc_paused
-    from oversold.model.history import _ENCODER, iter_history, read_history, write_history_stream
+    from oversold.model.history import iter_history, read_history, write_history_stream
 
     ops = read_history(run_dir / "history.jsonl")
     out = Path(tempfile.mkdtemp(prefix="checker-scale-write-", dir=str(run_dir.parent)))
@@ -283,10 +283,7 @@ def measure_write(run_dir: Path) -> dict[str, Any]:
         c0 = _cpu_s()
         write_history_stream(out / "history.jsonl", ops)
         c1 = _cpu_s()
-        encode = _ENCODER.encode
-        with gc_paused(), open(out / "alone.jsonl", "wb", buffering=1 << 20) as f:
-            for op in ops:
-                f.write(encode(op) + b"\n")
+        write_history_stream(out / "alone.jsonl", ops, with_twin=False)
         c2 = _cpu_s()
         del ops
         n = len(read_history(out / "history.jsonl"))

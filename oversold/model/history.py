@@ -121,14 +121,15 @@ def write_history(path: Path, ops: Iterable[Op]) -> int:
     return write_history_stream(path, sorted(ops, key=history_order))
 
 
-def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
+def write_history_stream(path: Path, ops: Iterable[Op], *, with_twin: bool = True) -> int:
     """Write ``ops`` in the order given (already in ``history_order``), one JSON object a line, a bounded
     batch at a time; returns the count. Its columnar twin (``history.cols``, ``oversold.model.history_cols``)
-    is written in the same pass, unless a record holds what the twin cannot (then there is none)."""
+    is written in the same pass, unless a record holds what the twin cannot (then there is none) or
+    ``with_twin`` is False (what the twin costs is measured that way: ``benchmarks/checker_scale.py``)."""
     path = Path(path)
     encode = _ENCODER.encode
     try:
-        twin: ColsWriter | None = ColsWriter(cols_path(path))
+        twin: ColsWriter | None = ColsWriter(cols_path(path)) if with_twin else None
     except OSError:  # the twin is only ever a speed-up
         twin = None
     n = 0
@@ -145,11 +146,17 @@ def write_history_stream(path: Path, ops: Iterable[Op]) -> int:
             twin.abort()
         raise
     if twin is not None:
-        try:
-            twin.finish(*source_crc32(path))  # the bytes as they landed, read back from the page cache
-        except OSError:  # the twin is only ever a speed-up: the history is written, the twin is not
-            pass
+        _finish(twin, path)  # the twin is only ever a speed-up: the history is written even if the twin is not
     return n
+
+
+def _finish(twin: ColsWriter, path: Path) -> bool:
+    """Seal the twin with the size and CRC-32 of ``path`` as it landed (read back from the page cache)."""
+    try:
+        twin.finish(*source_crc32(path))
+    except OSError:
+        return False
+    return True
 
 
 def _add_frame(twin: ColsWriter, batch: list[Op]) -> ColsWriter | None:
@@ -179,11 +186,7 @@ def write_twin(path: Path) -> bool:
         if twin is not None:
             twin.abort()
         raise
-    try:
-        twin.finish(*source_crc32(path))  # type: ignore[union-attr]
-    except OSError:
-        return False
-    return True
+    return _finish(twin, path)  # type: ignore[arg-type]
 
 
 def _batches(ops: Iterable[Op]) -> Iterator[list[Op]]:

@@ -77,6 +77,13 @@ def test_a_history_is_written_with_its_twin_and_read_from_it_as_the_json_lines_r
     assert json_reads == []  # the twin alone gave them
 
 
+def test_without_its_twin_the_history_is_the_same_json_lines_and_no_twin(tmp_path):
+    ops = sorted(_ops(100), key=history_order)
+    both, alone = tmp_path / "both.jsonl", tmp_path / "alone.jsonl"
+    assert history.write_history_stream(both, ops) == history.write_history_stream(alone, ops, with_twin=False) == 100
+    assert alone.read_bytes() == both.read_bytes() and cols_path(both).exists() and not cols_path(alone).exists()
+
+
 def test_a_frame_per_batch_and_the_records_in_order_across_frames(tmp_path, monkeypatch, json_reads):
     monkeypatch.setattr(history, "FRAME_RECORDS", 7)
     ops = sorted(_ops(50), key=history_order)
