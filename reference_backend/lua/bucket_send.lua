@@ -1,7 +1,8 @@
 -- prelude: base
 -- pre_deduct_buckets, a transfer between buckets, step 1 of 2: take units out
 -- of this bucket's available (its available and its stock both go down) and
--- record them as sent under the transfer's id, all in one step. How many: A_WANT,
+-- record them as sent under the transfer's id, and count the transfer in the
+-- meta's 'sends', all in one step. How many: A_WANT,
 -- or half of what this bucket has if that is more (the receiving bucket ran dry:
 -- half of a donor's leftovers serves its next orders too, instead of one transfer
 -- per order), never more than it has.
@@ -18,5 +19,6 @@ local qty = math.min(avail, math.max(tonumber(A_WANT), math.floor(avail / 2)))
 if qty <= 0 then return 0 end
 redis.call('DECRBY', K_AVAIL, qty)
 redis.call('HINCRBY', K_META, 'stock', -qty)
+redis.call('HINCRBY', K_META, 'sends', 1)  -- counts every transfer out: a sold-out proof sees one between its looks
 redis.call('HSET', K_SENT, A_TRANSFER, A_TO .. ':' .. qty .. ':' .. now_ms())
 return qty

@@ -13,12 +13,20 @@ TTL, the reaper, payment, cancel, refunds, the oversell detector.
   cancel, refund and reads go straight to it.
 - **Falling back**: an order that finds too little in its home bucket is not
   refused: the script answers how much there is (nothing written), the node
-  reads the other buckets' counts at once and moves units over from those that
-  have some (a transfer: ``bucket_send.lua`` takes what the order needs, or half
-  of the donor's leftovers if more, out of one bucket, ``bucket_receive.lua``
-  adds them to the other once per transfer id) and orders again. ``sold_out`` is
-  answered only when no other bucket had a unit to give: sell-out is decided
-  when every bucket is empty.
+  reads every bucket's counters at once and moves units over from the others
+  that have some (a transfer: ``bucket_send.lua`` takes what the order needs, or
+  half of the donor's leftovers if more, out of one bucket, ``bucket_receive.lua``
+  adds them to the other once per transfer id) and orders again. Transfers it
+  finds in flight (another order's, the rebalancer's) it finishes first, as the
+  rebalancer would: their units are in no bucket until then.
+- **Sold out** is answered only when every other bucket is empty and no unit is
+  on its way: two looks at every bucket, one after the other, each find the
+  others empty and no transfer in flight, and no bucket sent a transfer between
+  them (each counts its transfers out). A unit is then in no bucket and in no
+  transfer at the moment between the looks, and the home bucket's own answer
+  comes after that moment. One look is not enough: a unit moving between two
+  buckets can be read in neither. An order that keeps finding units moving gives
+  up after ``GATHER_TRIES`` with a 503, never a sold_out it cannot prove.
 - **Rebalancing**: every node, each tick, finishes transfers stranded between
   their two steps (a node died) and gives an empty bucket half of the fullest
   bucket's leftovers, so stock does not wait in a bucket nobody orders from.
@@ -59,6 +67,7 @@ from ..errors import REDIS_DOWN, ApiError, StrategyMoved, bad_request
 from ..keys import SALES, SaleKeys
 from ..replies import Reply
 from ..sale import SaleConfig
+from ..store import Snapshot
 from .base import BatchKey, PolicyMoved, StrategyOptions
 from .pre_deduct import PreDeduct
 
@@ -66,7 +75,7 @@ log = logging.getLogger("reference_backend")
 
 BUCKET_OF_ORDER = re.compile(r"-b(\d+)_[0-9a-f]{12}\Z")
 STRANDED_MS = 1000  # a transfer unconfirmed this long lost its node between the steps: any node finishes it
-GATHER_TRIES = 3  # orders again at most this often after moving units in, then answers for good
+GATHER_TRIES = 32  # an order tries its home bucket at most this often (units keep moving: a 503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,36 +194,57 @@ class PreDeductBuckets(PreDeduct):
 
     async def _place(self, sale_id: str, layout: Layout, user_id: str, qty: int, key: str | None, verdict: str,
                      raw: str) -> Reply:
-        """Order in the home bucket; when it is short, bring units over and order again; at last, answer."""
+        """Order in the home bucket; when it is short, bring units over and order again; once no unit is
+        left elsewhere, the home bucket's answer is the last (it may still find units that came back)."""
         home = layout.home(user_id)
-        short = True
-        for attempt in range(GATHER_TRIES + 1):
-            short = short and attempt < GATHER_TRIES
-            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, short)
+        last = False
+        for _ in range(GATHER_TRIES):
+            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, not last)
             kind, payload = await self._submit(batch, user_id, qty, key, verdict, raw,
                                                nonce=f"b{home}_{secrets.token_hex(6)}")
             if kind != b"n":
                 return self._answer(kind, payload, f"{qty}:{user_id}")
-            if await self._gather(layout, home, qty - int(payload)) == 0:
-                short = False  # every other bucket was empty: the next answer is the last
-        raise AssertionError("unreachable: the last attempt is never short")
+            last = await self._gather(layout, home, qty - int(payload))
+        raise ApiError(503, "unavailable", f"sale {sale_id}: units kept moving between its buckets "
+                                           f"({GATHER_TRIES} tries); try again")
 
-    async def _gather(self, layout: Layout, home: int, need: int) -> int:
-        """Move at least ``need`` units into bucket ``home`` from the others, nearest first (each donor gives
-        half of what it has if that is more: the home bucket ran dry); how many came.
+    async def _gather(self, layout: Layout, home: int, need: int) -> bool:
+        """Bring at least ``need`` units into bucket ``home`` from the others, nearest first (each donor
+        gives half of what it has if that is more: the home bucket ran dry). True when there is nothing
+        to bring: every other bucket empty and nothing in flight (see the module docstring); False when
+        the home bucket is to be tried again.
 
-        The others' available counts are read first, all at once: near the end of a sale most
-        buckets are empty, and asking each in turn would cost a round trip per bucket.
+        Every bucket is read at once: near the end of a sale most buckets are empty, and asking
+        each in turn would cost a round trip per bucket.
         """
+        first = await self._look(layout)
+        if first is None:
+            return False  # a bucket is gone (a reset): the home bucket's answer says so
+        if any(snap.sent for snap in first):
+            await self._land(layout, first)
+            return False
         others = [(home + step) % len(layout.tags) for step in range(1, len(layout.tags))]
-        counts = await asyncio.gather(*(self.store.redis.get(SaleKeys(layout.tags[b]).avail) for b in others))
-        moved = 0
-        for src, count in zip(others, counts):
-            if moved >= need:
-                break
-            if int(count or 0) > 0:  # a bucket found empty here may get units back later; the next order sees them
-                moved += await self.transfer(layout, src, home, need - moved)
-        return moved
+        if any(first[b].counters["available"] > 0 for b in others):
+            moved = 0
+            for src in others:
+                if moved >= need:
+                    break
+                if first[src].counters["available"] > 0:
+                    moved += await self.transfer(layout, src, home, need - moved)
+            return False
+        return nothing_elsewhere(first, await self._look(layout), home)
+
+    async def _look(self, layout: Layout) -> list[Snapshot] | None:
+        """Every bucket's counters and transfers out, read at once; None if a bucket is gone."""
+        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
+        return None if any(snap is None for snap in got) else got  # type: ignore[return-value]
+
+    async def _land(self, layout: Layout, look: list[Snapshot]) -> None:
+        """Finish every transfer in flight in ``look`` (another node's too: each adds its units once)."""
+        for src, snap in enumerate(look):
+            for tid, record in snap.sent.items():
+                dst, qty, _ms = record.split(":")
+                await self._deliver(layout, src, int(dst), tid, int(qty))
 
     async def transfer(self, layout: Layout, src: int, dst: int, want: int) -> int:
         """Move ``want`` available units (or half of ``src``'s, if more; never more than it has) from bucket
@@ -309,15 +339,15 @@ class PreDeductBuckets(PreDeduct):
         own = await self.store.counters(sale_id)
         if own is None:
             return None
-        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
-        if any(g is None for g in got):
+        got = await self._look(layout)
+        if got is None:
             raise ApiError(503, "unavailable", f"sale {sale_id}: a bucket is missing (a reset is under way)")
         total = {name: 0 for name in ("available", "held", "sold", "refunded")}
-        for bucket, _sent in got:  # type: ignore[misc]
+        for snap in got:
             for name in total:
-                total[name] += bucket[name]
-        total["available"] += await self._in_transfer(layout, [sent for _, sent in got])  # type: ignore[misc]
-        now = min(bucket["now_ms"] for bucket, _ in got)  # type: ignore[misc]
+                total[name] += snap.counters[name]
+        total["available"] += await self._in_transfer(layout, [snap.sent for snap in got])
+        now = min(snap.counters["now_ms"] for snap in got)
         return {**own, **total, "now_ms": now, "buckets": len(layout.tags)}, layout
 
     async def _in_transfer(self, layout: Layout, sent: list[dict[str, str]]) -> int:
@@ -367,17 +397,17 @@ class PreDeductBuckets(PreDeduct):
         return moved
 
     async def _rebalance(self, layout: Layout) -> int:
-        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
-        if any(g is None for g in got):
+        got = await self._look(layout)
+        if got is None:
             return 0
-        now = max(c["now_ms"] for c, _ in got)  # type: ignore[misc]
-        for src, (_, sent) in enumerate(got):  # type: ignore[misc]
-            for tid, record in sent.items():
+        now = max(snap.counters["now_ms"] for snap in got)
+        for src, snap in enumerate(got):
+            for tid, record in snap.sent.items():
                 dst, qty, at_ms = record.split(":")
                 if now - int(at_ms) > STRANDED_MS:
                     log.info("buckets: finishing transfer %s (%s units, bucket %d -> %s)", tid, qty, src, dst)
                     await self._deliver(layout, src, int(dst), tid, int(qty))
-        avail = [c["available"] for c, _ in got]  # type: ignore[misc]
+        avail = [snap.counters["available"] for snap in got]
         moved = 0
         for empty in [b for b, units in enumerate(avail) if units == 0]:
             fullest = max(range(len(avail)), key=lambda b: avail[b])
@@ -399,6 +429,21 @@ class PreDeductBuckets(PreDeduct):
             except Exception:  # noqa: BLE001 - a bug here must not stop the node's other loops
                 log.exception("buckets: rebalancing failed")
             await asyncio.sleep(interval_s)
+
+
+def nothing_elsewhere(first: list[Snapshot], second: list[Snapshot] | None, home: int) -> bool:
+    """Whether two looks at every bucket, ``first`` wholly before ``second``, prove that at a moment
+    between them no unit was available outside bucket ``home``: both find every other bucket empty
+    and no transfer in flight, and no bucket sent one in between (a unit moving from a bucket not yet
+    read to one already read is seen in neither look, but its transfer is counted)."""
+    if second is None or len(second) != len(first):
+        return False
+    for b, (one, two) in enumerate(zip(first, second)):
+        if one.sent or two.sent or one.sends != two.sends:
+            return False
+        if b != home and (one.counters["available"] or two.counters["available"]):
+            return False
+    return True
 
 
 def _released_sum(audits: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -134,6 +134,32 @@ def test_a_transfer_stranded_between_its_steps_counts_as_available_and_is_finish
         r.close()
 
 
+def test_units_in_flight_are_on_sale_an_order_finishes_their_transfer_rather_than_answer_sold_out(backend, redis_url):
+    """A transfer between its two steps (its node slow, or dead, less than STRANDED_MS ago) holds units
+    that are in no bucket. An order finding every bucket empty finishes it and buys them."""
+    a, b = clients(backend)
+    put(a, "hot", stock=6, buckets=3)  # 2, 2, 2
+    tags = [x["tag"] for x in buckets_of(a, "hot")]
+    buyers = users_of_bucket(0, 3, 3)
+    assert a.order("hot", buyers[0], 2)[0] == 201  # bucket 0 empty
+    assert a.order("hot", buyers[1], 2)[0] == 201  # ... and bucket 1, whose units came over
+    r = redis.Redis.from_url(redis_url)
+    try:
+        src = SaleKeys(tags[2])
+        layout = r.hget(src.meta, "strategy").decode()
+        send = r.register_script(lua.source("bucket_send"))
+        assert send(keys=[src.meta, src.avail, src.sent], args=["slow-node-1", 1, 2, layout]) == 2  # 2 -> 1, halfway
+        assert [x["available"] for x in buckets_of(a, "hot")] == [0, 0, 0]
+        status, body = b.order("hot", buyers[2], 2)
+        assert status == 201, body  # not sold_out: the node finished the transfer and brought the units over
+        assert r.hlen(src.sent) == 0 and r.sismember(SaleKeys(tags[1]).received, "slow-node-1")
+    finally:
+        r.close()
+    assert b.order("hot", "late", 1)[1]["error"]["code"] == "sold_out"
+    audit = assert_conserved(a, "hot")
+    assert (audit["counters"]["held"], audit["counters"]["available"]) == (6, 0)
+
+
 def test_the_rebalancer_moves_leftovers_into_an_empty_bucket(backend):
     a, _ = clients(backend)
     put(a, "hot", stock=8, buckets=2)
