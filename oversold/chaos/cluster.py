@@ -37,7 +37,7 @@ import redis
 
 from oversold.errors import ChaosError, RedisUnavailable
 from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
-from oversold.infra.redis_server import find_redis_binary
+from oversold.infra.redis_server import find_redis_binary, serves_as
 
 from .redis_ask import ask as _ask
 from .redis_ask import client as _client
@@ -190,7 +190,7 @@ class ClusterTopology:
             argv = self._argv(name, port)
             node = ClusterNode(name, shard, port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child):
+            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
                 self.nodes.append(node)
                 return node
             node.child.stop()

@@ -41,7 +41,7 @@ from urllib.parse import quote, urlencode
 
 from oversold.errors import BadInput, ChaosError, RedisUnavailable
 from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
-from oversold.infra.redis_server import find_redis_binary
+from oversold.infra.redis_server import find_redis_binary, serves_as
 
 from .redis_ask import ask as _ask
 
@@ -186,7 +186,7 @@ class SentinelTopology:
             argv = self._data_argv(name, port) + extra
             node = Node(name, kind, port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child):
+            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
                 self.data_nodes.append(node)
                 return node
             node.child.stop()
@@ -210,7 +210,7 @@ class SentinelTopology:
             argv = [self.binary, str(conf), "--sentinel"]
             node = Node(name, "sentinel", port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child):
+            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
                 self.sentinel_nodes.append(node)
                 return node
             node.child.stop()
