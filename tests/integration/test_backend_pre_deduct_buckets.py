@@ -98,12 +98,12 @@ def test_limits_idempotency_pay_cancel_refund_and_reads_go_to_the_home_bucket(ba
 
 def test_expired_holds_come_back_to_their_bucket_and_are_sold_from_there(backend):
     a, b = clients(backend)
-    put(a, "hot", stock=4, buckets=2, hold_ttl_ms=300)
+    put(a, "hot", stock=4, buckets=2, hold_ttl_ms=1500)
     hoarder = users_of_bucket(0, 2, 1)[0]
     status, hoard = a.order("hot", hoarder, 4)
     assert status == 201  # takes bucket 1's units too
     assert b.order("hot", users_of_bucket(1, 2, 1)[0], 1)[0] == 409
-    assert wait_for(lambda: counters(a, "hot")["available"] == 4, timeout=3)
+    assert wait_for(lambda: counters(a, "hot")["available"] == 4, timeout=6)
     buyers = users_of_bucket(1, 2, 4)
     assert [b.order("hot", u, 1)[0] for u in buyers] == [201] * 4
     audit = assert_conserved(a, "hot")

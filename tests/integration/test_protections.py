@@ -113,7 +113,7 @@ def test_one_warning_per_crossing_and_a_new_one_after_restock(backend):
 @pytest.mark.parametrize("thresholds", [[10, 0], []])
 def test_concurrent_crossings_warn_exactly_once_each_time(backend, thresholds):
     a, b = clients(backend)
-    put(a, stock=20, hold_ttl_ms=300, warn_thresholds=thresholds)
+    put(a, stock=20, hold_ttl_ms=1500, warn_thresholds=thresholds)
     for round_ in (1, 2):  # the second round re-crosses after the reaper released the expired holds
         results = concurrently([lambda i=i: (a, b)[i % 2].order("s", f"u{round_}-{i}", 1) for i in range(40)])
         assert sum(status == 201 for status, _ in results) == 20

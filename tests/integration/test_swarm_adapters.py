@@ -34,7 +34,7 @@ def shop(tmp_path: Path) -> Iterator[str]:
 def test_adapter_client_drives_the_shop(shop: str) -> None:
     client = AdapterClient(ShopAdapter(admin_token=SHOP_KEY), shop)
     try:
-        setup = client.setup_sale("tea", {"stock": 2, "hold_ttl_ms": 300})
+        setup = client.setup_sale("tea", {"stock": 2, "hold_ttl_ms": 1500})
         assert setup is not None and setup.type == "ok"
         a = client.order("tea", "alice", 1, "r-a")
         again = client.order("tea", "alice", 1, "r-a")  # the same request id: the first answer
