@@ -14,7 +14,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -151,17 +151,17 @@ class Store:
     async def counters(self, sale_id: str) -> dict[str, Any] | None:
         """The sale's counters, one consistent snapshot (lua/counters.lua)."""
         found = await self.counters_of(sale_id)
-        return None if found is None else found.counters
+        return None if found is None else found[0]
 
-    async def counters_of(self, sale_id: str) -> Snapshot | None:
-        """The counters and, for a bucket, its transfers out (lua/counters.lua), in one atomic step."""
+    async def counters_of(self, sale_id: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """The counters and the transfers the sale (a bucket) sent and has not seen confirmed (id -> 'to:qty:ms')."""
         k = SaleKeys(sale_id)
-        meta, counters, now, sent, sends = await self.script("counters")(
+        meta, counters, now, sent = await self.script("counters")(
             keys=[k.meta, k.avail, k.held, k.sold, k.refunded, k.sent])
         found = _counters(sale_id, meta, counters, int(now))
         if found is None:
             return None
-        return Snapshot(found, {sent[i].decode(): sent[i + 1].decode() for i in range(0, len(sent), 2)}, int(sends))
+        return found, {sent[i].decode(): sent[i + 1].decode() for i in range(0, len(sent), 2)}
 
     async def get_order(self, sale_id: str, order_id: str, keys_of: str | None = None) -> Reply:
         """One order; ``keys_of`` names the sale whose keys hold it (a bucket of a pre_deduct_buckets sale)."""
@@ -291,14 +291,6 @@ def _stream_rows(entries: list[Any]) -> list[dict[str, Any]]:
             row[flat[i].decode()] = int(text) if text.lstrip("-").isdigit() else text
         out.append(row)
     return out
-
-
-class Snapshot(NamedTuple):
-    """One sale's (or bucket's) counters at one moment, with the transfers it sent (pre_deduct_buckets)."""
-
-    counters: dict[str, Any]
-    sent: dict[str, str]  # transfer id -> 'to:qty:ms': units sent to another bucket, not yet confirmed
-    sends: int  # transfers this bucket ever sent: a change between two snapshots means units moved
 
 
 def _counters(sale_id: str, meta: list[bytes | None], counters: list[bytes | None], now_ms: int) -> dict[str, Any] | None:

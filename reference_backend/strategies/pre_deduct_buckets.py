@@ -25,8 +25,11 @@ TTL, the reaper, payment, cancel, refunds, the oversell detector.
   them (each counts its transfers out). A unit is then in no bucket and in no
   transfer at the moment between the looks, and the home bucket's own answer
   comes after that moment. One look is not enough: a unit moving between two
-  buckets can be read in neither. An order that keeps finding units moving gives
-  up after ``GATHER_TRIES`` with a 503, never a sold_out it cannot prove.
+  buckets can be read in neither (``lua/bucket_look.lua`` is one look at one
+  bucket). The orders a node has waiting for a look share one begun after each
+  asked, so a sold-out sale costs one look per round trip, not two per order.
+  An order that keeps finding units moving gives up after ``GATHER_TRIES`` with
+  a 503, never a sold_out it cannot prove.
 - **Rebalancing**: every node, each tick, finishes transfers stranded between
   their two steps (a node died) and gives an empty bucket half of the fullest
   bucket's leftovers, so stock does not wait in a bucket nobody orders from.
@@ -58,16 +61,17 @@ import logging
 import re
 import secrets
 import zlib
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.crc import key_slot
 
+from ..coalesce import CoalesceConfig, Coalescer
 from ..errors import REDIS_DOWN, ApiError, StrategyMoved, bad_request
 from ..keys import SALES, SaleKeys
 from ..replies import Reply
 from ..sale import SaleConfig
-from ..store import Snapshot
 from .base import BatchKey, PolicyMoved, StrategyOptions
 from .pre_deduct import PreDeduct
 
@@ -108,6 +112,8 @@ class PreDeductBuckets(PreDeduct):
         self._layouts: dict[str, Layout] = {}
         self._transfer_ids = itertools.count(1)
         self._node_tag = secrets.token_hex(4)  # transfer ids: unique across nodes and restarts
+        # one look at a sale's buckets serves every order asking meanwhile; each gets one begun after it asked
+        self._looks: Coalescer[None, list[Look] | None] = Coalescer(self._look_now, CoalesceConfig(max_batch=1 << 20))
 
     # -- the layout ------------------------------------------------------------------
 
@@ -220,31 +226,40 @@ class PreDeductBuckets(PreDeduct):
         first = await self._look(layout)
         if first is None:
             return False  # a bucket is gone (a reset): the home bucket's answer says so
-        if any(snap.sent for snap in first):
-            await self._land(layout, first)
-            return False
         others = [(home + step) % len(layout.tags) for step in range(1, len(layout.tags))]
-        if any(first[b].counters["available"] > 0 for b in others):
+        if any(first[b].available > 0 for b in others):
             moved = 0
             for src in others:
                 if moved >= need:
                     break
-                if first[src].counters["available"] > 0:
+                if first[src].available > 0:
                     moved += await self.transfer(layout, src, home, need - moved)
+            return False
+        if any(look.in_flight for look in first):  # only units in flight are left: land them, look again
+            await self._land(layout, [b for b, look in enumerate(first) if look.in_flight])
             return False
         return nothing_elsewhere(first, await self._look(layout), home)
 
-    async def _look(self, layout: Layout) -> list[Snapshot] | None:
-        """Every bucket's counters and transfers out, read at once; None if a bucket is gone."""
-        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
-        return None if any(snap is None for snap in got) else got  # type: ignore[return-value]
+    async def _look(self, layout: Layout) -> list[Look] | None:
+        """One look at every bucket (lua/bucket_look.lua), all at once, begun after this call; None if a
+        bucket is gone. Concurrent orders share it: when the sale has sold out, most orders need two."""
+        return await self._looks.submit(layout, None)
 
-    async def _land(self, layout: Layout, look: list[Snapshot]) -> None:
-        """Finish every transfer in flight in ``look`` (another node's too: each adds its units once)."""
-        for src, snap in enumerate(look):
-            for tid, record in snap.sent.items():
-                dst, qty, _ms = record.split(":")
-                await self._deliver(layout, src, int(dst), tid, int(qty))
+    async def _look_now(self, layout: Hashable, asking: list[None]) -> list[list[Look] | None]:
+        assert isinstance(layout, Layout)
+        script = self.store.script("bucket_look")
+        got = await asyncio.gather(*(script(keys=[(k := SaleKeys(tag)).meta, k.avail, k.sent], args=[layout.strategy])
+                                     for tag in layout.tags))
+        looks = [Look(int(avail), int(sends), int(in_flight)) for avail, sends, in_flight in got]
+        return [None if any(look.available < 0 for look in looks) else looks] * len(asking)
+
+    async def _land(self, layout: Layout, sources: list[int]) -> None:
+        """Finish every transfer the buckets ``sources`` have in flight (another node's too: each adds
+        its units once)."""
+        for src in sources:
+            for tid, record in (await self.store.redis.hgetall(SaleKeys(layout.tags[src]).sent)).items():
+                dst, qty, _ms = record.decode().split(":")
+                await self._deliver(layout, src, int(dst), tid.decode(), int(qty))
 
     async def transfer(self, layout: Layout, src: int, dst: int, want: int) -> int:
         """Move ``want`` available units (or half of ``src``'s, if more; never more than it has) from bucket
@@ -339,15 +354,15 @@ class PreDeductBuckets(PreDeduct):
         own = await self.store.counters(sale_id)
         if own is None:
             return None
-        got = await self._look(layout)
-        if got is None:
+        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
+        if any(g is None for g in got):
             raise ApiError(503, "unavailable", f"sale {sale_id}: a bucket is missing (a reset is under way)")
         total = {name: 0 for name in ("available", "held", "sold", "refunded")}
-        for snap in got:
+        for bucket, _sent in got:  # type: ignore[misc]
             for name in total:
-                total[name] += snap.counters[name]
-        total["available"] += await self._in_transfer(layout, [snap.sent for snap in got])
-        now = min(snap.counters["now_ms"] for snap in got)
+                total[name] += bucket[name]
+        total["available"] += await self._in_transfer(layout, [sent for _, sent in got])  # type: ignore[misc]
+        now = min(bucket["now_ms"] for bucket, _ in got)  # type: ignore[misc]
         return {**own, **total, "now_ms": now, "buckets": len(layout.tags)}, layout
 
     async def _in_transfer(self, layout: Layout, sent: list[dict[str, str]]) -> int:
@@ -397,17 +412,17 @@ class PreDeductBuckets(PreDeduct):
         return moved
 
     async def _rebalance(self, layout: Layout) -> int:
-        got = await self._look(layout)
-        if got is None:
+        got = await asyncio.gather(*(self.store.counters_of(tag) for tag in layout.tags))
+        if any(g is None for g in got):
             return 0
-        now = max(snap.counters["now_ms"] for snap in got)
-        for src, snap in enumerate(got):
-            for tid, record in snap.sent.items():
+        now = max(c["now_ms"] for c, _ in got)  # type: ignore[misc]
+        for src, (_, sent) in enumerate(got):  # type: ignore[misc]
+            for tid, record in sent.items():
                 dst, qty, at_ms = record.split(":")
                 if now - int(at_ms) > STRANDED_MS:
                     log.info("buckets: finishing transfer %s (%s units, bucket %d -> %s)", tid, qty, src, dst)
                     await self._deliver(layout, src, int(dst), tid, int(qty))
-        avail = [snap.counters["available"] for snap in got]
+        avail = [c["available"] for c, _ in got]  # type: ignore[misc]
         moved = 0
         for empty in [b for b, units in enumerate(avail) if units == 0]:
             fullest = max(range(len(avail)), key=lambda b: avail[b])
@@ -431,7 +446,15 @@ class PreDeductBuckets(PreDeduct):
             await asyncio.sleep(interval_s)
 
 
-def nothing_elsewhere(first: list[Snapshot], second: list[Snapshot] | None, home: int) -> bool:
+class Look(NamedTuple):
+    """One bucket at one moment, as an order short in its home bucket sees it (lua/bucket_look.lua)."""
+
+    available: int
+    sends: int  # transfers the bucket ever sent: a change between two looks means units moved
+    in_flight: int  # transfers it sent that are not yet confirmed
+
+
+def nothing_elsewhere(first: list[Look], second: list[Look] | None, home: int) -> bool:
     """Whether two looks at every bucket, ``first`` wholly before ``second``, prove that at a moment
     between them no unit was available outside bucket ``home``: both find every other bucket empty
     and no transfer in flight, and no bucket sent one in between (a unit moving from a bucket not yet
@@ -439,9 +462,9 @@ def nothing_elsewhere(first: list[Snapshot], second: list[Snapshot] | None, home
     if second is None or len(second) != len(first):
         return False
     for b, (one, two) in enumerate(zip(first, second)):
-        if one.sent or two.sent or one.sends != two.sends:
+        if one.in_flight or two.in_flight or one.sends != two.sends:
             return False
-        if b != home and (one.counters["available"] or two.counters["available"]):
+        if b != home and (one.available or two.available):
             return False
     return True
 

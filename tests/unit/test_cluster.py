@@ -10,8 +10,7 @@ from oversold.errors import ScenarioError
 from oversold.model.roles import expected_roles
 from oversold.model.scenario_file import parse_scenario
 from reference_backend.cluster_pool import ClusterURLError, parse_cluster_url
-from reference_backend.store import Snapshot
-from reference_backend.strategies.pre_deduct_buckets import nothing_elsewhere
+from reference_backend.strategies.pre_deduct_buckets import Look, nothing_elsewhere
 
 
 def test_slots_are_split_evenly_and_cover_every_slot():
@@ -69,10 +68,9 @@ def test_a_cluster_scenario_has_one_primary_target_per_shard_and_refuses_what_it
 # -- pre_deduct_buckets: when may an order say sold out ------------------------------------------------------
 
 
-def look(*avail: int, sent: dict[int, str] | None = None, sends: dict[int, int] | None = None) -> list[Snapshot]:
-    """One look at every bucket: bucket b has avail[b] units, the transfers sent[b] in flight, sends[b] sent ever."""
-    return [Snapshot({"available": units}, {"t1": sent[b]} if sent and b in sent else {}, (sends or {}).get(b, 0))
-            for b, units in enumerate(avail)]
+def look(*avail: int, sent: dict[int, int] | None = None, sends: dict[int, int] | None = None) -> list[Look]:
+    """One look at every bucket: bucket b has avail[b] units, sends[b] transfers sent ever, sent[b] in flight."""
+    return [Look(units, (sends or {}).get(b, 0), (sent or {}).get(b, 0)) for b, units in enumerate(avail)]
 
 
 def test_sold_out_is_proven_only_by_two_empty_looks_with_nothing_sent_between():
@@ -84,7 +82,7 @@ def test_sold_out_is_proven_only_by_two_empty_looks_with_nothing_sent_between():
     assert not nothing_elsewhere(look(0, 0, 0), look(0, 0, 0, sends={2: 1}), home=0)
     assert not nothing_elsewhere(look(0, 0, 0), look(0, 1, 0), home=0)  # a unit elsewhere
     assert not nothing_elsewhere(look(0, 2, 0), look(0, 0, 0), home=0)  # ... or taken since, by whom is unknown
-    assert not nothing_elsewhere(look(0, 0, 0, sent={2: "1:1:5"}), look(0, 0, 0), home=0)  # in flight
-    assert not nothing_elsewhere(look(0, 0, 0), look(0, 0, 0, sent={0: "1:1:5"}), home=0)  # from home, too
+    assert not nothing_elsewhere(look(0, 0, 0, sent={2: 1}), look(0, 0, 0), home=0)  # in flight
+    assert not nothing_elsewhere(look(0, 0, 0), look(0, 0, 0, sent={0: 1}), home=0)  # from home, too
     assert not nothing_elsewhere(look(0, 0, 0), None, home=0)  # a bucket gone: no proof
     assert not nothing_elsewhere(look(0, 0, 0), look(0, 0), home=0)
