@@ -249,6 +249,17 @@ local function queued_order(o, op)
   return nil
 end
 
+-- An order's short mode (its script's A_SHORT): 'need' answers too little stock
+-- {'n', available} unstored (pre_deduct_buckets brings units over and asks
+-- again); '' (or none) refuses it; a number N refuses it only if this bucket has sent
+-- exactly N transfers so far: the sale's sold-out proof saw N, and a send since
+-- may have taken units the proof counted on, so the order asks again.
+local function short_ok_of(mode)
+  if mode == 'need' then return true end
+  if mode == nil or mode == '' then return false end  -- nil: a caller that never asks (pre_deduct)
+  return tostring(tonumber(redis.call('HGET', K_META, 'sends') or '0')) ~= mode
+end
+
 -- What every order checks before it takes stock, in this order: the scalper
 -- verdict, the user's limit, then stock. A refusal reply, or nil to go ahead.
 -- With short_ok, too little stock is not refused but answered {'n', available},

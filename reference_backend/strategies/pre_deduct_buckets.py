@@ -22,14 +22,19 @@ TTL, the reaper, payment, cancel, refunds, the oversell detector.
 - **Sold out** is answered only when every other bucket is empty and no unit is
   on its way: two looks at every bucket, one after the other, each find the
   others empty and no transfer in flight, and no bucket sent a transfer between
-  them (each counts its transfers out). A unit is then in no bucket and in no
-  transfer at the moment between the looks, and the home bucket's own answer
-  comes after that moment. One look is not enough: a unit moving between two
-  buckets can be read in neither (``lua/bucket_look.lua`` is one look at one
-  bucket). The orders a node has waiting for a look share one begun after each
-  asked, so a sold-out sale costs one look per round trip, not two per order.
-  An order that keeps finding units moving gives up after ``GATHER_TRIES`` with
-  a 503, never a sold_out it cannot prove.
+  them (each counts its transfers out in its meta's ``sends``). Then no unit
+  moved between buckets from the first look to the second, so at a moment
+  between them the others held only units that were both given back (a hold
+  lapsed or was cancelled) and taken again within that bucket's two reads. The
+  home bucket's last answer comes after that moment, and refuses only if the
+  home bucket has sent nothing since the second look (the order script checks
+  its ``sends``; if it did, units may have left, and the order asks again). One
+  look is not enough: a unit moving between two buckets can be read in neither
+  (``lua/bucket_look.lua`` is one look at one bucket). The orders a node has
+  waiting for a look share one begun after each asked, so a sold-out sale costs
+  one look per round trip, not two per order. An order that keeps finding units
+  moving gives up after ``GATHER_TRIES`` with a 503, never a sold_out it cannot
+  prove.
 - **Rebalancing**: every node, each tick, finishes transfers stranded between
   their two steps (a node died) and gives an empty bucket half of the fullest
   bucket's leftovers, so stock does not wait in a bucket nobody orders from.
@@ -203,29 +208,32 @@ class PreDeductBuckets(PreDeduct):
         """Order in the home bucket; when it is short, bring units over and order again; once no unit is
         left elsewhere, the home bucket's answer is the last (it may still find units that came back)."""
         home = layout.home(user_id)
-        last = False
-        for _ in range(GATHER_TRIES):
-            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, not last)
+        proven: int | None = None  # the home bucket's sends when a sell-out was proven
+        for tries in itertools.count():
+            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, proven is None, proven)
             kind, payload = await self._submit(batch, user_id, qty, key, verdict, raw,
                                                nonce=f"b{home}_{secrets.token_hex(6)}")
             if kind != b"n":
                 return self._answer(kind, payload, f"{qty}:{user_id}")
-            last = await self._gather(layout, home, qty - int(payload))
+            if tries == GATHER_TRIES:
+                break
+            proven = await self._gather(sale_id, layout, home, qty - int(payload))
         raise ApiError(503, "unavailable", f"sale {sale_id}: units kept moving between its buckets "
                                            f"({GATHER_TRIES} tries); try again")
 
-    async def _gather(self, layout: Layout, home: int, need: int) -> bool:
+    async def _gather(self, sale_id: str, layout: Layout, home: int, need: int) -> int | None:
         """Bring at least ``need`` units into bucket ``home`` from the others, nearest first (each donor
-        gives half of what it has if that is more: the home bucket ran dry). True when there is nothing
-        to bring: every other bucket empty and nothing in flight (see the module docstring); False when
-        the home bucket is to be tried again.
+        gives half of what it has if that is more: the home bucket ran dry). When there is nothing to
+        bring (every other bucket empty and nothing in flight, see the module docstring): the home
+        bucket's sends in the second look, which its last answer must still find; else None (the
+        home bucket is to be tried again).
 
         Every bucket is read at once: near the end of a sale most buckets are empty, and asking
         each in turn would cost a round trip per bucket.
         """
-        first = await self._look(layout)
+        first = await self._look(sale_id, layout)
         if first is None:
-            return False  # a bucket is gone (a reset): the home bucket's answer says so
+            return None
         others = [(home + step) % len(layout.tags) for step in range(1, len(layout.tags))]
         if any(first[b].available > 0 for b in others):
             moved = 0
@@ -234,16 +242,21 @@ class PreDeductBuckets(PreDeduct):
                     break
                 if first[src].available > 0:
                     moved += await self.transfer(layout, src, home, need - moved)
-            return False
+            return None
         if any(look.in_flight for look in first):  # only units in flight are left: land them, look again
             await self._land(layout, [b for b, look in enumerate(first) if look.in_flight])
-            return False
-        return nothing_elsewhere(first, await self._look(layout), home)
+            return None
+        second = await self._look(sale_id, layout)
+        return second[home].sends if nothing_elsewhere(first, second, home) else None  # type: ignore[index]
 
-    async def _look(self, layout: Layout) -> list[Look] | None:
-        """One look at every bucket (lua/bucket_look.lua), all at once, begun after this call; None if a
-        bucket is gone. Concurrent orders share it: when the sale has sold out, most orders need two."""
-        return await self._looks.submit(layout, None)
+    async def _look(self, sale_id: str, layout: Layout) -> list[Look] | None:
+        """One look at every bucket (lua/bucket_look.lua), all at once, begun after this call; None if the
+        sale was reset to other buckets (the home bucket's next answer says so). Concurrent orders share
+        it: when the sale has sold out, most orders need two."""
+        looks = await self._looks.submit(layout, None)
+        if looks is None and await self.layout(sale_id, fresh=True) == layout:
+            raise ApiError(503, "unavailable", f"sale {sale_id}: a bucket is missing (a reset is under way)")
+        return looks
 
     async def _look_now(self, layout: Hashable, asking: list[None]) -> list[list[Look] | None]:
         assert isinstance(layout, Layout)
@@ -274,8 +287,10 @@ class PreDeductBuckets(PreDeduct):
 
     async def _deliver(self, layout: Layout, src: int, dst: int, tid: str, qty: int) -> None:
         d = SaleKeys(layout.tags[dst])
-        await self.store.script("bucket_receive")(keys=[d.meta, d.avail, d.received], args=[tid, qty, layout.strategy])
-        await self.store.redis.hdel(SaleKeys(layout.tags[src]).sent, tid)
+        added = await self.store.script("bucket_receive")(keys=[d.meta, d.avail, d.received],
+                                                          args=[tid, qty, layout.strategy])
+        if int(added) >= 0:  # -1: reset since, and the record read may be the new sale's: not ours to drop
+            await self.store.redis.hdel(SaleKeys(layout.tags[src]).sent, tid)
 
     async def _moved(self, sale_id: str, moved: StrategyMoved) -> None:
         """A bucket's meta named another layout: read the sale's again (or follow it to its new strategy)."""

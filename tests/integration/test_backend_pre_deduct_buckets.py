@@ -6,7 +6,9 @@ own slot); tests/integration/test_cluster.py runs the same strategy on a Redis C
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import zlib
 from collections import Counter
 
@@ -149,6 +151,8 @@ def test_units_in_flight_are_on_sale_an_order_finishes_their_transfer_rather_tha
         layout = r.hget(src.meta, "strategy").decode()
         send = r.register_script(lua.source("bucket_send"))
         assert send(keys=[src.meta, src.avail, src.sent], args=["slow-node-1", 1, 2, layout]) == 2  # 2 -> 1, halfway
+        # stamped a minute ahead: no rebalancer takes it for stranded (STRANDED_MS) before the order comes
+        r.hset(src.sent, "slow-node-1", f"1:2:{int(time.time() * 1000) + 60_000}")
         assert [x["available"] for x in buckets_of(a, "hot")] == [0, 0, 0]
         status, body = b.order("hot", buyers[2], 2)
         assert status == 201, body  # not sold_out: the node finished the transfer and brought the units over
@@ -158,6 +162,69 @@ def test_units_in_flight_are_on_sale_an_order_finishes_their_transfer_rather_tha
     assert b.order("hot", "late", 1)[1]["error"]["code"] == "sold_out"
     audit = assert_conserved(a, "hot")
     assert (audit["counters"]["held"], audit["counters"]["available"]) == (6, 0)
+
+
+def test_a_proven_sell_out_is_answered_only_if_the_home_bucket_sent_nothing_since(backend, redis_url):
+    """The last answer's script checks the home bucket's send count against the proof's second look:
+    a transfer out since may have taken units the proof counted on, so the order is asked again."""
+    a, _ = clients(backend)
+    put(a, "hot", stock=2, buckets=2)  # 1 and 1
+    home = SaleKeys(buckets_of(a, "hot")[0]["tag"])
+    assert a.order("hot", users_of_bucket(0, 2, 1)[0], 1)[0] == 201  # bucket 0 empty, bucket 1 has 1
+    r = redis.Redis.from_url(redis_url)
+    try:
+        layout = r.hget(home.meta, "strategy").decode()
+        batch = r.register_script(lua.source("pre_deduct_order_batch"))
+        orders = json.dumps([["k-1", "zed", "1", "", "", "n1"]])
+
+        def answer(mode: str) -> tuple[bytes, bytes]:
+            kind, payload = batch(keys=home.sale_keys(), args=[layout, "hot", home.order_prefix, mode, orders])
+            return kind, payload
+
+        sends = int(r.hget(home.meta, "sends") or 0)
+        assert answer("need") == (b"n", b"0")  # short: how many there are, nothing written
+        assert answer(str(sends + 1)) == (b"n", b"0")  # the proof saw another count: short again
+        assert not r.exists(home.idem("order", "k-1"))
+        kind, payload = answer(str(sends))  # the count the proof saw: the refusal, stored under its key
+        assert kind == b"r" and b'"sold_out"' in payload, payload
+        assert r.exists(home.idem("order", "k-1"))
+    finally:
+        r.close()
+
+
+def test_a_bucket_gone_from_under_the_sale_is_a_503_not_a_sold_out(backend, redis_url):
+    a, _ = clients(backend)
+    put(a, "hot", stock=2, buckets=2)  # 1 and 1
+    tags = [x["tag"] for x in buckets_of(a, "hot")]
+    buyers = users_of_bucket(0, 2, 2)
+    assert a.order("hot", buyers[0], 1)[0] == 201  # bucket 0 empty
+    r = redis.Redis.from_url(redis_url)
+    try:
+        r.delete(SaleKeys(tags[1]).meta)  # bucket 1 lost (say, a shard that came back empty)
+    finally:
+        r.close()
+    status, body = a.order("hot", buyers[1], 1)
+    assert (status, body["error"]["code"]) == (503, "unavailable"), body
+    assert "a bucket is missing" in body["error"]["message"]
+
+
+def test_bucket_receive_tells_a_stale_layout_from_a_repeat(backend, redis_url):
+    """A node still holding an old layout of a reset sale (same bucket names) may read the new sale's
+    transfer records: its bucket_receive answers -1, not 0, so it leaves the record alone (_deliver)."""
+    a, _ = clients(backend)
+    put(a, "hot", stock=4, buckets=2)
+    tags = [x["tag"] for x in buckets_of(a, "hot")]
+    r = redis.Redis.from_url(redis_url)
+    try:
+        receive = r.register_script(lua.source("bucket_receive"))
+        dst = SaleKeys(tags[1])
+        layout = r.hget(dst.meta, "strategy").decode()
+        assert receive(keys=[dst.meta, dst.avail, dst.received], args=["t-old", 1, layout + "x"]) == -1
+        assert receive(keys=[dst.meta, dst.avail, dst.received], args=["t-1", 1, layout]) == 1
+        assert receive(keys=[dst.meta, dst.avail, dst.received], args=["t-1", 1, layout]) == 0  # once per id
+        assert not r.sismember(dst.received, "t-old")
+    finally:
+        r.close()
 
 
 def test_the_rebalancer_moves_leftovers_into_an_empty_bucket(backend):
