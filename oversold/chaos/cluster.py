@@ -346,7 +346,8 @@ class ClusterTopology:
             node.child.stop()
         node.child = Child.start(node.argv, name=node.name, log_dir=self.log_dir)
         self.pids.append(node.child.pid)
-        if not wait_for_port(node.port, timeout=timeout, child=node.child):
+        if not (wait_for_port(node.port, timeout=timeout, child=node.child)
+                and serves_as(node.port, node.child.pid, timeout)):
             raise ChaosError(f"{node.name} did not come back on {node.host}:{node.port}: {node.child.log_tail()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

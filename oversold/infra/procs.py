@@ -89,6 +89,14 @@ class Child:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the process to exit by itself; whether it did."""
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""

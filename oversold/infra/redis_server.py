@@ -88,8 +88,10 @@ class RedisServer:
                 "--daemonize", "no", "--logfile", "",
             ] + list(extra_args or [])
             child = Child.start(argv, name=name, log_dir=log_dir or workdir)
-            if wait_for_port(p, timeout=timeout, child=child) and serves_as(p, child.pid, timeout):
-                return cls(port=p, child=child, workdir=workdir)
+            if wait_for_port(p, timeout=timeout, child=child):
+                if serves_as(p, child.pid, timeout):
+                    return cls(port=p, child=child, workdir=workdir)
+                child.wait_exit(1.0)  # another server answers: ours is exiting, its log says why
             tail = child.log_tail()
             child.stop()
             if port is not None:
