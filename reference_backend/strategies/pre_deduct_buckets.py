@@ -471,9 +471,10 @@ class Look(NamedTuple):
 
 def nothing_elsewhere(first: list[Look], second: list[Look] | None, home: int) -> bool:
     """Whether two looks at every bucket, ``first`` wholly before ``second``, prove that at a moment
-    between them no unit was available outside bucket ``home``: both find every other bucket empty
-    and no transfer in flight, and no bucket sent one in between (a unit moving from a bucket not yet
-    read to one already read is seen in neither look, but its transfer is counted)."""
+    between them no unit was available outside bucket ``home`` (but for one given back and taken
+    again within its bucket's two reads; see the module docstring): both find every other bucket
+    empty and no transfer in flight, and no bucket sent one in between (a unit moving from a bucket
+    not yet read to one already read is seen in neither look, but its transfer is counted)."""
     if second is None or len(second) != len(first):
         return False
     for b, (one, two) in enumerate(zip(first, second)):
