@@ -36,8 +36,8 @@ from typing import Any
 import redis
 
 from oversold.errors import ChaosError, RedisUnavailable
-from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
-from oversold.infra.redis_server import find_redis_binary, serves_as
+from oversold.infra.procs import LOOPBACK, Child, free_port
+from oversold.infra.redis_server import find_redis_binary, wait_for_redis
 
 from .redis_ask import ask as _ask
 from .redis_ask import client as _client
@@ -190,7 +190,7 @@ class ClusterTopology:
             argv = self._argv(name, port)
             node = ClusterNode(name, shard, port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
+            if wait_for_redis(port, node.child, 10):
                 self.nodes.append(node)
                 return node
             node.child.stop()
@@ -346,8 +346,7 @@ class ClusterTopology:
             node.child.stop()
         node.child = Child.start(node.argv, name=node.name, log_dir=self.log_dir)
         self.pids.append(node.child.pid)
-        if not (wait_for_port(node.port, timeout=timeout, child=node.child)
-                and serves_as(node.port, node.child.pid, timeout)):
+        if not wait_for_redis(node.port, node.child, timeout):
             raise ChaosError(f"{node.name} did not come back on {node.host}:{node.port}: {node.child.log_tail()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

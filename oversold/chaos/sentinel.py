@@ -40,8 +40,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from oversold.errors import BadInput, ChaosError, RedisUnavailable
-from oversold.infra.procs import LOOPBACK, Child, free_port, wait_for_port
-from oversold.infra.redis_server import find_redis_binary, serves_as
+from oversold.infra.procs import LOOPBACK, Child, free_port
+from oversold.infra.redis_server import find_redis_binary, wait_for_redis
 
 from .redis_ask import ask as _ask
 
@@ -186,7 +186,7 @@ class SentinelTopology:
             argv = self._data_argv(name, port) + extra
             node = Node(name, kind, port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
+            if wait_for_redis(port, node.child, 10):
                 self.data_nodes.append(node)
                 return node
             node.child.stop()
@@ -210,7 +210,7 @@ class SentinelTopology:
             argv = [self.binary, str(conf), "--sentinel"]
             node = Node(name, "sentinel", port, argv, Child.start(argv, name=name, log_dir=self.log_dir))
             self.pids.append(node.child.pid)
-            if wait_for_port(port, timeout=10, child=node.child) and serves_as(port, node.child.pid, 5):
+            if wait_for_redis(port, node.child, 10):
                 self.sentinel_nodes.append(node)
                 return node
             node.child.stop()
@@ -333,8 +333,7 @@ class SentinelTopology:
         node.argv = argv
         node.child = Child.start(argv, name=node.name, log_dir=self.log_dir)
         self.pids.append(node.child.pid)
-        if not (wait_for_port(node.port, timeout=timeout, child=node.child)
-                and serves_as(node.port, node.child.pid, timeout)):
+        if not wait_for_redis(node.port, node.child, timeout):
             raise ChaosError(f"{node.name} did not come back on {node.host}:{node.port}: {node.child.log_tail()}")
         if self.killed is node:
             self.killed = None

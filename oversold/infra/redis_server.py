@@ -54,6 +54,12 @@ def serves_as(port: int, pid: int, timeout: float) -> bool:
         client.close()
 
 
+def wait_for_redis(port: int, child: Child, timeout: float) -> bool:
+    """Wait until ``child``, a redis-server (or Sentinel), serves on loopback ``port``; False if it died,
+    timed out, or another server answers there."""
+    return wait_for_port(port, timeout=timeout, child=child) and serves_as(port, child.pid, timeout)
+
+
 @dataclass
 class RedisServer:
     """A ``redis-server`` child process this harness owns."""
@@ -88,10 +94,9 @@ class RedisServer:
                 "--daemonize", "no", "--logfile", "",
             ] + list(extra_args or [])
             child = Child.start(argv, name=name, log_dir=log_dir or workdir)
-            if wait_for_port(p, timeout=timeout, child=child):
-                if serves_as(p, child.pid, timeout):
-                    return cls(port=p, child=child, workdir=workdir)
-                child.wait_exit(1.0)  # another server answers: ours is exiting, its log says why
+            if wait_for_redis(p, child, timeout):
+                return cls(port=p, child=child, workdir=workdir)
+            child.wait_exit(1.0)  # if another server answers, ours is exiting: its log says why
             tail = child.log_tail()
             child.stop()
             if port is not None:

@@ -215,7 +215,7 @@ class LuaStrategy(Strategy):
         k = SaleKeys(batch.keys_of)
         flat = await self.store.script(self.batch_script)(
             keys=k.sale_keys(),
-            args=[batch.strategy, batch.sale_id, k.order_prefix, batch.short_mode, orjson.dumps(orders)])
+            args=[batch.strategy, batch.sale_id, k.order_prefix, batch.short, orjson.dumps(orders)])
         return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     async def pay(self, sale_id: str, order_id: str, key: str | None) -> Reply:
@@ -254,13 +254,9 @@ class BatchKey:
     sale_id: str  # the sale the answers show
     keys_of: str  # the sale whose keys the batch runs on (a bucket of a pre_deduct_buckets sale)
     strategy: str  # what the keys' meta must say
-    short: bool = False  # too little stock answers {'n', available} (pre_deduct_buckets), not sold_out
-    sends: int | None = None  # ... unless the bucket sent exactly this many transfers (a proven sell-out)
-
-    @property
-    def short_mode(self) -> str:
-        """The scripts' A_SHORT (lua/_sale.lua short_ok_of)."""
-        return "need" if self.short else ("" if self.sends is None else str(self.sends))
+    # the scripts' A_SHORT (lua/_sale.lua short_ok_of), for pre_deduct_buckets: 'need' answers too little
+    # stock {'n', available}, not sold_out; a send count does so unless the bucket sent exactly that many
+    short: str = ""
 
 
 def new_order_nonce() -> str:

@@ -210,7 +210,7 @@ class PreDeductBuckets(PreDeduct):
         home = layout.home(user_id)
         proven: int | None = None  # the home bucket's sends when a sell-out was proven
         for tries in itertools.count():
-            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, proven is None, proven)
+            batch = BatchKey(sale_id, layout.tags[home], layout.strategy, "need" if proven is None else str(proven))
             kind, payload = await self._submit(batch, user_id, qty, key, verdict, raw,
                                                nonce=f"b{home}_{secrets.token_hex(6)}")
             if kind != b"n":
