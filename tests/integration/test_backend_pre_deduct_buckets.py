@@ -140,28 +140,29 @@ def test_units_in_flight_are_on_sale_an_order_finishes_their_transfer_rather_tha
     """A transfer between its two steps (its node slow, or dead, less than STRANDED_MS ago) holds units
     that are in no bucket. An order finding every bucket empty finishes it and buys them."""
     a, b = clients(backend)
-    put(a, "hot", stock=6, buckets=3)  # 2, 2, 2
+    put(a, "hot", stock=3, buckets=3)  # 1, 1, 1: no bucket ever has the 2 units the rebalancer needs to move any
     tags = [x["tag"] for x in buckets_of(a, "hot")]
-    buyers = users_of_bucket(0, 3, 3)
-    assert a.order("hot", buyers[0], 2)[0] == 201  # bucket 0 empty
-    assert a.order("hot", buyers[1], 2)[0] == 201  # ... and bucket 1, whose units came over
+    buyers = users_of_bucket(0, 3, 2)
+    assert a.order("hot", buyers[0], 1)[0] == 201  # bucket 0 empty
     r = redis.Redis.from_url(redis_url)
     try:
-        src = SaleKeys(tags[2])
-        layout = r.hget(src.meta, "strategy").decode()
+        layout = r.hget(SaleKeys(tags[0]).meta, "strategy").decode()
         send = r.register_script(lua.source("bucket_send"))
-        assert send(keys=[src.meta, src.avail, src.sent], args=["slow-node-1", 1, 2, layout]) == 2  # 2 -> 1, halfway
-        # stamped a minute ahead: no rebalancer takes it for stranded (STRANDED_MS) before the order comes
-        r.hset(src.sent, "slow-node-1", f"1:2:{int(time.time() * 1000) + 60_000}")
+        ahead = int(time.time() * 1000) + 60_000  # no rebalancer takes them for stranded (STRANDED_MS) first
+        for src, dst in ((1, 2), (2, 1)):  # each unit halfway to the other bucket
+            k = SaleKeys(tags[src])
+            assert send(keys=[k.meta, k.avail, k.sent], args=[f"slow-{src}", dst, 1, layout]) == 1
+            r.hset(k.sent, f"slow-{src}", f"{dst}:1:{ahead}")
         assert [x["available"] for x in buckets_of(a, "hot")] == [0, 0, 0]
-        status, body = b.order("hot", buyers[2], 2)
-        assert status == 201, body  # not sold_out: the node finished the transfer and brought the units over
-        assert r.hlen(src.sent) == 0 and r.sismember(SaleKeys(tags[1]).received, "slow-node-1")
+        status, body = b.order("hot", buyers[1], 2)
+        assert status == 201, body  # not sold_out: the node finished both transfers and brought the units over
+        assert r.hlen(SaleKeys(tags[1]).sent) == r.hlen(SaleKeys(tags[2]).sent) == 0
+        assert r.sismember(SaleKeys(tags[2]).received, "slow-1") and r.sismember(SaleKeys(tags[1]).received, "slow-2")
     finally:
         r.close()
     assert b.order("hot", "late", 1)[1]["error"]["code"] == "sold_out"
     audit = assert_conserved(a, "hot")
-    assert (audit["counters"]["held"], audit["counters"]["available"]) == (6, 0)
+    assert (audit["counters"]["held"], audit["counters"]["available"]) == (3, 0)
 
 
 def test_a_proven_sell_out_is_answered_only_if_the_home_bucket_sent_nothing_since(backend, redis_url):
